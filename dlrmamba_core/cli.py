@@ -1,0 +1,71 @@
+"""The ``dlrmamba`` command: one entry point, one subcommand per task.
+
+Each area of the library contributes its subcommands through a ``register(subparsers)``
+function in its own ``cli`` module (listed in ``_AREAS``). Those modules import heavy
+dependencies (torch, rosbags) inside the command handlers, so ``dlrmamba --help`` and the
+runtime commands work on a robot without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from dlrmamba_core import __version__
+from dlrmamba_core.errors import DlrmambaError
+
+# module path -> what it adds; a module that does not exist yet is skipped.
+_AREAS = (
+    "dlrmamba_core.data.cli",      # data gen | data show | data stats | data register
+    "dlrmamba_core.models.cli",    # models (list variants, params, GFLOPs)
+    "dlrmamba_core.engine.cli",    # train | distill | eval
+    "dlrmamba_core.runtime.cli",   # export | detect | bench | quantize
+    "dlrmamba_core.bag.cli",       # synth-bag | bag-eval | bag-play
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlrmamba",
+        description="RGB + thermal low-rank Mamba detector: data, training, export, runtime.",
+    )
+    parser.add_argument("--version", action="version", version=f"dlrmamba {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _AREAS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            # Only tolerate the area module itself being absent, never a missing dependency.
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        rc = args.func(args)
+    except DlrmambaError as exc:
+        print(f"dlrmamba {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dlrmamba {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
