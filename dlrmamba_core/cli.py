@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            # Only tolerate the area module itself being absent, never a missing dependency.
-            if exc.name != name:
+            # Only tolerate the area module (or its package) being absent, never a missing
+            # dependency inside it.
+            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
                 raise
             continue
         module.register(sub)

@@ -25,11 +25,11 @@ PKG = HERE / "vision_msgs"
 FOREIGN_PY_INCLUDE = "/opt/python/cp311-cp311/include/python3.11"
 
 
-def definition_hash() -> str:
+def definition_hash(pkg: Path) -> str:
     h = hashlib.sha256()
-    for p in sorted(PKG.rglob("*")):
+    for p in sorted(pkg.rglob("*")):
         if p.is_file():
-            h.update(p.relative_to(PKG).as_posix().encode())
+            h.update(p.relative_to(pkg).as_posix().encode())
             h.update(p.read_bytes())
     return h.hexdigest()
 
@@ -74,12 +74,16 @@ def patch_wheel_cmake(venv: Path) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--venv", type=Path, required=True)
+    ap.add_argument("--pkg", type=Path, default=PKG, help="interface package source")
+    ap.add_argument("--prefix", type=Path, default=None, help="install prefix (default: venv)")
     ap.add_argument("--force", action="store_true", help="rebuild even if up to date")
     args = ap.parse_args()
     venv = args.venv.resolve()
+    pkg = args.pkg.resolve()
+    prefix = (args.prefix or venv).resolve()
     python = str(venv / "bin" / "python")
-    stamp = venv / ".vision_msgs.stamp"
-    digest = definition_hash()
+    stamp = prefix / ".vision_msgs.stamp"
+    digest = definition_hash(pkg)
     if not args.force and stamp.exists() and stamp.read_text() == digest and imports_ok(python):
         print("    vision_msgs is up to date.")
         return 0
@@ -89,7 +93,7 @@ def main() -> int:
         return 2
     n = patch_wheel_cmake(venv)
     print(f"    patched {n} CMake config file(s) of the ROS wheels for this interpreter.")
-    build = venv / ".vision_msgs_build"
+    build = prefix / ".vision_msgs_build"
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir(parents=True)
     log = build / "log.txt"
@@ -98,8 +102,8 @@ def main() -> int:
     env["AMENT_PREFIX_PATH"] = str(venv)
     env["CMAKE_PREFIX_PATH"] = str(venv)
     cmds = [
-        [cmake, "-S", str(PKG), "-B", str(build / "b"), f"-DCMAKE_PREFIX_PATH={venv}",
-         f"-DCMAKE_INSTALL_PREFIX={venv}", f"-DPython3_EXECUTABLE={python}",
+        [cmake, "-S", str(pkg), "-B", str(build / "b"), f"-DCMAKE_PREFIX_PATH={venv}",
+         f"-DCMAKE_INSTALL_PREFIX={prefix}", f"-DPython3_EXECUTABLE={python}",
          "-DBUILD_TESTING=OFF", "-DCMAKE_BUILD_TYPE=Release"],
         [cmake, "--build", str(build / "b"), "-j", str(os.cpu_count() or 2)],
         [cmake, "--install", str(build / "b")],
@@ -116,7 +120,7 @@ def main() -> int:
                 print(f"\ncmake step failed: {' '.join(cmd[:2])} (full log: {log})",
                       file=sys.stderr)
                 return 1
-    if not imports_ok(python):
+    if prefix == venv and not imports_ok(python):
         print("vision_msgs was built but does not import from the venv; see " + str(log),
               file=sys.stderr)
         return 1
