@@ -1,0 +1,492 @@
+"""COCO-style detection evaluation with pycocotools.
+
+Two layers:
+
+* :func:`coco_metrics` takes plain numpy predictions and ground truth (one entry per image)
+  and returns mAP50, mAP50:95 and per-class AP computed by ``pycocotools.cocoeval.COCOeval``,
+  plus the data behind PR curves and a confusion matrix. Anything that produces boxes (the
+  INT8 check, the rosbag evaluation, the trainer) can call it.
+* :func:`evaluate` runs a model over a dataset first: a torch detector (``nn.Module``), a
+  runtime ``Detector``, or a path to an ``.onnx`` / ``.pt`` file.
+
+:func:`write_report` writes ``metrics.json``, ``pr_curves.png`` and ``confusion_matrix.png``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import contextlib
+from dataclasses import dataclass
+import io
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlrmamba_core.engine.fileio import save_figure, write_json
+from dlrmamba_core.errors import ConfigError, DatasetError, ModelFileError
+
+log = logging.getLogger(__name__)
+
+#: IoU threshold and minimum score used for the confusion matrix (mAP uses all scores).
+CONFUSION_IOU = 0.5
+CONFUSION_CONF = 0.25
+
+
+@dataclass
+class ImagePredictions:
+    """Detections of one image.
+
+    Attributes:
+        boxes: (N, 4) float32 xyxy pixels.
+        scores: (N,) float32 confidences in [0, 1].
+        class_ids: (N,) int64 class indices.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+
+@dataclass
+class ImageTruth:
+    """Ground truth of one image.
+
+    Attributes:
+        boxes: (M, 4) float32 xyxy pixels, in the same frame as the predictions.
+        labels: (M,) int64 class indices.
+        width: image width in pixels (only used to fill the COCO image record).
+        height: image height in pixels.
+    """
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    width: int = 0
+    height: int = 0
+
+
+def _as_pred(p: ImagePredictions | Sequence[np.ndarray]) -> ImagePredictions:
+    if isinstance(p, ImagePredictions):
+        return p
+    boxes, scores, class_ids = p
+    return ImagePredictions(np.asarray(boxes, np.float32).reshape(-1, 4),
+                            np.asarray(scores, np.float32).reshape(-1),
+                            np.asarray(class_ids, np.int64).reshape(-1))
+
+
+def _as_truth(t: ImageTruth | Sequence[np.ndarray]) -> ImageTruth:
+    if isinstance(t, ImageTruth):
+        return t
+    boxes, labels = t[0], t[1]
+    return ImageTruth(np.asarray(boxes, np.float32).reshape(-1, 4),
+                      np.asarray(labels, np.int64).reshape(-1))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes: (N, 4) x (M, 4) -> (N, M)."""
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(br - tl, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def confusion_matrix(
+    predictions: Sequence[ImagePredictions],
+    truths: Sequence[ImageTruth],
+    num_classes: int,
+    iou_threshold: float = CONFUSION_IOU,
+    conf_threshold: float = CONFUSION_CONF,
+) -> np.ndarray:
+    """Detection confusion matrix.
+
+    Detections with score >= ``conf_threshold`` are matched greedily (highest score first) to
+    the unmatched ground-truth box of highest IoU >= ``iou_threshold``, whatever its class.
+
+    Returns:
+        (nc + 1, nc + 1) int64, rows = true class, columns = predicted class; the last row
+        counts false detections (background predicted as a class), the last column missed
+        objects (a class predicted as background).
+    """
+    nc = num_classes
+    cm = np.zeros((nc + 1, nc + 1), np.int64)
+    for p, t in zip(predictions, truths, strict=True):
+        keep = p.scores >= conf_threshold
+        boxes, scores, cls = p.boxes[keep], p.scores[keep], p.class_ids[keep]
+        order = np.argsort(-scores, kind="stable")
+        matched = np.zeros(len(t.labels), bool)
+        ious = box_iou(boxes, t.boxes) if len(boxes) and len(t.boxes) else None
+        for i in order:
+            j = -1
+            if ious is not None:
+                cand = np.where(~matched & (ious[i] >= iou_threshold), ious[i], -1.0)
+                if cand.max() >= 0:
+                    j = int(cand.argmax())
+            if j >= 0:
+                matched[j] = True
+                cm[int(t.labels[j]), int(cls[i])] += 1
+            else:
+                cm[nc, int(cls[i])] += 1
+        for j in np.where(~matched)[0]:
+            cm[int(t.labels[j]), nc] += 1
+    return cm
+
+
+def coco_metrics(
+    predictions: Sequence[ImagePredictions | Sequence[np.ndarray]],
+    truths: Sequence[ImageTruth | Sequence[np.ndarray]],
+    class_names: Sequence[str],
+    max_detections: int = 100,
+) -> dict[str, Any]:
+    """COCO mAP of numpy detections against numpy ground truth (pycocotools).
+
+    Args:
+        predictions: per image ``ImagePredictions`` or a ``(boxes, scores, class_ids)`` tuple.
+        truths: per image ``ImageTruth`` or a ``(boxes, labels)`` tuple, same order and
+            pixel frame as ``predictions``.
+        class_names: the class map (index -> name).
+        max_detections: detections kept per image, highest scores first (COCO's maxDets).
+
+    Returns:
+        ``{"mAP50", "mAP50_95"`` (percent, 0..100), ``"per_class"`` {name: {"AP50",
+        "AP50_95", "num_gt"}} (AP None for a class without ground truth), ``"num_images",
+        "num_gt", "num_det", "pr_curves"`` {name: [precision at recall 0, 0.01, .., 1] at
+        IoU 0.5}, ``"confusion_matrix"`` (list of rows, see :func:`confusion_matrix`)}.
+
+    Raises:
+        ConfigError: lengths differ or a class id is outside ``class_names``.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    preds = [_as_pred(p) for p in predictions]
+    gts = [_as_truth(t) for t in truths]
+    nc = len(class_names)
+    if len(preds) != len(gts):
+        raise ConfigError(f"coco_metrics: {len(preds)} prediction entries but {len(gts)} "
+                          "ground-truth entries; pass one of each per image, in the same order")
+    for name, arr in (("prediction", [p.class_ids for p in preds]),
+                      ("ground-truth", [t.labels for t in gts])):
+        for i, a in enumerate(arr):
+            if len(a) and (a.min() < 0 or a.max() >= nc):
+                raise ConfigError(f"coco_metrics: image {i} has a {name} class id outside "
+                                  f"0..{nc - 1} ({nc} class names given)")
+
+    images, anns, dets = [], [], []
+    for img_id, (p, t) in enumerate(zip(preds, gts, strict=True), start=1):
+        w = t.width or math.ceil(max(t.boxes[:, 2].max(initial=1), 1))
+        h = t.height or math.ceil(max(t.boxes[:, 3].max(initial=1), 1))
+        images.append({"id": img_id, "width": w, "height": h})
+        for b, c in zip(t.boxes, t.labels, strict=True):
+            bw, bh = float(b[2] - b[0]), float(b[3] - b[1])
+            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": int(c) + 1,
+                         "bbox": [float(b[0]), float(b[1]), bw, bh], "area": bw * bh,
+                         "iscrowd": 0})
+        order = np.argsort(-p.scores, kind="stable")[:max_detections]
+        for k in order:
+            b = p.boxes[k]
+            dets.append({"image_id": img_id, "category_id": int(p.class_ids[k]) + 1,
+                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]),
+                                  float(b[3] - b[1])],
+                         "score": float(p.scores[k])})
+
+    num_gt = np.bincount(np.concatenate([t.labels for t in gts] or [np.zeros(0, np.int64)]),
+                         minlength=nc)
+    result: dict[str, Any] = {
+        "mAP50": 0.0, "mAP50_95": 0.0, "per_class": {},
+        "num_images": len(images), "num_gt": len(anns), "num_det": len(dets),
+        "pr_curves": {}, "recall_thresholds": [round(r, 2) for r in np.linspace(0, 1, 101)],
+    }
+    precision = None
+    if anns and dets:
+        coco_gt = COCO()
+        coco_gt.dataset = {"images": images, "annotations": anns,
+                           "categories": [{"id": i + 1, "name": n}
+                                          for i, n in enumerate(class_names)]}
+        # pycocotools prints progress to stdout; keep library output off our stdout.
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_gt.createIndex()
+            coco_dt = coco_gt.loadRes(dets)
+            ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
+            ev.params.maxDets = [1, 10, max_detections]
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        result["mAP50_95"] = round(100.0 * max(float(ev.stats[0]), 0.0), 3)
+        result["mAP50"] = round(100.0 * max(float(ev.stats[1]), 0.0), 3)
+        # precision: (T iou thresholds, R=101 recall points, K classes, A areas, M maxDets)
+        precision = ev.eval["precision"][:, :, :, 0, -1]  # all areas, largest maxDets
+    for k, name in enumerate(class_names):
+        ap50 = ap = None
+        curve = [0.0] * 101
+        if num_gt[k] > 0:
+            ap50 = ap = 0.0
+            if precision is not None:
+                pk = precision[:, :, k]  # (T, R); -1 marks "no data"
+                valid = pk[pk > -1]
+                ap = round(100.0 * float(valid.mean()), 3) if valid.size else 0.0
+                p50 = pk[0][pk[0] > -1]
+                ap50 = round(100.0 * float(p50.mean()), 3) if p50.size else 0.0
+                curve = [round(float(max(v, 0.0)), 4) for v in pk[0]]
+        result["per_class"][name] = {"AP50": ap50, "AP50_95": ap, "num_gt": int(num_gt[k])}
+        result["pr_curves"][name] = curve
+    result["confusion_matrix"] = confusion_matrix(preds, gts, nc).tolist()
+    return result
+
+
+def plot_pr_curves(metrics: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """PR curve per class at IoU 0.5 (from :func:`coco_metrics`) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    rec = metrics["recall_thresholds"]
+    for name, curve in metrics["pr_curves"].items():
+        ap = metrics["per_class"][name]["AP50"]
+        label = f"{name} (AP50 {ap:.1f})" if ap is not None else f"{name} (no GT)"
+        ax.plot(rec, curve, label=label)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"PR @ IoU 0.5, mAP50 {metrics['mAP50']:.1f}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    return save_figure(path, fig)
+
+
+def plot_confusion(metrics: dict[str, Any], class_names: Sequence[str],
+                   path: str | os.PathLike[str]) -> Path:
+    """Confusion matrix (rows true, columns predicted, + background) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(metrics["confusion_matrix"], np.float64)
+    labels = [*class_names, "background"]
+    # Normalize each true-class row so rare classes are readable; background row by its sum.
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(labels), 0.8 + 0.5 * len(labels)))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j]:
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"confusion (IoU>={CONFUSION_IOU}, score>={CONFUSION_CONF})")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return save_figure(path, fig)
+
+
+def write_report(metrics: dict[str, Any], class_names: Sequence[str],
+                 out_dir: str | os.PathLike[str], plots: bool = True) -> Path:
+    """Write ``metrics.json`` (+ ``pr_curves.png``, ``confusion_matrix.png``) into ``out_dir``.
+
+    Returns:
+        The path of ``metrics.json``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if plots:
+        plot_pr_curves(metrics, out / "pr_curves.png")
+        plot_confusion(metrics, class_names, out / "confusion_matrix.png")
+    return write_json(out / "metrics.json", metrics)
+
+
+# --------------------------------------------------------------------------------------------
+# Running a model over a dataset
+# --------------------------------------------------------------------------------------------
+
+def blank_modality(rgb: Any, thermal: Any, modality: str) -> tuple[Any, Any]:
+    """Zero the input a single-modality model does not use.
+
+    A single-modality model is the same fused detector trained (and run) with the other
+    camera's input replaced by zeros, so its ONNX keeps both inputs.
+
+    Args:
+        rgb: (B, 3, H, W) tensor or array in [0, 1].
+        thermal: (B, 1, H, W) tensor or array in [0, 1].
+        modality: "fused", "rgb" or "thermal".
+    """
+    if modality == "fused":
+        return rgb, thermal
+    if modality == "rgb":
+        return rgb, thermal * 0
+    if modality == "thermal":
+        return rgb * 0, thermal
+    raise ConfigError(f"modality must be fused, rgb or thermal, got {modality!r}")
+
+
+def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batch_size: int,
+                       device: str, modality: str, conf: float, iou: float, max_det: int,
+                       num_workers: int, limit: int | None
+                       ) -> tuple[list[ImagePredictions], list[ImageTruth]]:
+    import torch
+
+    from dlrmamba_core.data.torch_dataset import DetectionDataset, collate
+    from dlrmamba_core.runtime.postprocess import nms
+
+    ds = dataset if isinstance(dataset, DetectionDataset) else DetectionDataset(
+        dataset, input_hw, augment=False)
+    if limit is not None:
+        ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False,
+                                         num_workers=num_workers, collate_fn=collate)
+    was_training = model.training
+    model.eval()
+    preds: list[ImagePredictions] = []
+    truths: list[ImageTruth] = []
+    dev = torch.device(device)
+    h, w = input_hw
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                rgb, thermal = blank_modality(batch["rgb"].to(dev), batch["thermal"].to(dev),
+                                              modality)
+                out = model(rgb, thermal).float().cpu().numpy()  # (B, 4 + nc, A)
+                dets = nms(out, conf, iou, max_det)
+                tg = batch["targets"].numpy()  # (M, 6) [batch_idx, cls, x1, y1, x2, y2]
+                for b, (boxes, scores, cls) in enumerate(dets):
+                    preds.append(ImagePredictions(boxes, scores, cls))
+                    sel = tg[:, 0] == b
+                    truths.append(ImageTruth(tg[sel, 2:6].astype(np.float32),
+                                             tg[sel, 1].astype(np.int64), w, h))
+    finally:
+        model.train(was_training)
+    return preds, truths
+
+
+def _detector_predictions(detector: Any, dataset: Any, modality: str, limit: int | None
+                          ) -> tuple[list[ImagePredictions], list[ImageTruth]]:
+    preds: list[ImagePredictions] = []
+    truths: list[ImageTruth] = []
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    for i in range(n):
+        s = dataset[i]
+        rgb, thermal = s.rgb, s.thermal
+        if modality == "rgb":
+            thermal = np.zeros_like(thermal)
+        elif modality == "thermal":
+            rgb = np.zeros_like(rgb)
+        d = detector.detect(rgb, thermal, homography=s.homography)
+        preds.append(ImagePredictions(d.boxes, d.scores, d.class_ids))
+        truths.append(ImageTruth(s.boxes, s.labels, s.rgb.shape[1], s.rgb.shape[0]))
+    return preds, truths
+
+
+def evaluate(
+    model_or_detector: Any,
+    dataset: Any,
+    class_names: Sequence[str] | None = None,
+    input_hw: tuple[int, int] | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    modality: str = "fused",
+    conf_threshold: float = 0.001,
+    iou_threshold: float = 0.6,
+    max_detections: int = 100,
+    num_workers: int = 0,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Run a model over a dataset and compute COCO metrics.
+
+    Args:
+        model_or_detector: a torch detector (``nn.Module`` with the eval-mode output of the
+            interface contract), a runtime ``Detector``, or a path to ``.onnx`` (run with the
+            runtime Detector) or ``.pt`` (loaded with ``models.io.load_model``).
+        dataset: a ``PairDataset`` (reader output) or a ``DetectionDataset``.
+        class_names: defaults to the dataset's ``class_names``.
+        input_hw: network input (h, w) for torch models; defaults to the checkpoint's.
+        batch_size: torch batch size.
+        device: torch device string.
+        modality: "fused", "rgb" or "thermal" (the other input is zeroed).
+        conf_threshold: minimum score kept before NMS (low, so the PR curve is complete).
+        iou_threshold: NMS IoU.
+        max_detections: detections per image.
+        num_workers: DataLoader workers (torch path).
+        limit: evaluate only the first ``limit`` images.
+
+    Returns:
+        The dict of :func:`coco_metrics`.
+
+    Raises:
+        DatasetError: the dataset is empty.
+        ModelFileError: the model file is missing or its classes differ from the dataset's.
+    """
+    if len(dataset) == 0:
+        raise DatasetError("evaluate: the dataset has no samples; check the path and split")
+    names = list(class_names if class_names is not None else _dataset_class_names(dataset))
+    target = model_or_detector
+    if isinstance(target, (str, os.PathLike)):
+        path = Path(target)
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such model file; pass a .onnx or .pt file")
+        if path.suffix == ".onnx":
+            from dlrmamba_core.runtime import Detector
+
+            target = Detector(str(path), conf_threshold=conf_threshold,
+                              iou_threshold=iou_threshold, max_detections=max_detections)
+        else:
+            from dlrmamba_core.models.io import load_model
+
+            target, meta = load_model(path, map_location=device)
+            input_hw = input_hw or tuple(meta["input_hw"])  # type: ignore[assignment]
+            _check_classes(path, list(meta["class_names"]), names)
+            modality = (meta.get("extra") or {}).get("modality", modality)
+    if hasattr(target, "detect"):
+        model_names = list(getattr(target, "class_names", names))
+        _check_classes(model_or_detector, model_names, names)
+        preds, truths = _detector_predictions(target, dataset, modality, limit)
+    else:
+        import torch
+
+        if input_hw is None:
+            raise ConfigError("evaluate: input_hw is required for a torch model")
+        nc = getattr(target, "num_classes", len(names))
+        if nc != len(names):
+            raise ModelFileError(f"evaluate: the model predicts {nc} classes but the dataset "
+                                 f"has {len(names)} ({names}); evaluate on a dataset with the "
+                                 "model's classes")
+        target = target.to(torch.device(device))
+        preds, truths = _torch_predictions(target, dataset, tuple(input_hw), batch_size,
+                                           device, modality, conf_threshold, iou_threshold,
+                                           max_detections, num_workers, limit)
+    return coco_metrics(preds, truths, names, max_detections=max_detections)
+
+
+def _dataset_class_names(dataset: Any) -> list[str]:
+    for obj in (dataset, getattr(dataset, "dataset", None), getattr(dataset, "pairs", None)):
+        if obj is not None and hasattr(obj, "class_names"):
+            return list(obj.class_names)
+    raise ConfigError("evaluate: the dataset has no class_names; pass class_names=")
+
+
+def _check_classes(source: Any, model_names: list[str], data_names: list[str]) -> None:
+    if model_names != data_names:
+        raise ModelFileError(
+            f"{source}: the model's {len(model_names)} classes {model_names} differ from the "
+            f"dataset's {len(data_names)} classes {data_names}; evaluate on data with the "
+            "model's class map")
+
+
+def summarize(metrics: dict[str, Any]) -> str:
+    """A short human-readable summary (one line per class)."""
+    lines = [f"mAP50 {metrics['mAP50']:.2f}  mAP50:95 {metrics['mAP50_95']:.2f}  "
+             f"images {metrics['num_images']}  objects {metrics['num_gt']}"]
+    for name, pc in metrics["per_class"].items():
+        ap50 = "  n/a" if pc["AP50"] is None else f"{pc['AP50']:5.1f}"
+        lines.append(f"  {name:<16} AP50 {ap50}  objects {pc['num_gt']}")
+    return "\n".join(lines)
+
