@@ -1,0 +1,1 @@
+"""Runtime: ONNX inference, pre/post-processing, frame pairing, image codec (torch-free)."""
