@@ -1,0 +1,113 @@
+"""Letterboxing: resize keeping the aspect ratio, pad to the network input (numpy/OpenCV).
+
+The same :class:`Letterbox` maps boxes from original RGB pixels to network-input pixels
+(:func:`letterbox_boxes`) and back (:func:`unletterbox_boxes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dlrmamba_core.errors import InputError
+
+__all__ = [
+    "Letterbox",
+    "letterbox_boxes",
+    "letterbox_image",
+    "letterbox_params",
+    "unletterbox_boxes",
+]
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image of ``src_hw`` was placed into a canvas of ``dst_hw``.
+
+    Attributes:
+        src_hw: (height, width) of the original image, pixels.
+        dst_hw: (height, width) of the network input, pixels.
+        scale: resize factor (network pixels per original pixel), same on both axes.
+        pad_x: left padding, network pixels.
+        pad_y: top padding, network pixels.
+        new_hw: (height, width) of the resized image inside the canvas.
+    """
+
+    src_hw: tuple[int, int]
+    dst_hw: tuple[int, int]
+    scale: float
+    pad_x: int
+    pad_y: int
+    new_hw: tuple[int, int]
+
+    def matrix(self) -> np.ndarray:
+        """(3, 3) float64 affine map from original pixels to network-input pixels."""
+        return np.array(
+            [[self.scale, 0.0, self.pad_x], [0.0, self.scale, self.pad_y], [0.0, 0.0, 1.0]]
+        )
+
+
+def letterbox_params(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Letterbox:
+    """Compute the letterbox of an image of ``src_hw`` into ``dst_hw`` (centred padding).
+
+    Args:
+        src_hw: (height, width) of the source image, pixels (> 0).
+        dst_hw: (height, width) of the network input, pixels (> 0).
+    """
+    sh, sw = int(src_hw[0]), int(src_hw[1])
+    dh, dw = int(dst_hw[0]), int(dst_hw[1])
+    if min(sh, sw, dh, dw) <= 0:
+        raise InputError(f"letterbox sizes must be positive: src {src_hw}, dst {dst_hw}")
+    scale = min(dh / sh, dw / sw)
+    nh = min(dh, max(1, round(sh * scale)))
+    nw = min(dw, max(1, round(sw * scale)))
+    pad_y = (dh - nh) // 2
+    pad_x = (dw - nw) // 2
+    # The scale actually applied per axis differs from `scale` by < 1 px over the image; we keep
+    # one scale so boxes map back exactly with the inverse of matrix().
+    return Letterbox((sh, sw), (dh, dw), scale, pad_x, pad_y, (nh, nw))
+
+
+def letterbox_image(img: np.ndarray, lb: Letterbox, pad_value: float | int = 114) -> np.ndarray:
+    """Resize ``img`` (H, W[, C]) per ``lb`` and pad it to ``lb.dst_hw`` (same dtype)."""
+    if img.shape[:2] != lb.src_hw:
+        raise InputError(f"image size {img.shape[:2]} does not match letterbox src {lb.src_hw}")
+    nh, nw = lb.new_hw
+    interp = cv2.INTER_AREA if lb.scale < 1.0 else cv2.INTER_LINEAR
+    resized = cv2.resize(img, (nw, nh), interpolation=interp)
+    if resized.ndim == 2 and img.ndim == 3:
+        resized = resized[:, :, None]  # cv2 drops a trailing singleton channel
+    out = np.full((*lb.dst_hw, *img.shape[2:]), pad_value, dtype=img.dtype)
+    out[lb.pad_y : lb.pad_y + nh, lb.pad_x : lb.pad_x + nw] = resized
+    return out
+
+
+def letterbox_boxes(boxes: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """Map (N, 4) xyxy boxes from original pixels to network-input pixels (float32)."""
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    b[:, [0, 2]] = b[:, [0, 2]] * lb.scale + lb.pad_x
+    b[:, [1, 3]] = b[:, [1, 3]] * lb.scale + lb.pad_y
+    return b
+
+
+def unletterbox_boxes(boxes: np.ndarray, lb: Letterbox, clip: bool = True) -> np.ndarray:
+    """Map (N, 4) xyxy boxes from network-input pixels back to original RGB pixels.
+
+    Args:
+        boxes: (N, 4) xyxy in network-input pixels.
+        lb: the letterbox used for the input.
+        clip: clip to the original image (0..W, 0..H).
+
+    Returns:
+        (N, 4) float32 xyxy in original pixels.
+    """
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    b[:, [0, 2]] = (b[:, [0, 2]] - lb.pad_x) / lb.scale
+    b[:, [1, 3]] = (b[:, [1, 3]] - lb.pad_y) / lb.scale
+    if clip:
+        h, w = lb.src_hw
+        b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
+        b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
+    return b
