@@ -1,0 +1,124 @@
+"""Annotated frames (OpenCV drawing) and their video / PNG-strip writers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dlrmamba_core.bag.messages import FrameDetections
+
+# Distinct BGR-free RGB colours per class index (cycled).
+_PALETTE = np.array([(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0),
+                     (200, 64, 255), (0, 220, 220), (255, 128, 0), (160, 160, 160)], np.uint8)
+GT_COLOR = (255, 255, 255)
+
+
+def draw(rgb: np.ndarray, det: FrameDetections | None, gt: FrameDetections | None,
+         class_names: list[str], caption: str = "") -> np.ndarray:
+    """Draw ground truth (thin white) and detections (class colour, label + score).
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB; not modified.
+        det: detections in RGB pixels, or None.
+        gt: ground truth in RGB pixels, or None.
+        class_names: class map used to pick colours.
+        caption: text drawn in the top-left corner (stamp, latency ...).
+
+    Returns:
+        (H', W', 3) uint8 RGB with even H' and W' (video encoders need even sizes).
+    """
+    img = np.ascontiguousarray(rgb).copy()
+    h, w = img.shape[:2]
+    scale = max(0.35, min(w, h) / 900)  # text size follows the image size
+    if gt is not None:
+        for b in gt.boxes:
+            x1, y1, x2, y2 = (round(float(v)) for v in b)
+            cv2.rectangle(img, (x1, y1), (x2, y2), GT_COLOR, 1, cv2.LINE_AA)
+    if det is not None:
+        for b, s, n in zip(det.boxes, det.scores, det.class_names, strict=True):
+            k = class_names.index(n) if n in class_names else len(_PALETTE) - 1
+            color = tuple(int(c) for c in _PALETTE[k % len(_PALETTE)])
+            x1, y1, x2, y2 = (round(float(v)) for v in b)
+            cv2.rectangle(img, (x1, y1), (x2, y2), color, 2, cv2.LINE_AA)
+            cv2.putText(img, f"{n} {s:.2f}", (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX,
+                        scale, color, 1, cv2.LINE_AA)
+    if caption:
+        cv2.putText(img, caption, (4, int(14 * scale / 0.35)), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale, (255, 255, 0), 1, cv2.LINE_AA)
+    pad_h, pad_w = h % 2, w % 2
+    if pad_h or pad_w:
+        img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)))
+    return img
+
+
+class AnnotatedVideo:
+    """An MP4 (H.264 through imageio-ffmpeg) or, without an encoder, a PNG strip of frames.
+
+    Args:
+        mp4_path: where the video goes.
+        strip_path: where the PNG strip goes when no encoder is available.
+        fps: frame rate of the video (Hz).
+        strip_frames: frames kept for the strip (evenly over the run).
+    """
+
+    def __init__(self, mp4_path: Path, strip_path: Path, fps: float,
+                 strip_frames: int = 8) -> None:
+        self.mp4_path, self.strip_path = mp4_path, strip_path
+        self.fps = fps
+        self.frames = 0
+        self.kind = "mp4"
+        self._writer: Any = None
+        self._strip: list[np.ndarray] = []
+        self._strip_every = 1
+        self._strip_frames = strip_frames
+        self.first_frame: np.ndarray | None = None
+        try:
+            import imageio.v2 as iio
+            import imageio_ffmpeg
+
+            imageio_ffmpeg.get_ffmpeg_exe()
+            self._writer = iio.get_writer(str(mp4_path), format="FFMPEG", fps=fps,
+                                          codec="libx264", pixelformat="yuv420p",
+                                          macro_block_size=2, ffmpeg_log_level="error")
+        except (ImportError, RuntimeError, OSError):
+            self.kind = "png"
+
+    def add(self, frame: np.ndarray) -> None:
+        """Append one (H, W, 3) uint8 RGB frame (all frames of one size)."""
+        if self.first_frame is None:
+            self.first_frame = frame
+        if self._writer is not None:
+            self._writer.append_data(frame)
+        # The strip keeps every k-th frame; k doubles when it is full (bounded memory).
+        if self.frames % self._strip_every == 0:
+            self._strip.append(frame)
+            if len(self._strip) >= 2 * self._strip_frames:
+                self._strip = self._strip[::2]
+                self._strip_every *= 2
+        self.frames += 1
+
+    def abort(self) -> None:
+        """Close the encoder after an error (the file is discarded with its directory)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def close(self) -> Path | None:
+        """Finish the file; returns the MP4 or PNG path (None when no frame was added)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+            if self.frames == 0:
+                self.mp4_path.unlink(missing_ok=True)
+                return None
+            return self.mp4_path
+        if not self._strip:
+            return None
+        tiles = self._strip[:: max(1, len(self._strip) // self._strip_frames)][
+            : self._strip_frames]
+        row = np.concatenate(tiles, axis=1)  # (H, W * k, 3)
+        cv2.imwrite(str(self.strip_path), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+        return self.strip_path
