@@ -47,6 +47,20 @@ _TO_RGB = {
 }
 
 
+class ImageDataError(InputError):
+    """A malformed image message.
+
+    Attributes:
+        kind: what is wrong, for per-kind drop counters: ``"encoding"`` (unsupported or
+            unusable for this camera), ``"size"`` (dimensions, step and data length disagree,
+            truncated data) or ``"decode"`` (compressed data that does not decode).
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 @dataclass(frozen=True)
 class ImageFields:
     """The payload fields of a ``sensor_msgs/Image`` (header excluded).
@@ -109,25 +123,28 @@ def image_to_numpy(
         InputError: unknown encoding, zero size, step too small, or data size != step*height.
     """
     if encoding not in ENCODINGS:
-        raise InputError(
+        raise ImageDataError(
             f"unsupported image encoding {encoding!r}{_where(source)}: "
-            f"publish one of {sorted(ENCODINGS)}"
+            f"publish one of {sorted(ENCODINGS)}",
+            "encoding",
         )
     dtype, channels = ENCODINGS[encoding]
     if height <= 0 or width <= 0:
-        raise InputError(f"empty image {width}x{height}{_where(source)}")
+        raise ImageDataError(f"empty image {width}x{height}{_where(source)}", "size")
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
-        raise InputError(
+        raise ImageDataError(
             f"image step {step} < width*bytes_per_pixel = {row_bytes} for {encoding} "
-            f"{width}x{height}{_where(source)}: the publisher sets a wrong step"
+            f"{width}x{height}{_where(source)}: the publisher sets a wrong step",
+            "size",
         )
     buf = _as_u8(data)
     if buf.size != step * height:
         kind = "truncated" if buf.size < step * height else "oversized"
-        raise InputError(
+        raise ImageDataError(
             f"{kind} image data{_where(source)}: {buf.size} bytes, expected step*height = "
-            f"{step}*{height} = {step * height} ({encoding} {width}x{height})"
+            f"{step}*{height} = {step * height} ({encoding} {width}x{height})",
+            "size",
         )
     rows = buf.reshape(height, step)[:, :row_bytes]  # (H, step) -> drop row padding
     order = ">" if is_bigendian else "<"
@@ -172,6 +189,42 @@ def numpy_to_image(
     return ImageFields(encoding, h, w, int(rows.shape[1]), bool(is_bigendian), rows.tobytes())
 
 
+def check_image_fields(
+    encoding: str,
+    height: int,
+    width: int,
+    step: int,
+    data_len: int,
+    allowed: tuple[str, ...] | None = None,
+    source: str = "",
+) -> None:
+    """O(1) validation of raw ``Image`` fields, without decoding (for subscription callbacks).
+
+    Args:
+        encoding, height, width, step: the message's fields.
+        data_len: ``len(msg.data)`` (bytes).
+        allowed: encodings acceptable for this camera (None: all of :data:`ENCODINGS`).
+        source: topic name for error messages.
+
+    Raises:
+        ImageDataError: with ``kind`` "encoding" or "size".
+    """
+    if encoding not in ENCODINGS or (allowed is not None and encoding not in allowed):
+        ok = sorted(ENCODINGS) if allowed is None else list(allowed)
+        raise ImageDataError(
+            f"unsupported image encoding {encoding!r}{_where(source)}: publish one of {ok}",
+            "encoding",
+        )
+    dtype, channels = ENCODINGS[encoding]
+    row_bytes = width * channels * dtype.itemsize
+    if height <= 0 or width <= 0 or step < row_bytes or data_len != step * height:
+        raise ImageDataError(
+            f"image size mismatch{_where(source)}: {encoding} {width}x{height}, step {step}, "
+            f"{data_len} data bytes (need step >= {row_bytes} and data = step*height)",
+            "size",
+        )
+
+
 def image_msg_to_numpy(msg: Any, source: str = "") -> np.ndarray:
     """:func:`image_to_numpy` on any object with the fields of ``sensor_msgs/Image``."""
     return image_to_numpy(
@@ -188,9 +241,10 @@ def to_rgb(img: np.ndarray, encoding: str, source: str = "") -> np.ndarray:
     if encoding == "rgb8":
         return img
     if encoding not in _TO_RGB:
-        raise InputError(
+        raise ImageDataError(
             f"encoding {encoding!r}{_where(source)} is not usable as the RGB image: "
-            f"use one of {RGB_ENCODINGS}"
+            f"use one of {RGB_ENCODINGS}",
+            "encoding",
         )
     return cv2.cvtColor(img, _TO_RGB[encoding])
 
@@ -212,8 +266,9 @@ def _compressed_kind(fmt: str, source: str) -> str:
         return "png"
     if "jpeg" in low or "jpg" in low:
         return "jpeg"
-    raise InputError(
-        f"unsupported CompressedImage format {fmt!r}{_where(source)}: expected jpeg or png"
+    raise ImageDataError(
+        f"unsupported CompressedImage format {fmt!r}{_where(source)}: expected jpeg or png",
+        "encoding",
     )
 
 
@@ -239,17 +294,19 @@ def compressed_to_numpy(
     kind = _compressed_kind(fmt, source)
     buf = _as_u8(data)
     if buf.size == 0:
-        raise InputError(f"empty CompressedImage data{_where(source)}")
+        raise ImageDataError(f"empty CompressedImage data{_where(source)}", "size")
     if kind == "jpeg" and not _jpeg_complete(buf):
         # libjpeg "decodes" a cut-off JPEG by filling the rest with gray: refuse it instead.
-        raise InputError(
-            f"truncated JPEG{_where(source)}: {buf.size} bytes without an end-of-image marker"
+        raise ImageDataError(
+            f"truncated JPEG{_where(source)}: {buf.size} bytes without an end-of-image marker",
+            "decode",
         )
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
-        raise InputError(
+        raise ImageDataError(
             f"cannot decode CompressedImage ({fmt!r}, {buf.size} bytes){_where(source)}: "
-            "data truncated or corrupt"
+            "data truncated or corrupt",
+            "decode",
         )
     if img.ndim == 2:
         if img.dtype == np.uint16:
@@ -258,9 +315,10 @@ def compressed_to_numpy(
             return img, "mono8"
     elif img.ndim == 3 and img.dtype == np.uint8 and img.shape[2] in (3, 4):
         return img, "bgr8" if img.shape[2] == 3 else "bgra8"
-    raise InputError(
+    raise ImageDataError(
         f"CompressedImage{_where(source)} decodes to unsupported {img.dtype} {img.shape}: "
-        "publish 8-bit colour/gray or 16-bit gray"
+        "publish 8-bit colour/gray or 16-bit gray",
+        "encoding",
     )
 
 

@@ -193,3 +193,34 @@ def test_sixteen_bit_jpeg_refused() -> None:
 def test_numpy_to_image_rejects_misfit_array() -> None:
     with pytest.raises(InputError, match="does not fit encoding mono16"):
         ic.numpy_to_image(np.zeros((4, 4), np.uint8), "mono16")
+
+
+@pytest.mark.parametrize(
+    ("fields", "kind"),
+    [
+        ({"encoding": "rgb8", "height": 4, "width": 5, "step": 15, "data_len": 60}, None),
+        ({"encoding": "rgb16", "height": 4, "width": 5, "step": 30, "data_len": 120}, "encoding"),
+        ({"encoding": "mono16", "height": 4, "width": 5, "step": 10, "data_len": 40}, "encoding"),
+        ({"encoding": "rgb8", "height": 4, "width": 5, "step": 15, "data_len": 59}, "size"),
+        ({"encoding": "rgb8", "height": 4, "width": 5, "step": 14, "data_len": 56}, "size"),
+        ({"encoding": "rgb8", "height": 4, "width": 5, "step": 16, "data_len": 64}, None),
+    ],
+)
+def test_check_image_fields_kinds(fields: dict, kind: str | None) -> None:
+    allowed = ic.RGB_ENCODINGS
+    if kind is None:
+        ic.check_image_fields(**fields, allowed=allowed, source="/rgb")
+        return
+    with pytest.raises(ic.ImageDataError, match="/rgb") as info:
+        ic.check_image_fields(**fields, allowed=allowed, source="/rgb")
+    assert info.value.kind == kind
+    assert isinstance(info.value, InputError)
+
+
+def test_decode_errors_carry_kinds() -> None:
+    with pytest.raises(ic.ImageDataError) as info:
+        ic.compressed_to_numpy("png", b"\x89PNG garbage")
+    assert info.value.kind == "decode"
+    with pytest.raises(ic.ImageDataError) as info:
+        ic.image_to_numpy("rgb8", 2, 2, 6, False, b"\x00" * 11)
+    assert info.value.kind == "size"
