@@ -1,0 +1,305 @@
+"""High-level runs: train a variant, distill a student, evaluate a model file.
+
+These functions are what the CLI and the pipeline call. Each builds the datasets through the
+data package's readers, checks the inputs (dataset with no pairs, class maps that differ,
+resume from another run), and hands the loop to :class:`~dlrmamba_core.engine.trainer.Trainer`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from dlrmamba_core.engine import distributed as ddp_utils
+from dlrmamba_core.engine.trainer import (
+    DetectionTask,
+    RunMeta,
+    TrainConfig,
+    Trainer,
+    load_train_state,
+)
+from dlrmamba_core.errors import ConfigError, DatasetError, ModelFileError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INPUT_HW = (256, 320)
+
+
+def open_pairs(data_format: str, root: str | os.PathLike[str], split: str | None) -> Any:
+    """Open a dataset split with the data package's reader and check it has pairs.
+
+    Raises:
+        DatasetError: the path does not exist or holds no RGB + thermal pairs.
+    """
+    from dlrmamba_core.data import open_dataset
+
+    path = Path(root)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such dataset folder; pass --data with the dataset root")
+    ds = open_dataset(data_format, path, split=split)
+    if len(ds) == 0:
+        unpaired = list(getattr(ds, "unpaired", []))
+        hint = f" ({len(unpaired)} unpaired files, e.g. {unpaired[:3]})" if unpaired else ""
+        raise DatasetError(
+            f"{path}: no RGB + thermal pairs found for split {split!r} with --data-format "
+            f"{data_format}{hint}; check the path, the split name and the format")
+    return ds
+
+
+def check_class_names(source: str, theirs: list[str], ours: list[str]) -> None:
+    """Raise when a checkpoint's class map differs from the dataset's.
+
+    Raises:
+        ModelFileError: the class count or names differ.
+    """
+    if list(theirs) != list(ours):
+        raise ModelFileError(
+            f"{source}: the checkpoint has {len(theirs)} classes {list(theirs)}, the dataset "
+            f"has {len(ours)} classes {list(ours)}; use a checkpoint trained on this class map "
+            "(or train from scratch without it)")
+
+
+def _load_model(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    from dlrmamba_core.models.io import load_model
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"{p}: no such model file; pass a .pt written by dlrmamba train")
+    return load_model(p, map_location="cpu")
+
+
+def train_model(
+    variant: str,
+    data_format: str,
+    data_root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    cfg: TrainConfig,
+    input_hw: tuple[int, int] = DEFAULT_INPUT_HW,
+    resume: str | os.PathLike[str] | None = None,
+    init: str | os.PathLike[str] | None = None,
+    train_split: str = "train",
+    val_split: str | None = "val",
+    overrides: dict[str, Any] | None = None,
+    kind: str = "train",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one detector variant (works under ``torchrun``).
+
+    Args:
+        variant: a name of ``models.list_variants()`` (ignored when ``init`` is given: the
+            model file's variant is used).
+        data_format: reader name of ``data.open_dataset``.
+        data_root: dataset root.
+        out_dir: run folder.
+        cfg: hyper-parameters.
+        input_hw: network input (h, w), multiples of 32.
+        resume: ``last.pt`` of an interrupted run.
+        init: start from this model file's weights (fine-tuning).
+        train_split: split name for training.
+        val_split: split name for validation (None: no validation).
+        overrides: keyword overrides passed to ``build_model``.
+        kind: run kind stored in the checkpoints ("train" or "finetune").
+        extra: extra plain-typed metadata stored in the model files.
+
+    Returns:
+        The summary of :meth:`Trainer.fit`.
+    """
+    import torch
+
+    from dlrmamba_core.data.torch_dataset import DetectionDataset
+
+    if input_hw[0] % 32 or input_hw[1] % 32:
+        raise ConfigError(f"input size {input_hw} must be multiples of 32 (h, w)")
+    info = ddp_utils.setup(cfg.device)
+    try:
+        train_pairs = open_pairs(data_format, data_root, train_split)
+        val_pairs = open_pairs(data_format, data_root, val_split) if val_split else None
+        names = list(train_pairs.class_names)
+        torch.manual_seed(cfg.seed)
+        if init is not None:
+            model, meta = _load_model(init)
+            check_class_names(str(init), list(meta["class_names"]), names)
+            variant = meta["variant"]
+        else:
+            from dlrmamba_core.models import build_model, list_variants
+
+            if variant not in list_variants():
+                raise ConfigError(f"unknown variant {variant!r}; choose one of "
+                                  f"{list_variants()}")
+            model = build_model(variant, len(names), **(overrides or {}))
+        if resume is not None:
+            _precheck_resume(resume, kind, variant, names)
+        task = DetectionTask(model, cfg.modality)
+        trainer = Trainer(task, model, DetectionDataset(train_pairs, input_hw, augment=True),
+                          val_pairs, cfg, out_dir,
+                          RunMeta(kind, variant, names, tuple(input_hw), dict(extra or {})),
+                          info)
+        if resume is not None:
+            trainer.load_state(resume)
+        return trainer.fit()
+    finally:
+        ddp_utils.cleanup(info)
+
+
+def _precheck_resume(resume: str | os.PathLike[str], kind: str, variant: str,
+                     names: list[str]) -> None:
+    """Fail before building anything when ``resume`` belongs to another run."""
+    state = load_train_state(resume)
+    if state["variant"] != variant:
+        raise ConfigError(
+            f"--resume {resume}: that checkpoint is of variant {state['variant']!r}, this run "
+            f"trains {variant!r}; pass --variant {state['variant']} or another checkpoint")
+    if state["kind"] != kind:
+        raise ConfigError(f"--resume {resume}: that checkpoint is from a {state['kind']!r} "
+                          f"run, not {kind!r}; use the matching command")
+    check_class_names(f"--resume {resume}", list(state["class_names"]), names)
+
+
+def distill_model(
+    teacher_path: str | os.PathLike[str],
+    data_format: str,
+    data_root: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    cfg: TrainConfig,
+    finetune_cfg: TrainConfig | None,
+    rank_ratio: float = 0.6,
+    state_ratio: float = 0.5,
+    weights: Any = None,
+    resume: str | os.PathLike[str] | None = None,
+    train_split: str = "train",
+    val_split: str | None = "val",
+) -> dict[str, Any]:
+    """The paper's schedule: low-rank init from the teacher -> SAD -> fine-tune.
+
+    Writes ``out_dir/distill/`` (Structure-Aware Distillation) and ``out_dir/finetune/``
+    (task loss only, starting from the distilled EMA student). ``resume`` may be the
+    ``last.pt`` of either phase.
+
+    Args:
+        teacher_path: the teacher's model file (``best.pt`` of ``dlrmamba train``).
+        data_format: reader name.
+        data_root: dataset root.
+        out_dir: run folder.
+        cfg: distillation-phase hyper-parameters.
+        finetune_cfg: fine-tune hyper-parameters (None: no fine-tune phase).
+        rank_ratio: rank of every factorized matrix as a fraction of min(m, n).
+        state_ratio: ``r_state / N``.
+        weights: ``distill.DistillWeights`` (paper defaults when None).
+        resume: a phase's ``last.pt``.
+        train_split: training split.
+        val_split: validation split.
+
+    Returns:
+        ``{"distill": summary, "finetune": summary or None}``.
+    """
+    import torch
+
+    from dlrmamba_core.data.torch_dataset import DetectionDataset
+    from dlrmamba_core.engine.distill import DistillTask, DistillWeights
+    from dlrmamba_core.models import student_from_teacher
+
+    weights = weights or DistillWeights()
+    info = ddp_utils.setup(cfg.device)
+    try:
+        train_pairs = open_pairs(data_format, data_root, train_split)
+        val_pairs = open_pairs(data_format, data_root, val_split) if val_split else None
+        names = list(train_pairs.class_names)
+        teacher, tmeta = _load_model(teacher_path)
+        check_class_names(f"--teacher {teacher_path}", list(tmeta["class_names"]), names)
+        input_hw = tuple(tmeta["input_hw"])
+        torch.manual_seed(cfg.seed)
+        student = student_from_teacher(teacher, rank_ratio, state_ratio)
+        variant = "student"
+        extra = {"teacher": str(teacher_path), "rank_ratio": rank_ratio,
+                 "state_ratio": state_ratio, "distill_weights": dataclasses.asdict(weights)}
+        phase = "distill"
+        if resume is not None:
+            state = load_train_state(resume)
+            phase = state["kind"]
+            if phase not in ("distill", "finetune"):
+                raise ConfigError(f"--resume {resume}: a {phase!r} checkpoint; distill resumes "
+                                  "from its own distill/last.pt or finetune/last.pt")
+            _precheck_resume(resume, phase, variant, names)
+        out = Path(out_dir)
+        train_set = DetectionDataset(train_pairs, input_hw, augment=True)
+        result: dict[str, Any] = {"distill": None, "finetune": None}
+        if phase == "distill":
+            task = DistillTask(student, teacher, weights, cfg.modality)
+            dcfg = dataclasses.replace(cfg, find_unused_parameters=True)
+            trainer = Trainer(task, student, train_set, val_pairs, dcfg, out / "distill",
+                              RunMeta("distill", variant, names, input_hw, extra), info)
+            if resume is not None:
+                trainer.load_state(resume)
+            result["distill"] = trainer.fit()
+            if not result["distill"]["finished"] or finetune_cfg is None:
+                return result
+            # Fine-tune starts from the distilled EMA student (what was validated).
+            student.load_state_dict(trainer.ema.module.state_dict())
+            resume = None
+        assert finetune_cfg is not None
+        ft = Trainer(DetectionTask(student, finetune_cfg.modality), student, train_set,
+                     val_pairs, finetune_cfg, out / "finetune",
+                     RunMeta("finetune", variant, names, input_hw, extra), info)
+        if resume is not None:
+            ft.load_state(resume)
+        result["finetune"] = ft.fit()
+        return result
+    finally:
+        ddp_utils.cleanup(info)
+
+
+def evaluate_file(
+    model_path: str | os.PathLike[str],
+    data_format: str,
+    data_root: str | os.PathLike[str],
+    split: str | None,
+    out_dir: str | os.PathLike[str] | None,
+    modality: str | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    limit: int | None = None,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """COCO-evaluate a ``.pt`` or ``.onnx`` model file on a dataset split.
+
+    ``.onnx`` files run through the runtime ``Detector`` (boxes in original RGB pixels);
+    ``.pt`` files through torch at the checkpoint's input size. Writes ``metrics.json`` and
+    the PNGs to ``out_dir`` when given.
+    """
+    from dlrmamba_core.engine.evaluate import evaluate, write_report
+
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file; pass a .onnx or .pt model")
+    pairs = open_pairs(data_format, data_root, split)
+    names = list(pairs.class_names)
+    if path.suffix == ".onnx":
+        modality = modality or _card_modality(path)
+        metrics = evaluate(str(path), pairs, names, modality=modality or "fused",
+                           limit=limit)
+    else:
+        model, meta = _load_model(path)
+        check_class_names(str(path), list(meta["class_names"]), names)
+        modality = modality or (meta.get("extra") or {}).get("modality", "fused")
+        metrics = evaluate(model, pairs, names, tuple(meta["input_hw"]), batch_size=batch_size,
+                           device=device, modality=modality or "fused", limit=limit)
+    metrics["model"] = str(path)
+    metrics["modality"] = modality or "fused"
+    if out_dir is not None:
+        write_report(metrics, names, out_dir, plots=plots)
+    return metrics
+
+
+def _card_modality(onnx_path: Path) -> str | None:
+    import json
+
+    card = onnx_path.with_suffix(".json")
+    if card.is_file():
+        try:
+            return json.loads(card.read_text()).get("modality")
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f"{card}: model card is not valid JSON ({exc})") from exc
+    return None
