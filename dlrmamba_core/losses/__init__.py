@@ -1,0 +1,17 @@
+"""Training losses of the detector (distillation losses live with the trainer)."""
+
+from dlrmamba_core.losses.detection import (
+    DetectionLoss,
+    TaskAlignedAssigner,
+    box_iou_pairwise,
+    ciou,
+    targets_to_padded,
+)
+
+__all__ = [
+    "DetectionLoss",
+    "TaskAlignedAssigner",
+    "box_iou_pairwise",
+    "ciou",
+    "targets_to_padded",
+]

@@ -1,0 +1,135 @@
+"""Dataclass configuration of the detector and the registry of named variants."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+from dlrmamba_core.errors import ConfigError
+
+StageType = Literal["conv", "vss"]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Every hyperparameter of a detector.
+
+    Attributes:
+        variant: registry name this config came from.
+        num_classes: number of object classes.
+        fusion_hidden: width of the pixel-fusion module (16 -> ~1.9k parameters).
+        stem: channels of the two stride-2 stem convolutions (output at stride 4).
+        widths: channels of the backbone stages at strides 8, 16, 32 (P3, P4, P5).
+        depths: blocks per stage.
+        stage_types: "conv" (inverted residual blocks) or "vss" (VSS blocks) per stage.
+        d_state: SSM state size N (the student's r_state).
+        ssm_ratio: SS2D expansion (d_inner = ssm_ratio * width).
+        mlp_ratio: MLP expansion inside VSS blocks (0 = no MLP).
+        conv_expand: expansion of the inverted residual blocks.
+        rank_ratio: None = full-rank SS2D (teacher); else Low-Rank SS2D rank ratio (student).
+        neck: channels of the PAN neck outputs at P3, P4, P5.
+        head_width: channels of the head's box and class branches.
+        reg_max: distribution-focal-loss bins per box side (distances 0..reg_max-1 strides).
+    """
+
+    variant: str = "custom"
+    num_classes: int = 1
+    fusion_hidden: int = 16
+    stem: tuple[int, int] = (16, 32)
+    widths: tuple[int, int, int] = (64, 128, 256)
+    depths: tuple[int, int, int] = (1, 2, 2)
+    stage_types: tuple[StageType, StageType, StageType] = ("conv", "vss", "vss")
+    d_state: int = 16
+    ssm_ratio: float = 2.0
+    mlp_ratio: float = 2.0
+    conv_expand: float = 2.0
+    rank_ratio: float | None = None
+    neck: tuple[int, int, int] = (64, 96, 128)
+    head_width: int = 64
+    reg_max: int = 16
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists for tuples), as stored in checkpoints."""
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DetectorConfig:
+        """Inverse of :meth:`to_dict`; raises ConfigError on unknown keys."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown detector config keys {sorted(unknown)}")
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**kw)
+
+
+_VARIANTS: dict[str, DetectorConfig] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register_variant(cfg: DetectorConfig, description: str) -> None:
+    """Add a named variant to the registry (name = ``cfg.variant``)."""
+    _VARIANTS[cfg.variant] = cfg
+    _DESCRIPTIONS[cfg.variant] = description
+
+
+def list_variants() -> list[str]:
+    """Names of the registered variants."""
+    return list(_VARIANTS)
+
+
+def variant_description(name: str) -> str:
+    """One-line description of a registered variant."""
+    return _DESCRIPTIONS[name]
+
+
+def get_config(variant: str, num_classes: int, **overrides: Any) -> DetectorConfig:
+    """The registered config of ``variant`` with ``num_classes`` and field overrides."""
+    if variant not in _VARIANTS:
+        raise ConfigError(
+            f"unknown model variant {variant!r}; choose one of {', '.join(_VARIANTS)}"
+        )
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1; got {num_classes}")
+    names = {f.name for f in fields(DetectorConfig)}
+    bad = set(overrides) - names
+    if bad:
+        raise ConfigError(f"unknown config overrides {sorted(bad)}; valid: {sorted(names)}")
+    return replace(_VARIANTS[variant], num_classes=num_classes, **overrides)
+
+
+register_variant(
+    DetectorConfig(variant="teacher", widths=(64, 128, 256), depths=(1, 2, 2), d_state=16),
+    "full-rank SS2D teacher (VSS stages at strides 16 and 32)",
+)
+register_variant(
+    DetectorConfig(
+        variant="student", widths=(64, 128, 256), depths=(1, 2, 2), d_state=4, rank_ratio=0.25
+    ),
+    "Low-Rank SS2D student of the teacher (rank ratio 0.25, r_state 4)",
+)
+register_variant(
+    DetectorConfig(
+        variant="nano",
+        fusion_hidden=8,
+        stem=(8, 16),
+        widths=(32, 48, 64),
+        depths=(1, 1, 1),
+        d_state=8,
+        mlp_ratio=0.0,
+        neck=(32, 48, 64),
+        head_width=32,
+    ),
+    "tiny full-rank model for tests (< 0.5 M parameters)",
+)
+register_variant(
+    DetectorConfig(
+        variant="cnn",
+        widths=(64, 128, 256),
+        depths=(1, 2, 2),
+        stage_types=("conv", "conv", "conv"),
+        conv_expand=2.0,
+    ),
+    "same fusion, neck and head with a plain conv backbone: the yardstick",
+)

@@ -1,0 +1,187 @@
+"""The DLRMamba detector: pixel fusion -> backbone -> PAN neck -> decoupled anchor-free head.
+
+Read top to bottom: backbone stages, neck, head (with distribution-focal box decoding), then
+the detector that ties them together.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+import torch.nn.functional as F
+
+from dlrmamba_core.layers import ConvBNAct, DWConvBlock, PixelFusion, VSSBlock
+from dlrmamba_core.layers.conv import InvertedResidual
+from dlrmamba_core.models.config import DetectorConfig
+
+STRIDES = (8, 16, 32)
+
+
+class VSSStage(nn.Module):
+    """A stack of VSS blocks on a (B, C, H, W) map (converted to channels-last inside)."""
+
+    def __init__(self, cfg: DetectorConfig, dim: int, depth: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            VSSBlock(dim, cfg.d_state, cfg.ssm_ratio, cfg.mlp_ratio, cfg.rank_ratio)
+            for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, C, H, W) -> (B, C, H, W)."""
+        x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x).permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+class Backbone(nn.Module):
+    """Stem to stride 4, then three stages at strides 8, 16, 32 returning (P3, P4, P5)."""
+
+    def __init__(self, cfg: DetectorConfig):
+        super().__init__()
+        s0, s1 = cfg.stem
+        self.stem = nn.Sequential(ConvBNAct(3, s0, 3, 2), ConvBNAct(s0, s1, 3, 2))
+        self.downs = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        c_prev = s1
+        for width, depth, kind in zip(cfg.widths, cfg.depths, cfg.stage_types, strict=True):
+            self.downs.append(DWConvBlock(c_prev, width, 3, 2))
+            if kind == "vss":
+                self.stages.append(VSSStage(cfg, width, depth))
+            else:
+                blocks = [InvertedResidual(width, cfg.conv_expand) for _ in range(depth)]
+                self.stages.append(nn.Sequential(*blocks))
+            c_prev = width
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """x (B, 3, H, W) -> [P3 (B, w0, H/8, W/8), P4 (B, w1, H/16, W/16), P5 (B, w2, ...)]."""
+        x = self.stem(x)
+        feats = []
+        for down, stage in zip(self.downs, self.stages, strict=True):
+            x = stage(down(x))
+            feats.append(x)
+        return feats
+
+
+class PANNeck(nn.Module):
+    """Light PAN: top-down (upsample + concat) then bottom-up (stride-2 + concat) fusion."""
+
+    def __init__(self, widths: tuple[int, int, int], neck: tuple[int, int, int]):
+        super().__init__()
+        w3, w4, w5 = widths
+        n3, n4, n5 = neck
+        self.lat5 = ConvBNAct(w5, n5, 1)
+        self.td4 = DWConvBlock(n5 + w4, n4)
+        self.td3 = DWConvBlock(n4 + w3, n3)
+        self.down3 = DWConvBlock(n3, n3, 3, 2)
+        self.bu4 = DWConvBlock(n3 + n4, n4)
+        self.down4 = DWConvBlock(n4, n4, 3, 2)
+        self.bu5 = DWConvBlock(n4 + n5, n5)
+
+    def forward(self, feats: list[Tensor]) -> list[Tensor]:
+        """[P3, P4, P5] -> [N3 (B, n3, H/8, W/8), N4, N5]."""
+        p3, p4, p5 = feats
+        l5 = self.lat5(p5)
+        t4 = self.td4(torch.cat([F.interpolate(l5, scale_factor=2.0, mode="nearest"), p4], 1))
+        t3 = self.td3(torch.cat([F.interpolate(t4, scale_factor=2.0, mode="nearest"), p3], 1))
+        b4 = self.bu4(torch.cat([self.down3(t3), t4], 1))
+        b5 = self.bu5(torch.cat([self.down4(b4), l5], 1))
+        return [t3, b4, b5]
+
+
+class DetectHead(nn.Module):
+    """Decoupled anchor-free head: per level a box branch (4 * reg_max DFL logits) and a class
+    branch (num_classes logits), each two depthwise-separable convs and a 1x1 prediction."""
+
+    def __init__(self, neck: tuple[int, int, int], num_classes: int, width: int, reg_max: int):
+        super().__init__()
+        self.nc, self.reg_max = num_classes, reg_max
+        self.box = nn.ModuleList(
+            nn.Sequential(DWConvBlock(c, width), DWConvBlock(width, width),
+                          nn.Conv2d(width, 4 * reg_max, 1))
+            for c in neck
+        )
+        self.cls = nn.ModuleList(
+            nn.Sequential(DWConvBlock(c, width), DWConvBlock(width, width),
+                          nn.Conv2d(width, num_classes, 1))
+            for c in neck
+        )
+        self.register_buffer("bins", torch.arange(reg_max, dtype=torch.float32), persistent=False)
+        self.reset_bias()
+
+    def reset_bias(self) -> None:
+        """Class prior 1%: early BCE is not swamped by the many easy background anchors."""
+        with torch.no_grad():
+            for seq in self.cls:
+                seq[-1].bias.fill_(-math.log((1 - 0.01) / 0.01))
+            for seq in self.box:
+                seq[-1].bias.fill_(1.0)
+
+    def forward(self, feats: list[Tensor]) -> list[Tensor]:
+        """[N3, N4, N5] -> per level (B, 4 * reg_max + nc, Hi, Wi) raw outputs."""
+        return [torch.cat([b(x), c(x)], 1) for x, b, c in zip(feats, self.box, self.cls,
+                                                                  strict=True)]
+
+    def decode(self, outs: list[Tensor], strides: tuple[int, ...]) -> Tensor:
+        """Raw level outputs -> (B, 4 + nc, A): xyxy boxes in input pixels, class probabilities.
+
+        Anchors are cell centres ``((j + 0.5) * s, (i + 0.5) * s)`` ordered level by level,
+        row-major inside a level; box side distances are DFL expectations times the stride.
+        """
+        b = outs[0].shape[0]
+        boxes, scores = [], []
+        for out, s in zip(outs, strides, strict=True):
+            h, w = out.shape[-2:]
+            box, cls = out.flatten(2).split([4 * self.reg_max, self.nc], 1)  # (B, 4R, HW)
+            prob = box.reshape(b, 4, self.reg_max, h * w).softmax(2)  # (B, 4, R, HW)
+            dist = (prob * self.bins[None, None, :, None]).sum(2)  # (B, 4, HW) ltrb in strides
+            anchors = make_anchors(h, w, out.device, dist.dtype)  # (2, HW) grid units
+            xy1 = anchors[None] - dist[:, :2]
+            xy2 = anchors[None] + dist[:, 2:]
+            boxes.append(torch.cat([xy1, xy2], 1) * s)  # (B, 4, HW) input pixels
+            scores.append(cls.sigmoid())
+        return torch.cat([torch.cat(boxes, 2), torch.cat(scores, 2)], 1)
+
+
+def make_anchors(h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """(2, h*w) anchor centres (x, y) in grid units, row-major."""
+    ys = torch.arange(h, device=device, dtype=dtype) + 0.5
+    xs = torch.arange(w, device=device, dtype=dtype) + 0.5
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], 0)
+
+
+class Detector(nn.Module):
+    """RGB + thermal detector; see docs/design/interfaces.md for the forward contract.
+
+    ``model(rgb (B,3,H,W), thermal (B,1,H,W))`` with H, W multiples of 32 and inputs in [0, 1]:
+    in train mode a list of three (B, 4 * reg_max + nc, H/s, W/s) maps (s = 8, 16, 32); in
+    eval mode (B, 4 + nc, A) with A = sum(H/s * W/s).
+    """
+
+    strides = STRIDES
+
+    def __init__(self, cfg: DetectorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = cfg.num_classes
+        self.reg_max = cfg.reg_max
+        self.fusion = PixelFusion(cfg.fusion_hidden)
+        self.backbone = Backbone(cfg)
+        self.neck = PANNeck(cfg.widths, cfg.neck)
+        self.head = DetectHead(cfg.neck, cfg.num_classes, cfg.head_width, cfg.reg_max)
+
+    def forward_features(self, rgb: Tensor, thermal: Tensor) -> list[Tensor]:
+        """Fused image -> backbone -> neck: [N3, N4, N5]."""
+        return self.neck(self.backbone(self.fusion(rgb, thermal)))
+
+    def forward(self, rgb: Tensor, thermal: Tensor) -> list[Tensor] | Tensor:
+        """See the class docstring."""
+        outs = self.head(self.forward_features(rgb, thermal))
+        if self.training:
+            return outs
+        return self.head.decode(outs, self.strides)

@@ -1,0 +1,111 @@
+"""Checkpoint files of a detector: a plain dict loadable with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import tempfile
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlrmamba_core.errors import ConfigError, ModelFileError
+
+_REQUIRED = ("variant", "config", "num_classes", "class_names", "input_hw", "state_dict")
+
+
+def save_model(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    class_names: list[str],
+    input_hw: tuple[int, int],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    Args:
+        path: destination (.pt); parent folders are created.
+        model: a :class:`~dlrmamba_core.models.Detector` (anything with ``cfg`` and
+            ``num_classes``).
+        class_names: one name per class, in class-id order.
+        input_hw: network input (height, width) in pixels the model was trained for.
+        extra: more plain data to store (metrics, epoch, ...): only str/int/float/bool/None,
+            lists, tuples and dicts of them, and tensors (weights_only loading rejects the rest).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigError: class_names does not match the model's number of classes.
+    """
+    cfg = model.cfg  # type: ignore[attr-defined]
+    if len(class_names) != model.num_classes:  # type: ignore[attr-defined]
+        raise ConfigError(
+            f"{len(class_names)} class names given for a model with {model.num_classes} "
+            "classes; pass one name per class"
+        )
+    ckpt = {
+        "variant": cfg.variant,
+        "config": cfg.to_dict(),
+        "num_classes": int(model.num_classes),  # type: ignore[attr-defined]
+        "class_names": list(class_names),
+        "input_hw": [int(input_hw[0]), int(input_hw[1])],
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": dict(extra or {}),
+    }
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt, f)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def load_model(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_model`.
+
+    Returns:
+        (model in eval mode, meta): meta has every checkpoint key except ``state_dict``.
+
+    Raises:
+        ModelFileError: missing file, not a checkpoint, missing keys, or weights that do not
+            fit the stored config.
+    """
+    from dlrmamba_core.models import build_from_config
+    from dlrmamba_core.models.config import DetectorConfig
+
+    src = Path(path)
+    if not src.is_file():
+        raise ModelFileError(f"checkpoint {src} does not exist; check the path")
+    try:
+        ckpt = torch.load(src, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/foreign files
+        raise ModelFileError(
+            f"{src} is not a readable dlrmamba checkpoint ({type(exc).__name__}: {exc}); "
+            "re-export it with save_model"
+        ) from exc
+    if not isinstance(ckpt, dict):
+        raise ModelFileError(f"{src} holds a {type(ckpt).__name__}, not a checkpoint dict")
+    missing = [k for k in _REQUIRED if k not in ckpt]
+    if missing:
+        raise ModelFileError(f"{src} lacks checkpoint keys {missing}; re-save it with save_model")
+    try:
+        cfg = DetectorConfig.from_dict(ckpt["config"])
+    except (ConfigError, TypeError) as exc:
+        raise ModelFileError(f"{src}: invalid model config: {exc}") from exc
+    model = build_from_config(cfg)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ModelFileError(f"{src}: weights do not match its config: {exc}") from exc
+    model.to(map_location).eval()
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return model, meta

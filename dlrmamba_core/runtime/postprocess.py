@@ -1,0 +1,125 @@
+"""Decode + non-maximum suppression in numpy (torch-free: this runs on the robot).
+
+The detector's eval output (and the ONNX output ``predictions``) is (B, 4 + nc, A): xyxy boxes in
+network-input pixels, then per-class probabilities. :func:`nms` turns it into detections.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dlrmamba_core.errors import InputError
+
+Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""(boxes (N, 4) float32 xyxy, scores (N,) float32, class_ids (N,) int64), best first."""
+
+_MAX_CANDIDATES = 3000
+"""Candidates kept (by score) before NMS: bounds the O(n^2) IoU work on noisy frames."""
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes a (N, 4) and b (M, 4) -> (N, M) float32."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0.0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0.0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0.0, None).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return (inter / np.maximum(union, 1e-9)).astype(np.float32)
+
+
+def nms_boxes(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy NMS: indices of kept boxes, by descending score.
+
+    Args:
+        boxes: (N, 4) xyxy.
+        scores: (N,).
+        iou_threshold: a box is dropped when its IoU with a kept, higher-scoring box is above
+            this.
+    """
+    order = np.argsort(-scores, kind="stable")
+    boxes = boxes[order]
+    iou = box_iou(boxes, boxes)  # (N, N), N <= _MAX_CANDIDATES
+    n = len(order)
+    suppressed = np.zeros(n, dtype=bool)
+    keep = []
+    for i in range(n):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] > iou_threshold
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+def _nms_single(
+    pred: np.ndarray,
+    conf_threshold: float,
+    iou_threshold: float,
+    max_detections: int,
+    class_agnostic: bool,
+) -> Detections:
+    """pred (4 + nc, A) -> detections of one image."""
+    boxes = pred[:4].T.astype(np.float32)  # (A, 4)
+    probs = pred[4:]  # (nc, A)
+    class_ids = probs.argmax(0)  # one class per anchor: the best one
+    scores = probs[class_ids, np.arange(probs.shape[1])].astype(np.float32)
+    sel = np.flatnonzero(scores > conf_threshold)
+    if sel.size > _MAX_CANDIDATES:
+        sel = sel[np.argsort(-scores[sel], kind="stable")[:_MAX_CANDIDATES]]
+    boxes, scores, class_ids = boxes[sel], scores[sel], class_ids[sel].astype(np.int64)
+    if sel.size == 0:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+    if class_agnostic:
+        shifted = boxes
+    else:
+        # Class-aware in one pass: move each class to its own region so boxes of different
+        # classes never overlap (the offset exceeds every coordinate).
+        offset = float(np.abs(boxes).max()) * 2.0 + 1.0
+        shifted = boxes + (class_ids.astype(np.float32) * offset)[:, None]
+    keep = nms_boxes(shifted, scores, iou_threshold)[:max_detections]
+    return boxes[keep], scores[keep], class_ids[keep]
+
+
+def nms(
+    pred: np.ndarray,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.5,
+    max_detections: int = 100,
+    class_agnostic: bool = False,
+) -> Detections | list[Detections]:
+    """Threshold, then class-aware (default) greedy NMS of raw detector predictions.
+
+    Args:
+        pred: (4 + nc, A) for one image or (B, 4 + nc, A) for a batch: xyxy boxes then class
+            probabilities, as output by the detector in eval mode / the ONNX model.
+        conf_threshold: minimum class probability (strictly greater is kept).
+        iou_threshold: IoU above which the lower-scoring box of the same class is removed.
+        max_detections: at most this many detections per image.
+        class_agnostic: suppress across classes too.
+
+    Returns:
+        For a 2-D input one ``(boxes (N, 4) float32, scores (N,) float32, class_ids (N,)
+        int64)``, sorted by descending score; for a 3-D input a list of them, one per image.
+
+    Raises:
+        InputError: wrong rank, fewer than 5 rows, or thresholds out of range.
+    """
+    arr = np.asarray(pred)
+    if arr.ndim not in (2, 3) or arr.shape[-2] < 5:
+        raise InputError(
+            f"predictions must be (4 + nc, A) or (B, 4 + nc, A) with nc >= 1; got shape "
+            f"{arr.shape}: pass the detector's eval/ONNX output"
+        )
+    if not 0.0 <= conf_threshold <= 1.0 or not 0.0 <= iou_threshold <= 1.0:
+        raise InputError(
+            f"conf_threshold ({conf_threshold}) and iou_threshold ({iou_threshold}) must be in "
+            "[0, 1]"
+        )
+    if max_detections < 1:
+        raise InputError(f"max_detections must be >= 1; got {max_detections}")
+    if arr.ndim == 2:
+        return _nms_single(arr, conf_threshold, iou_threshold, max_detections, class_agnostic)
+    return [
+        _nms_single(p, conf_threshold, iou_threshold, max_detections, class_agnostic)
+        for p in arr
+    ]
