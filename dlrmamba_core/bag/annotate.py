@@ -16,8 +16,19 @@ _PALETTE = np.array([(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0)
 GT_COLOR = (255, 255, 255)
 
 
+def thermal_preview(thermal: np.ndarray, width: int) -> np.ndarray:
+    """A false-colour (H', width, 3) uint8 RGB view of a raw thermal image (1-99 % stretch)."""
+    t = thermal.astype(np.float32)
+    lo, hi = np.percentile(t, (1, 99))
+    gray = np.clip((t - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
+    height = max(1, round(thermal.shape[0] * width / thermal.shape[1]))
+    gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
 def draw(rgb: np.ndarray, det: FrameDetections | None, gt: FrameDetections | None,
-         class_names: list[str], caption: str = "") -> np.ndarray:
+         class_names: list[str], caption: str = "",
+         thermal: np.ndarray | None = None) -> np.ndarray:
     """Draw ground truth (thin white) and detections (class colour, label + score).
 
     Args:
@@ -26,6 +37,8 @@ def draw(rgb: np.ndarray, det: FrameDetections | None, gt: FrameDetections | Non
         gt: ground truth in RGB pixels, or None.
         class_names: class map used to pick colours.
         caption: text drawn in the top-left corner (stamp, latency ...).
+        thermal: the paired raw thermal image, shown as a false-colour inset in the top-right
+            corner (a quarter of the width), or None.
 
     Returns:
         (H', W', 3) uint8 RGB with even H' and W' (video encoders need even sizes).
@@ -45,6 +58,11 @@ def draw(rgb: np.ndarray, det: FrameDetections | None, gt: FrameDetections | Non
             cv2.rectangle(img, (x1, y1), (x2, y2), color, 2, cv2.LINE_AA)
             cv2.putText(img, f"{n} {s:.2f}", (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX,
                         scale, color, 1, cv2.LINE_AA)
+    if thermal is not None:
+        inset = thermal_preview(thermal, max(8, w // 4))
+        ih = min(inset.shape[0], h)
+        img[:ih, w - inset.shape[1]:] = inset[:ih]
+        cv2.rectangle(img, (w - inset.shape[1], 0), (w - 1, ih - 1), (255, 255, 255), 1)
     if caption:
         cv2.putText(img, caption, (4, int(14 * scale / 0.35)), cv2.FONT_HERSHEY_SIMPLEX,
                     scale, (255, 255, 0), 1, cv2.LINE_AA)

@@ -18,6 +18,7 @@ removes it; Ctrl-C finishes it as a valid, closed, partial result.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 import json
 import logging
@@ -64,6 +65,7 @@ class EvalOptions:
         overwrite: replace an existing output directory.
         progress: show a tqdm progress bar.
         max_pairs: stop after this many pairs (None = whole bag).
+        on_pair: called with the number of pairs done after each pair (progress hooks).
     """
 
     rgb_topic: str
@@ -80,6 +82,7 @@ class EvalOptions:
     overwrite: bool = False
     progress: bool = True
     max_pairs: int | None = None
+    on_pair: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -87,6 +90,7 @@ class _Pending:
     """A processed pair waiting for its ground truth before it is drawn."""
 
     rgb: np.ndarray
+    thermal: np.ndarray
     det: m.FrameDetections
     caption: str
     waited: int = 0
@@ -236,7 +240,8 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
             if opts.video:
                 video = AnnotatedVideo(target.tmp / "annotated.mp4",
                                        target.tmp / "annotated_strip.png",
-                                       fps=_rgb_rate(reader, opts.rgb_topic))
+                                       fps=min(_rate(reader, opts.rgb_topic),
+                                               _rate(reader, opts.thermal_topic)))
             if opts.progress:
                 from tqdm import tqdm
 
@@ -283,8 +288,10 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
                         if video is not None:
                             cap = (f"t={fd.stamp_ns / 1e9:.3f}s  {len(fd)} det  "
                                    f"{total_ms:.0f} ms")
-                            pending.append(_Pending(rgb, fd, cap))
+                            pending.append(_Pending(rgb, thermal, fd, cap))
                             _flush_video(video, pending, gt, class_names, force=False)
+                        if opts.on_pair is not None:
+                            opts.on_pair(len(detections))
                     if opts.max_pairs is not None and len(detections) >= opts.max_pairs:
                         break
             except KeyboardInterrupt:
@@ -368,8 +375,8 @@ def _threshold(detector: Any, opts: EvalOptions) -> float:
     return float(getattr(detector, "conf_threshold", 0.0))
 
 
-def _rgb_rate(reader: BagReader, topic: str) -> float:
-    """Average message rate of a topic (Hz) from the bag's counts and duration (>= 1)."""
+def _rate(reader: BagReader, topic: str) -> float:
+    """Average message rate of a topic (Hz) from the bag's counts and duration, 1..60."""
     dur = getattr(reader._reader, "duration", 0) / 1e9
     n = reader.counts.get(topic, 0)
     return float(min(max(round((n - 1) / dur) if dur > 0 and n > 1 else 10, 1), 60))
@@ -387,7 +394,7 @@ def _flush_video(video: AnnotatedVideo | None, pending: list[_Pending], gt: Grou
         if truth is None and gt is not None and not force and p.waited < 5:
             p.waited += 1
             return
-        video.add(draw(p.rgb, p.det, truth, class_names, p.caption))
+        video.add(draw(p.rgb, p.det, truth, class_names, p.caption, p.thermal))
         pending.pop(0)
 
 

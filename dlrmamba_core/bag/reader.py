@@ -106,7 +106,7 @@ class BagReader:
                     f"{', '.join(STORAGES)}"
                 ) from exc
             raise BagError(
-                f"{p}: cannot open the bag, it is corrupt, truncated or not a rosbag2 "
+                f"{p}: cannot open the bag: corrupt or truncated, or not a rosbag2 "
                 f"({type(exc).__name__}: {text}); re-record or re-copy it"
             ) from exc
         self._reader = reader

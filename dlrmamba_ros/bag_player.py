@@ -1,0 +1,336 @@
+"""Live rosbag replay over rclpy, and a recorder of the detector's output.
+
+``dlrmamba bag-play`` and ``python -m dlrmamba_ros.bag_player`` publish a rosbag2 with its
+original timing (or ``--rate`` times faster), optionally with ``/clock``, so the real detector
+node runs in the loop. Messages are published as the bag's CDR bytes, unchanged (stamps
+included). With ``--record TOPIC --record-out DIR`` the same process subscribes to the node's
+``Detection2DArray`` topic and writes what it receives to a rosbag2, plus the end-to-end latency
+of every detection (publish of the pair's newest image -> reception of its detections).
+
+The schedule and the bag I/O are in :mod:`dlrmamba_core.bag` (no rclpy); this module only moves
+bytes over rclpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+import importlib
+import json
+from pathlib import Path
+import sys
+import threading
+import time
+from typing import Any
+
+from dlrmamba_core.bag._player_args import add_arguments
+from dlrmamba_core.bag.playback import header_stamp_ns, schedule
+from dlrmamba_core.errors import BagError, DlrmambaError
+
+# lifecycle_msgs/msg/Transition ids and lifecycle_msgs/msg/State ids.
+_TRANSITION_CONFIGURE = 1
+_TRANSITION_ACTIVATE = 3
+_STATE_UNCONFIGURED = 1
+_STATE_INACTIVE = 2
+_STATE_ACTIVE = 3
+
+
+@dataclass
+class PlayReport:
+    """What a replay did.
+
+    Attributes:
+        published: messages published per topic.
+        duration_s: wall time of the replay itself (s).
+        recorded: detection messages received (when recording).
+        record_path: the rosbag2 the recording went to (or None).
+        latency_ms: per received detection message, ms from the publish of the newest image
+            with the detection's stamp to its reception (None where no image had the stamp).
+        stamps: header stamps (ns) of the received detection messages, in arrival order.
+    """
+
+    published: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+    recorded: int = 0
+    record_path: Path | None = None
+    latency_ms: list[float | None] = field(default_factory=list)
+    stamps: list[int] = field(default_factory=list)
+
+
+def message_class(msgtype: str) -> Any:
+    """The rclpy message class of ``pkg/msg/Name``.
+
+    Raises:
+        BagError: the message package is not importable in this environment.
+    """
+    pkg, _, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{pkg}.msg"), name)
+    except (ImportError, AttributeError) as exc:
+        raise BagError(f"cannot publish {msgtype}: the Python package {pkg}.msg is not "
+                       f"importable ({exc}); install the ROS 2 message package") from exc
+
+
+def activate_lifecycle_node(node: Any, target: str, timeout_s: float = 20.0) -> None:
+    """Bring the lifecycle node ``target`` to *active* (configure first if needed).
+
+    Raises:
+        DlrmambaError: its lifecycle services do not answer or a transition fails.
+    """
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    target = target if target.startswith("/") else "/" + target
+    get = node.create_client(GetState, f"{target}/get_state")
+    change = node.create_client(ChangeState, f"{target}/change_state")
+    deadline = time.monotonic() + timeout_s
+    for cli in (get, change):
+        while not cli.wait_for_service(timeout_sec=0.2):
+            if time.monotonic() > deadline:
+                raise DlrmambaError(f"lifecycle node {target} did not appear within "
+                                    f"{timeout_s} s (no {cli.srv_name} service); is it running?")
+
+    def call(cli: Any, req: Any) -> Any:
+        fut = cli.call_async(req)
+        while not fut.done():
+            if time.monotonic() > deadline:
+                raise DlrmambaError(f"{cli.srv_name} did not answer within {timeout_s} s")
+            time.sleep(0.01)
+        return fut.result()
+
+    for _ in range(3):
+        state = call(get, GetState.Request()).current_state.id
+        if state == _STATE_ACTIVE:
+            return
+        tid = {_STATE_UNCONFIGURED: _TRANSITION_CONFIGURE,
+               _STATE_INACTIVE: _TRANSITION_ACTIVATE}.get(state)
+        if tid is None:
+            raise DlrmambaError(f"lifecycle node {target} is in state {state}, cannot activate")
+        req = ChangeState.Request()
+        req.transition.id = tid
+        if not call(change, req).success:
+            raise DlrmambaError(f"lifecycle node {target}: transition {tid} failed; see its log")
+    raise DlrmambaError(f"lifecycle node {target} did not reach the active state")
+
+
+def play(
+    bag: str | Path,
+    rate: float = 1.0,
+    clock: bool = False,
+    topics: list[str] | None = None,
+    record_topic: str | None = None,
+    record_out: str | Path | None = None,
+    wait_subscribers: list[str] | None = None,
+    activate: str | None = None,
+    ready_timeout_s: float = 30.0,
+    settle_s: float = 2.0,
+    max_wait_s: float = 30.0,
+    node_name: str = "dlrmamba_bag_player",
+    progress: bool = False,
+) -> PlayReport:
+    """Publish a bag over rclpy (initializes and shuts down its own context).
+
+    Args:
+        bag: rosbag2 directory or .db3/.mcap file.
+        rate: speed factor (1.0 = recorded timing).
+        clock: also publish ``rosgraph_msgs/Clock`` with the bag's log time.
+        topics: topics to publish (None = all).
+        record_topic: a ``Detection2DArray`` topic to record while playing.
+        record_out: rosbag2 directory for the recording (required with ``record_topic``).
+        wait_subscribers: topics that must have a subscriber before playback starts.
+        activate: name of a lifecycle node to configure + activate before playing.
+        ready_timeout_s: how long to wait for subscribers / the recorded topic's publisher.
+        settle_s: after the last message, stop once no detection arrived for this long (s).
+        max_wait_s: upper bound of that wait (s).
+        node_name: name of the player's node.
+        progress: show a tqdm bar.
+
+    Raises:
+        BagError: bad bag or topics; DlrmambaError: the node did not come up.
+    """
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    if record_topic and record_out is None:
+        raise BagError("--record needs --record-out DIR for the recorded detections")
+    items = list(schedule(bag, topics, rate))
+    if not items:
+        raise BagError(f"{bag}: nothing to play (no messages on the selected topics)")
+    report = PlayReport()
+    received: list[tuple[int, bytes, float]] = []  # (log-time ns, raw, wall receive s)
+    publish_wall: dict[int, float] = {}
+    lock = threading.Lock()
+    start_wall = 0.0
+    first_log = items[0].log_ns
+
+    own_context = not rclpy.ok()
+    if own_context:
+        rclpy.init()
+    node = rclpy.create_node(node_name)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    try:
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+        pubs = {t: node.create_publisher(message_class(ty), t, qos)
+                for t, ty in {i.topic: i.msgtype for i in items}.items()}
+        clock_pub = None
+        if clock:
+            from rosgraph_msgs.msg import Clock
+
+            clock_pub = node.create_publisher(Clock, "/clock", 10)
+        if record_topic:
+            from vision_msgs.msg import Detection2DArray
+
+            def on_detections(raw: bytes) -> None:
+                now = time.monotonic()
+                log_ns = first_log + int((now - start_wall) * rate * 1e9) if start_wall else 0
+                with lock:
+                    received.append((log_ns, raw, now))
+
+            node.create_subscription(Detection2DArray, record_topic, on_detections,
+                                     QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+                                     raw=True)
+        if activate:
+            activate_lifecycle_node(node, activate, ready_timeout_s)
+        deadline = time.monotonic() + ready_timeout_s
+        for t in wait_subscribers or []:
+            if t not in pubs:
+                raise BagError(f"--wait-for {t}: the bag has no such topic to publish")
+            while pubs[t].get_subscription_count() == 0:
+                if time.monotonic() > deadline:
+                    raise DlrmambaError(f"nobody subscribed to {t} within {ready_timeout_s} s; "
+                                        "is the detector node running with that topic?")
+                time.sleep(0.05)
+        if record_topic:
+            while node.count_publishers(record_topic) == 0:
+                if time.monotonic() > deadline:
+                    raise DlrmambaError(f"nobody publishes {record_topic} within "
+                                        f"{ready_timeout_s} s; is the detector node active?")
+                time.sleep(0.05)
+        time.sleep(0.3)  # let discovery finish both ways before the first message
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(items), unit="msg", desc="bag-play", leave=False)
+        start_wall = time.monotonic()
+        for it in items:
+            delay = start_wall + it.due_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if clock_pub is not None:
+                from builtin_interfaces.msg import Time
+                from rosgraph_msgs.msg import Clock
+
+                clock_pub.publish(Clock(clock=Time(sec=it.log_ns // 1_000_000_000,
+                                                   nanosec=it.log_ns % 1_000_000_000)))
+            pubs[it.topic].publish(it.raw)
+            if it.msgtype.startswith("sensor_msgs/msg/"):
+                with lock:
+                    publish_wall[header_stamp_ns(it.raw)] = time.monotonic()
+            report.published[it.topic] = report.published.get(it.topic, 0) + 1
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        report.duration_s = time.monotonic() - start_wall
+        if record_topic:
+            end = time.monotonic() + max_wait_s
+            last_n, last_change = -1, time.monotonic()
+            while time.monotonic() < end:
+                with lock:
+                    n = len(received)
+                if n != last_n:
+                    last_n, last_change = n, time.monotonic()
+                elif time.monotonic() - last_change > settle_s:
+                    break
+                time.sleep(0.05)
+    finally:
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        if own_context and rclpy.ok():
+            rclpy.shutdown()
+    if record_topic:
+        with lock:
+            recs = list(received)
+        for _, raw, wall in recs:
+            stamp = header_stamp_ns(raw)
+            report.stamps.append(stamp)
+            pub = publish_wall.get(stamp)
+            report.latency_ms.append(None if pub is None else round((wall - pub) * 1e3, 3))
+        report.recorded = len(recs)
+        assert record_out is not None
+        report.record_path = write_recording(record_out, record_topic, recs, report)
+    return report
+
+
+def write_recording(out: str | Path, topic: str, recs: list[tuple[int, bytes, float]],
+                    report: PlayReport) -> Path:
+    """Write received ``Detection2DArray`` bytes to a rosbag2 (atomically) + latency JSON."""
+    from rosbags.rosbag2 import Writer
+
+    from dlrmamba_core.bag.messages import DETECTIONS
+    from dlrmamba_core.bag.outdir import AtomicDir
+    from dlrmamba_core.bag.typestore import get_bag_typestore
+
+    target = AtomicDir(out, overwrite=True)
+    writer = Writer(target.tmp / "bag", version=9)
+    try:
+        writer.open()
+        conn = writer.add_connection(topic, DETECTIONS, typestore=get_bag_typestore())
+        last = 0
+        for log_ns, raw, _ in recs:
+            last = max(last, log_ns)  # log times must not go backwards
+            writer.write(conn, last, raw)
+        writer.close()
+        (target.tmp / "latency.json").write_text(json.dumps({
+            "topic": topic, "stamps_ns": report.stamps, "latency_ms": report.latency_ms,
+            "published": report.published, "replay_duration_s": round(report.duration_s, 3),
+        }, indent=1) + "\n")
+    except BaseException:
+        if writer.storage is not None:
+            writer.abort()
+        target.discard()
+        raise
+    return target.commit()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``bag-play`` (shared with ``dlrmamba bag-play``)."""
+    ap = argparse.ArgumentParser(prog="bag_player", description=__doc__.split("\n")[0])
+    add_arguments(ap)
+    return ap
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler for parsed arguments; prints a summary."""
+    report = play(args.bag, rate=args.rate, clock=args.clock, topics=args.topics,
+                  record_topic=args.record, record_out=args.record_out,
+                  wait_subscribers=args.wait_for, activate=args.activate,
+                  ready_timeout_s=args.ready_timeout, progress=True)
+    total = sum(report.published.values())
+    print(f"published {total} messages in {report.duration_s:.2f} s: "
+          + ", ".join(f"{t} {n}" for t, n in sorted(report.published.items())))
+    if report.record_path is not None:
+        print(f"recorded {report.recorded} messages on {args.record} -> {report.record_path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dlrmamba_ros.bag_player BAG [--rate R] [--clock] ...``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except DlrmambaError as exc:
+        print(f"bag_player: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
