@@ -1,0 +1,59 @@
+"""The detector's result type (numpy only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Detections"]
+
+
+@dataclass
+class Detections:
+    """Detections of one RGB + thermal pair.
+
+    Attributes:
+        boxes: (N, 4) float32 ``x1, y1, x2, y2`` in ORIGINAL RGB image pixels.
+        scores: (N,) float32 confidences in [0, 1], highest first.
+        class_ids: (N,) int64 indices into ``class_names``.
+        class_names: the model's whole class map (index -> name), not one name per box.
+        inference_ms: time of the network forward pass alone, milliseconds.
+        timings_ms: ``preprocess``, ``inference``, ``postprocess`` and ``total``, milliseconds.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    class_names: list[str]
+    inference_ms: float = 0.0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    @property
+    def labels(self) -> list[str]:
+        """Class name of each detection, (N,) list."""
+        return [self.class_names[int(c)] for c in self.class_ids]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        """One plain dict per detection (JSON-serializable): box, score, class id and name."""
+        return [
+            {
+                "box_xyxy": [round(float(v), 2) for v in box],
+                "score": round(float(score), 4),
+                "class_id": int(cls),
+                "class_name": self.class_names[int(cls)],
+            }
+            for box, score, cls in zip(self.boxes, self.scores, self.class_ids, strict=True)
+        ]
+
+    @classmethod
+    def empty(cls, class_names: list[str]) -> Detections:
+        """No detections."""
+        return cls(
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64),
+            list(class_names),
+        )

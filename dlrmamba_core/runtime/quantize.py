@@ -1,0 +1,220 @@
+"""INT8 static quantization of an exported model (onnxruntime.quantization, torch-free).
+
+QDQ format, per-channel int8 weights, uint8 activations, calibrated on validation image pairs
+that go through exactly the runtime pre-processing. Only convolutions and matrix products
+are quantized by default: the selective scan's exp / cumulative-sum arithmetic spans orders
+of magnitude that 8 bits cannot hold, so it stays float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+import logging
+import os
+from pathlib import Path
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from dlrmamba_core.errors import ConfigError, DatasetError, ModelFileError
+from dlrmamba_core.runtime.metadata import (
+    ModelInfo,
+    card_path_for,
+    read_model_card,
+    write_model_card,
+)
+
+__all__ = ["DEFAULT_OP_TYPES", "PairCalibrationReader", "QuantizeResult", "quantize_model"]
+
+log = logging.getLogger(__name__)
+
+#: Operators quantized by default (the compute-heavy ones that have int8 kernels).
+DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
+_METHODS = ("minmax", "percentile", "entropy")
+
+
+def _read_info(path: Path) -> ModelInfo:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError / OSError variants for foreign files
+        raise ModelFileError(f"{path}: not a readable ONNX file ({exc}); re-export it") from exc
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return ModelInfo.from_metadata(meta, str(path))
+
+
+class PairCalibrationReader:
+    """Feeds RGB + thermal pairs to the onnxruntime calibrator (``CalibrationDataReader``).
+
+    Args:
+        samples: ``PairSample``-like objects (``rgb``, ``thermal``, ``homography``).
+        input_hw: network input (h, w).
+        thermal_norm: the model's thermal normalization (dict or ``ThermalNorm``).
+        limit: use at most this many pairs.
+
+    Raises:
+        DatasetError: no samples.
+    """
+
+    def __init__(self, samples: Iterable[Any], input_hw: tuple[int, int],
+                 thermal_norm: Any = None, limit: int | None = None) -> None:
+        from dlrmamba_core.data.preprocess import prepare_inputs
+
+        self.feeds: list[dict[str, np.ndarray]] = []
+        for i, s in enumerate(samples):
+            if limit is not None and i >= limit:
+                break
+            p = prepare_inputs(s.rgb, s.thermal, s.homography, input_hw,
+                               thermal_norm=thermal_norm)
+            # (3, h, w) -> (1, 3, h, w), (1, h, w) -> (1, 1, h, w)
+            self.feeds.append({"rgb": p.rgb[None], "thermal": p.thermal[None]})
+        if not self.feeds:
+            raise DatasetError("calibration: no image pairs; pass a dataset with images")
+        self._pos = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next input feed, or None when all were given."""
+        if self._pos >= len(self.feeds):
+            return None
+        self._pos += 1
+        return self.feeds[self._pos - 1]
+
+    def rewind(self) -> None:
+        """Start again from the first pair."""
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+
+@dataclass
+class QuantizeResult:
+    """What :func:`quantize_model` wrote."""
+
+    onnx_path: Path
+    card_path: Path | None
+    info: ModelInfo
+    calibration_pairs: int
+    fp32_bytes: int
+    int8_bytes: int
+
+
+def quantize_model(
+    onnx_in: str | os.PathLike[str],
+    onnx_out: str | os.PathLike[str],
+    samples: Iterable[Any],
+    num_calibration: int = 32,
+    method: str = "minmax",
+    per_channel: bool = True,
+    op_types: Sequence[str] = DEFAULT_OP_TYPES,
+    write_card: bool = True,
+    metrics: dict[str, Any] | None = None,
+    card_extra: dict[str, Any] | None = None,
+) -> QuantizeResult:
+    """Statically quantize ``onnx_in`` to INT8 (QDQ) into ``onnx_out`` (atomic).
+
+    Args:
+        onnx_in: a float model written by ``dlrmamba export``.
+        onnx_out: destination; its model card goes beside it.
+        samples: calibration pairs (validation split, never the test split).
+        num_calibration: how many pairs to use.
+        method: calibration method: ``minmax``, ``percentile`` or ``entropy``.
+        per_channel: per-output-channel weight scales (more accurate for depthwise convs).
+        op_types: operator types to quantize.
+        write_card: write ``<out stem>.json``.
+        metrics: metrics of the INT8 model for its card, if measured (the fp32 model's
+            metrics are not copied: they do not describe this file).
+        card_extra: extra card fields (e.g. the accuracy change measured).
+
+    Returns:
+        :class:`QuantizeResult`.
+
+    Raises:
+        ModelFileError: input missing / not a dlrmamba model, or quantization failed.
+        ConfigError: unknown calibration method.
+        DatasetError: no calibration pairs.
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    src = Path(onnx_in)
+    if not src.is_file():
+        raise ModelFileError(f"{src}: no such ONNX file; export one with `dlrmamba export`")
+    if method not in _METHODS:
+        raise ConfigError(f"calibration method {method!r}: use one of {_METHODS}")
+    info = _read_info(src)
+    if info.quantization is not None:
+        raise ModelFileError(
+            f"{src}: already quantized ({info.quantization}); pass the fp32 model"
+        )
+    reader_impl = PairCalibrationReader(samples, info.input_hw, info.normalization,
+                                        num_calibration)
+
+    class _Reader(CalibrationDataReader):  # the ORT base class is abstract, wrap ours
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return reader_impl.get_next()
+
+        def rewind(self) -> None:
+            reader_impl.rewind()
+
+    dest = Path(onnx_out)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    qinfo = {
+        "format": "QDQ",
+        "weights": "int8 per-channel" if per_channel else "int8 per-tensor",
+        "activations": "uint8",
+        "calibration": method,
+        "calibration_pairs": len(reader_impl),
+        "op_types": list(op_types),
+    }
+    out_info = ModelInfo(info.class_names, info.input_hw, info.variant, info.version,
+                         info.weights_sha256, info.normalization, qinfo)
+    with tempfile.TemporaryDirectory(prefix=".quant.", dir=dest.parent) as tmpdir:
+        pre = os.path.join(tmpdir, "pre.onnx")
+        out = os.path.join(tmpdir, "int8.onnx")
+        try:
+            # Shape inference + graph clean-up first, as onnxruntime recommends for QDQ.
+            quant_pre_process(str(src), pre, skip_symbolic_shape=True)
+            quantize_static(
+                pre, out, _Reader(), quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(op_types), per_channel=per_channel,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=getattr(CalibrationMethod, method.capitalize()
+                                         if method != "minmax" else "MinMax"),
+            )
+            proto = onnx.load(out)
+            del proto.metadata_props[:]
+            for key, value in out_info.to_metadata().items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+            onnx.checker.check_model(proto)
+            onnx.save(proto, out)
+        except (RuntimeError, ValueError, TypeError, onnx.checker.ValidationError) as exc:
+            raise ModelFileError(
+                f"quantizing {src} failed ({type(exc).__name__}: {exc}); nothing was written"
+            ) from exc
+        os.chmod(out, 0o644)
+        os.replace(out, dest)
+    card: Path | None = None
+    if write_card:
+        src_card = card_path_for(src)
+        base = read_model_card(src_card) if src_card.is_file() else {}
+        extra = {"source_model": src.name, **(card_extra or {})}
+        try:
+            card = write_model_card(dest, out_info, data=base.get("data"),
+                                    metrics=metrics, extra=extra)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+    return QuantizeResult(dest, card, out_info, len(reader_impl), src.stat().st_size,
+                          dest.stat().st_size)
