@@ -224,6 +224,7 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
         pairer: ApproximateTimePairer[BagMessage] = ApproximateTimePairer(
             queue_size=opts.queue_size, slop_s=opts.slop_s)
         detections: dict[int, m.FrameDetections] = {}
+        sizes: dict[int, tuple[int, int]] = {}  # RGB (width, height) per stamp
         latency_total: list[float] = []
         latency_infer: list[float] = []
         skews_ms: list[float] = []
@@ -282,6 +283,7 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
                         writer.write(det_conn, pair.rgb.log_ns,
                                      m.serialize(m.detections_message(fd), m.DETECTIONS))
                         detections[fd.stamp_ns] = fd
+                        sizes[fd.stamp_ns] = (rgb.shape[1], rgb.shape[0])
                         latency_total.append(total_ms)
                         latency_infer.append(float(getattr(res, "inference_ms", total_ms)))
                         skews_ms.append(pair.skew_ns / 1e6)
@@ -322,7 +324,7 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
                          "video": video_path.name if video_path else None,
                          "preview": preview.name if preview else None,
                          "report": "report.md"},
-                homography=homography,
+                homography=homography, sizes=sizes,
             )
             (target.tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             (target.tmp / "report.md").write_text(render_report(metrics))
@@ -403,7 +405,8 @@ def _metrics(*, bag: Path, storage: str, model_path: Path, opts: EvalOptions,
              skews_ms: list[float], latency_total: list[float], latency_infer: list[float],
              detections: dict[int, m.FrameDetections], gt: GroundTruth | None,
              rgb_type: str, thermal_type: str, span_ns: int, outputs: dict[str, Any],
-             homography: np.ndarray | None) -> dict[str, Any]:
+             homography: np.ndarray | None,
+             sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
     stats = pairer.stats.as_dict()
     n_det = sum(len(d) for d in detections.values())
     metrics: dict[str, Any] = {
@@ -434,20 +437,21 @@ def _metrics(*, bag: Path, storage: str, model_path: Path, opts: EvalOptions,
         "outputs": outputs,
     }
     if gt is not None:
-        metrics["coco"] = coco_on_frames(detections, gt, class_names)
+        metrics["coco"] = coco_on_frames(detections, gt, class_names, sizes)
     return metrics
 
 
 def coco_on_frames(detections: dict[int, m.FrameDetections], gt: GroundTruth,
-                   class_names: list[str], width: int = 0, height: int = 0) -> dict[str, Any]:
+                   class_names: list[str],
+                   sizes: dict[int, tuple[int, int]] | None = None) -> dict[str, Any]:
     """COCO mAP over the evaluated frames that have ground truth (pycocotools).
 
     Args:
         detections: per RGB stamp.
         gt: ground truth per RGB stamp.
         class_names: the model's class map; ground truth names must be in it.
-        width: RGB width (px) for normalized (YOLO) ground truth; 0 = from the boxes.
-        height: RGB height (px).
+        sizes: RGB ``(width, height)`` (px) per stamp, needed for normalized (YOLO) ground
+            truth.
 
     Raises:
         BagError: a ground-truth class the model does not know.
@@ -458,6 +462,7 @@ def coco_on_frames(detections: dict[int, m.FrameDetections], gt: GroundTruth,
     preds, truths = [], []
     frames = 0
     for stamp in sorted(detections):
+        width, height = (sizes or {}).get(stamp, (0, 0))
         truth = gt.get(stamp, width, height)
         if truth is None:
             continue

@@ -48,12 +48,13 @@ class GroundTruth:
             return self._frames[stamp_ns]
         if stamp_ns in self._normalized:
             cxcywh, names = self._normalized[stamp_ns]
-            boxes = np.empty((len(names), 4), np.float32)
+            boxes = np.empty((len(names), 4), np.float64)
             boxes[:, 0] = (cxcywh[:, 0] - cxcywh[:, 2] / 2) * width
             boxes[:, 1] = (cxcywh[:, 1] - cxcywh[:, 3] / 2) * height
             boxes[:, 2] = (cxcywh[:, 0] + cxcywh[:, 2] / 2) * width
             boxes[:, 3] = (cxcywh[:, 1] + cxcywh[:, 3] / 2) * height
-            return FrameDetections(stamp_ns, "", boxes, np.ones(len(names), np.float32), names)
+            return FrameDetections(stamp_ns, "", boxes.astype(np.float32),
+                                   np.ones(len(names), np.float32), names)
         return None
 
     @classmethod
@@ -138,5 +139,6 @@ class GroundTruth:
                                    f"class in 0..{len(names) - 1} ({exc})") from exc
                 rows.append(vals)
                 labels.append(label)
-            gt._normalized[int(f.stem)] = (np.array(rows, np.float32).reshape(-1, 4), labels)
+            # float64 until the pixel boxes exist, so w / 96 * 96 comes back as the same pixel.
+            gt._normalized[int(f.stem)] = (np.array(rows, np.float64).reshape(-1, 4), labels)
         return gt

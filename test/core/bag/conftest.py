@@ -78,7 +78,7 @@ def grid_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def scene_frames(n_rgb: int = 12, rgb_hz: float = 30.0, thermal_every: int = 3,
                  size: tuple[int, int] = (128, 96), t0_ns: int = 1_700_000_000_000_000_000,
                  thermal_offset_ns: int = 2_000_000) -> list[StreamFrame]:
-    """A small scene: a bright square moving right (RGB) and a hot square (thermal).
+    """A small scene: a bright 16 px square moving right (RGB), hot in thermal.
 
     Returns RGB frames at ``rgb_hz`` with ground truth (class 0 "bright" for the square) and a
     thermal frame every ``thermal_every`` RGB frames, ``thermal_offset_ns`` later.
@@ -89,13 +89,13 @@ def scene_frames(n_rgb: int = 12, rgb_hz: float = 30.0, thermal_every: int = 3,
         t = t0_ns + round(i * 1e9 / rgb_hz)
         x = 8 + 4 * i
         rgb = np.full((h, w, 3), 20, np.uint8)
-        rgb[32:64, x:x + 32] = 240
+        rgb[32:48, x:x + 16] = 240
         frames.append(StreamFrame("rgb", t, rgb,
-                                  boxes=np.array([[x, 32, x + 32, 64]], np.float32),
+                                  boxes=np.array([[x, 32, x + 16, 48]], np.float32),
                                   labels=np.array([0], np.int64)))
         if i % thermal_every == 0:
             th = np.full((h // 2, w // 2), 1000, np.uint16)
-            th[8:24, x // 2:x // 2 + 16] = 3500
+            th[16:24, x // 2:x // 2 + 8] = 3500
             frames.append(StreamFrame("thermal", t + thermal_offset_ns, th))
     return frames
 
