@@ -1,0 +1,667 @@
+"""The RGB + thermal detector as a ROS 2 lifecycle node (console script ``detector_node``).
+
+Lifecycle: *configure* loads the model and creates the publishers; *activate* subscribes to
+the cameras and starts the inference worker; *deactivate* unsubscribes and stops the worker;
+*cleanup* unloads the model.
+
+Topics (node-relative, remap them at launch):
+    in   ``rgb/image``       sensor_msgs/Image or CompressedImage (``rgb_compressed``)
+    in   ``thermal/image``   sensor_msgs/Image or CompressedImage (``thermal_compressed``)
+    out  ``detections``      vision_msgs/Detection2DArray, header = the RGB image's header
+    out  ``labels``          vision_msgs/LabelInfo (transient local: late joiners get it)
+    out  ``~/debug_image``   sensor_msgs/Image, only while someone subscribes
+    out  ``/diagnostics``    diagnostic_msgs/DiagnosticArray
+Service: ``~/enable`` std_srvs/SetBool.
+
+Threads: subscription callbacks only check and pair messages (cheap); a worker thread takes
+the **latest** pair from a one-slot mailbox, decodes it, runs the detector and publishes.
+No image math happens here beyond calling dlrmamba_core.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+import rclpy
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from std_srvs.srv import SetBool
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from dlrmamba_core.errors import ConfigError, DlrmambaError, InputError, ModelFileError
+from dlrmamba_core.runtime.image_codec import ImageDataError
+from dlrmamba_core.runtime.pairing import ApproximateTimePairer
+from dlrmamba_ros import conversions, debug_image, params
+from dlrmamba_ros.latest import LatestSlot
+from dlrmamba_ros.qos import Mismatch, incompatible_publishers, make_qos
+from dlrmamba_ros.stats import RateMeter, Window
+
+PACKAGE = "dlrmamba_ros"
+RGB_TOPIC = "rgb/image"
+THERMAL_TOPIC = "thermal/image"
+
+
+def resolve_default_model(share_dir: str | None = None) -> str:
+    """The ONNX file named by ``<share>/models/default.json`` (``{"model": "<file>.onnx"}``).
+
+    Args:
+        share_dir: the package share directory; None = ``ament_index`` lookup.
+
+    Raises:
+        ModelFileError: no share directory, no/invalid default.json, or a missing model file.
+    """
+    if share_dir is None:
+        from ament_index_python.packages import (
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
+
+        try:
+            share_dir = get_package_share_directory(PACKAGE)
+        except PackageNotFoundError as exc:
+            raise ModelFileError(
+                f"package {PACKAGE} is not installed (no share directory): set the 'model' "
+                "parameter to an ONNX file"
+            ) from exc
+    card = os.path.join(share_dir, "models", "default.json")
+    try:
+        with open(card, encoding="utf-8") as fh:
+            name = json.load(fh)["model"]
+    except FileNotFoundError as exc:
+        raise ModelFileError(
+            f"{card} not found: no default model is installed; set the 'model' parameter "
+            "to an ONNX file (dlrmamba export ...)"
+        ) from exc
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ModelFileError(
+            f"{card} is not valid: expected {{\"model\": \"<file>.onnx\"}} ({exc})"
+        ) from exc
+    path = os.path.join(share_dir, "models", str(name))
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{card} names {name!r} but {path} does not exist")
+    return path
+
+
+@dataclass
+class Job:
+    """One unit of work for the inference worker.
+
+    Attributes:
+        rgb: the RGB message.
+        thermal: the thermal message, or None in RGB-only degraded mode.
+        ready_ns: monotonic time (ns) when the node had all inputs of this job.
+        skew_ns: RGB minus thermal stamp (ns), or None.
+    """
+
+    rgb: Image | CompressedImage
+    thermal: Image | CompressedImage | None
+    ready_ns: int
+    skew_ns: int | None
+
+
+@dataclass
+class FrameTiming:
+    """Per-frame timings (ms) kept for diagnostics and the benchmark."""
+
+    latency_ms: float  # inputs complete -> detections published
+    detect_ms: float  # Detector.detect wall time (pre + model + post)
+    inference_ms: float  # network forward alone, as the Detector reports it
+    decode_ms: float
+    publish_ms: float
+    done_ns: int = 0
+
+
+@dataclass
+class NodeCounters:
+    """Counters reported in diagnostics (all monotonically increasing)."""
+
+    processed: int = 0
+    published: int = 0
+    skipped_stale: int = 0
+    paused: int = 0
+    rgb_only: int = 0
+    disabled: int = 0
+    debug_rendered: int = 0
+    drops: Counter = field(default_factory=Counter)  # (stream, kind) -> count
+
+
+class DetectorNode(LifecycleNode):
+    """RGB + thermal detector lifecycle node. See the module docstring for the interface.
+
+    Args:
+        node_name: ROS node name.
+        **kwargs: passed to ``LifecycleNode`` (namespace, parameter_overrides, ...).
+    """
+
+    def __init__(self, node_name: str = "dlrmamba_detector", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        params.declare_all(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._lock = threading.Lock()
+        self.events: deque[tuple[str, str, str]] = deque(maxlen=1000)
+        self._listeners: list[Callable[[str, str, str], None]] = []
+        self._logged_kinds: set[tuple[str, str]] = set()
+        self._warned_qos: set[tuple[str, tuple[int, ...]]] = set()
+        self.counters = NodeCounters()
+        self.timings: deque[FrameTiming] = deque(maxlen=5000)
+        self._detector: Any = None
+        self._class_names: list[str] = []
+        self._pairer: ApproximateTimePairer | None = None
+        self._mf_sync: Any = None
+        self._subs: list[Any] = []
+        self._pubs: dict[str, Any] = {}
+        self._timer: Any = None
+        self._slot: LatestSlot[Job] = LatestSlot()
+        self._worker: threading.Thread | None = None
+        self._rates = {"rgb": RateMeter(), "thermal": RateMeter()}
+        self._received = {"rgb": 0, "thermal": 0}
+        self._latency = Window(300)
+        self._detect_ms = Window(300)
+        self._overhead = Window(300)
+        self._skew_ms = Window(300)
+        self._last_thermal_ns = 0
+        self._thermal_missing = False
+        self._sync_backend = "internal"
+        self._publisher_counts: dict[str, int] = {}
+        self._topics: dict[str, str] = {}
+        self._qos: dict[str, QoSProfile] = {}
+        self._enabled = bool(self._param("start_enabled"))
+        bad = params.validate("thermal_homography", self._param("thermal_homography"))
+        if bad is not None:
+            raise ConfigError(f"parameter {bad}")
+        self._homography: np.ndarray | None = self._homography_from(
+            self._param("thermal_homography"))
+        self._active = False
+        self.create_service(SetBool, "~/enable", self._on_enable)
+
+    # ------------------------------------------------------------------ events / logging
+    def add_event_listener(self, fn: Callable[[str, str, str], None]) -> None:
+        """Call ``fn(level, kind, message)`` for every warning/error event the node logs."""
+        self._listeners.append(fn)
+
+    def _event(self, level: str, kind: str, message: str) -> None:
+        """Log ``message`` at ``level`` and record it in :attr:`events` (a test/ops hook)."""
+        # One call site per severity: rclpy refuses a call site whose severity changes.
+        log = self.get_logger()
+        if level == "info":
+            log.info(message)
+        elif level == "warn":
+            log.warning(message)
+        else:
+            log.error(message)
+        self.events.append((level, kind, message))
+        for fn in list(self._listeners):
+            fn(level, kind, message)
+
+    def _param(self, name: str) -> Any:
+        try:
+            return self.get_parameter(name).value
+        except ParameterUninitializedException:
+            return None  # an optional parameter left unset (thermal_homography)
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the model and create the publishers."""
+        try:
+            model = self._param("model") or resolve_default_model()
+            from dlrmamba_core.runtime import Detector
+
+            self._detector = Detector(
+                model,
+                backend=self._param("backend"),
+                threads=int(self._param("threads")),
+                conf_threshold=float(self._param("conf_threshold")),
+                iou_threshold=float(self._param("iou_threshold")),
+                max_detections=int(self._param("max_detections")),
+            )
+        except DlrmambaError as exc:
+            self._event("error", "configure", f"cannot load the model: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self._class_names = list(self._detector.class_names)
+        self._event("info", "configure", f"loaded {model} ({len(self._class_names)} classes)")
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._pubs = {
+            "detections": self.create_publisher(Detection2DArray, "detections", 10),
+            "labels": self.create_publisher(LabelInfo, "labels", latched),
+            "debug": self.create_publisher(Image, "~/debug_image", 2),
+            "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
+        }
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to the cameras, start the worker and the diagnostics timer."""
+        try:
+            self._create_inputs()
+        except DlrmambaError as exc:
+            self._event("error", "activate", f"cannot subscribe: {exc}")
+            self._destroy_inputs()
+            return TransitionCallbackReturn.FAILURE
+        self._enabled = bool(self._param("start_enabled"))
+        self._last_thermal_ns = time.monotonic_ns()
+        self._thermal_missing = False
+        self._slot = LatestSlot()
+        self._active = True
+        self._worker = threading.Thread(target=self._work, name="dlrmamba_infer", daemon=True)
+        self._worker.start()
+        self._timer = self.create_timer(float(self._param("diagnostics_period_s")),
+                                        self._on_timer)
+        header = Header(frame_id="")
+        header.stamp = self.get_clock().now().to_msg()
+        self._pubs["labels"].publish(conversions.label_info_msg(
+            self._class_names, header, float(self._param("conf_threshold"))))
+        self._check_qos()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unsubscribe and stop the worker (the model stays loaded)."""
+        self._stop_active()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unload the model and destroy the publishers."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything, whatever state we were in."""
+        self._stop_active()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_active()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        """Stop the worker, unsubscribe, unload the model (idempotent; used by main())."""
+        self._stop_active()
+        self._release()
+
+    def _stop_active(self) -> None:
+        self._active = False
+        self._destroy_inputs()
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            self._worker = None
+
+    def _release(self) -> None:
+        for pub in self._pubs.values():
+            self.destroy_publisher(pub)
+        self._pubs = {}
+        self._detector = None
+
+    # ------------------------------------------------------------------ inputs
+    def _create_inputs(self) -> None:
+        depth = int(self._param("qos_depth"))
+        exact = self._param("sync") == "exact"
+        qsize, slop = int(self._param("sync_queue_size")), float(self._param("sync_slop_s"))
+        self._pairer = ApproximateTimePairer(qsize, slop, exact)
+        self._qos = {s: make_qos(self._param(f"{s}_qos"), depth) for s in ("rgb", "thermal")}
+        types = {s: CompressedImage if self._param(f"{s}_compressed") else Image
+                 for s in ("rgb", "thermal")}
+        topics = {"rgb": RGB_TOPIC, "thermal": THERMAL_TOPIC}
+        use_mf = (self._param("sync_backend") == "auto"
+                  and importlib.util.find_spec("message_filters") is not None)
+        self._subs = []
+        if use_mf:
+            self._sync_backend = "message_filters"
+            import message_filters
+
+            mf_subs = []
+            for s in ("rgb", "thermal"):
+                sub = message_filters.Subscriber(self, types[s], topics[s],
+                                                 qos_profile=self._qos[s])
+                sub.registerCallback(self._make_counter(s))
+                mf_subs.append(sub)
+                self._subs.append(sub.sub)
+            if exact:
+                sync = message_filters.TimeSynchronizer(mf_subs, qsize)
+            else:
+                sync = message_filters.ApproximateTimeSynchronizer(mf_subs, qsize, slop)
+            sync.registerCallback(self._on_mf_pair)
+            self._mf_sync = (mf_subs, sync)
+        else:
+            self._sync_backend = "internal"
+            for s in ("rgb", "thermal"):
+                events = SubscriptionEventCallbacks(
+                    incompatible_qos=lambda info, s=s: self._check_qos(s))
+                self._subs.append(self.create_subscription(
+                    types[s], topics[s], self._make_callback(s), self._qos[s],
+                    event_callbacks=events))
+        self._topics = {s: sub.topic_name for s, sub in zip(("rgb", "thermal"), self._subs,
+                                                            strict=True)}
+
+    def _destroy_inputs(self) -> None:
+        if self._mf_sync is not None:
+            for sub in self._mf_sync[0]:
+                self.destroy_subscription(sub.sub)
+            self._mf_sync = None
+        else:
+            for sub in self._subs:
+                self.destroy_subscription(sub)
+        self._subs = []
+
+    def _make_callback(self, stream: str) -> Callable[[Any], None]:
+        def callback(msg: Any) -> None:
+            now = time.monotonic_ns()
+            if not self._accept(stream, msg, now):
+                return
+            self._pair(stream, msg, now)
+
+        return callback
+
+    def _make_counter(self, stream: str) -> Callable[[Any], None]:
+        """message_filters path: per-input check before its synchronizer sees the message."""
+
+        def callback(msg: Any) -> None:
+            self._accept(stream, msg, time.monotonic_ns())
+
+        return callback
+
+    def _accept(self, stream: str, msg: Any, now: int) -> bool:
+        """Count, rate-meter and sanity-check one input message; False = do not pair it."""
+        self._received[stream] += 1
+        self._rates[stream].tick(now)
+        if stream == "thermal":
+            self._last_thermal_ns = now
+            if self._thermal_missing:
+                self._thermal_missing = False
+                self._event("info", "thermal_recovered",
+                            f"thermal input {self._topics['thermal']} is back: fused detection "
+                            "resumed")
+        try:
+            conversions.check_image_msg(msg, stream, self._topics[stream])
+        except ImageDataError as exc:
+            self._drop(stream, exc.kind, str(exc))
+            return False
+        if not self._enabled:
+            self.counters.disabled += 1
+            return False
+        if stream == "rgb" and self._thermal_stale(now):
+            if self._param("thermal_dropout_policy") == "rgb_only":
+                self.counters.rgb_only += 1
+                self._submit(Job(msg, None, now, None))
+            else:
+                self.counters.paused += 1
+            return False
+        return True
+
+    def _pair(self, stream: str, msg: Any, now: int) -> None:
+        assert self._pairer is not None
+        for pair in self._pairer.add(stream, conversions.stamp_ns(msg.header), (msg, now)):
+            (rgb_msg, rgb_t), (th_msg, th_t) = pair.rgb, pair.thermal
+            self._submit(Job(rgb_msg, th_msg, max(rgb_t, th_t), pair.skew_ns))
+
+    def _on_mf_pair(self, rgb_msg: Any, th_msg: Any) -> None:
+        now = time.monotonic_ns()
+        if not self._enabled or self._thermal_stale(now):
+            return
+        skew = conversions.stamp_ns(rgb_msg.header) - conversions.stamp_ns(th_msg.header)
+        self._submit(Job(rgb_msg, th_msg, now, skew))
+
+    def _submit(self, job: Job) -> None:
+        if job.skew_ns is not None:
+            self._skew_ms.add(abs(job.skew_ns) / 1e6)
+        if self._slot.put(job):
+            self.counters.skipped_stale += 1
+
+    def _thermal_stale(self, now: int) -> bool:
+        """True (and mode switched, logged once) when thermal is older than the timeout."""
+        age_s = (now - self._last_thermal_ns) / 1e9
+        if age_s <= float(self._param("thermal_timeout_s")):
+            return False
+        if not self._thermal_missing:
+            self._thermal_missing = True
+            if self._param("thermal_dropout_policy") == "rgb_only":
+                self._event("warn", "thermal_missing",
+                            f"no thermal image on {self._topics['thermal']} for {age_s:.1f} s: "
+                            "continuing RGB-only (blank thermal), accuracy is degraded")
+            else:
+                self._event("error", "thermal_missing",
+                            f"no thermal image on {self._topics['thermal']} for {age_s:.1f} s: "
+                            "detection paused until it returns "
+                            "(thermal_dropout_policy:=rgb_only to continue on RGB)")
+        return True
+
+    def _drop(self, stream: str, kind: str, message: str) -> None:
+        """Count a dropped input; log the first one of each (stream, kind) as a warning."""
+        with self._lock:
+            self.counters.drops[(stream, kind)] += 1
+            first = (stream, kind) not in self._logged_kinds
+            self._logged_kinds.add((stream, kind))
+        if first:
+            self._event("warn", f"drop_{kind}",
+                        f"dropping {stream} frame ({kind}): {message} "
+                        "(further drops of this kind are only counted in /diagnostics)")
+
+    # ------------------------------------------------------------------ worker
+    def _work(self) -> None:
+        slot = self._slot
+        while True:
+            job = slot.take(timeout_s=0.5)
+            if job is None:
+                if not self._active:
+                    return
+                continue
+            try:
+                self._process(job)
+            except InputError as exc:  # the detector refused the decoded pair
+                self._drop("pair", "detector_input", str(exc))
+            except Exception as exc:
+                self._drop("pair", "inference", f"{type(exc).__name__}: {exc}")
+
+    def _process(self, job: Job) -> None:
+        detector = self._detector
+        if detector is None:
+            return
+        t0 = time.monotonic_ns()
+        try:
+            rgb = conversions.decode_image_msg(job.rgb, "rgb", self._topics["rgb"])
+        except ImageDataError as exc:
+            self._drop("rgb", exc.kind, str(exc))
+            return
+        if job.thermal is not None:
+            try:
+                thermal = conversions.decode_image_msg(job.thermal, "thermal",
+                                                       self._topics["thermal"])
+            except ImageDataError as exc:
+                self._drop("thermal", exc.kind, str(exc))
+                return
+            homography = self._homography
+        else:
+            thermal = np.zeros(rgb.shape[:2], np.uint8)  # RGB-only mode: blank thermal
+            homography = None
+        t1 = time.monotonic_ns()
+        dets = detector.detect(rgb, thermal, homography=homography)
+        t2 = time.monotonic_ns()
+        self._pubs["detections"].publish(conversions.detections_to_msg(dets, job.rgb.header))
+        t3 = time.monotonic_ns()
+        self.counters.processed += 1
+        self.counters.published += 1
+        timing = FrameTiming(
+            latency_ms=(t3 - job.ready_ns) / 1e6, detect_ms=(t2 - t1) / 1e6,
+            inference_ms=float(getattr(dets, "inference_ms", 0.0)),
+            decode_ms=(t1 - t0) / 1e6, publish_ms=(t3 - t2) / 1e6, done_ns=t3)
+        self.timings.append(timing)
+        self._latency.add(timing.latency_ms)
+        self._detect_ms.add(timing.detect_ms)
+        self._overhead.add(timing.latency_ms - timing.detect_ms)
+        debug_pub = self._pubs.get("debug")
+        if (self._param("debug_image") and debug_pub is not None
+                and debug_pub.get_subscription_count() > 0):
+            overlay = debug_image.render(rgb, thermal if job.thermal is not None else None, dets)
+            self.counters.debug_rendered += 1
+            debug_pub.publish(conversions.numpy_to_image_msg(overlay, "rgb8", job.rgb.header))
+
+    # ------------------------------------------------------------------ QoS check
+    def _check_qos(self, only: str | None = None) -> list[Mismatch]:
+        """Warn (once per publisher) about publishers whose QoS cannot reach us."""
+        found = []
+        for stream in ("rgb", "thermal") if only is None else (only,):
+            topic = self._topics.get(stream)
+            if topic is None:
+                continue
+            for m in incompatible_publishers(self, topic, self._qos[stream]):
+                found.append(m)
+                key = (m.topic, m.gid)
+                if key in self._warned_qos:
+                    continue
+                self._warned_qos.add(key)
+                self._event(
+                    "warn", "qos_incompatible",
+                    f"QoS mismatch on {m.topic}: publisher {m.node} offers {m.offered} but "
+                    f"this node requests {m.requested} ({m.reason}); no {stream} images will "
+                    f"arrive from it. Set {stream}_qos:=sensor_data (best effort) or make the "
+                    "publisher reliable.")
+        return found
+
+    # ------------------------------------------------------------------ timer: diag + checks
+    def _on_timer(self) -> None:
+        now = time.monotonic_ns()
+        counts = {s: self.count_publishers(t) for s, t in self._topics.items()}
+        if counts != self._publisher_counts:  # publishers appeared or left: re-check QoS
+            self._publisher_counts = counts
+            self._check_qos()
+        if self._received["rgb"] or self._received["thermal"]:
+            self._thermal_stale(now)
+        self._pubs["diagnostics"].publish(self.diagnostics(now))
+
+    def diagnostics(self, now_ns: int | None = None) -> DiagnosticArray:
+        """The node's current DiagnosticArray (one status)."""
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
+        st = self._pairer.stats if self._pairer is not None else None
+        level, message = DiagnosticStatus.OK, "running"
+        if not self._enabled:
+            message = "disabled (~/enable)"
+        elif self._thermal_missing:
+            if self._param("thermal_dropout_policy") == "rgb_only":
+                level, message = DiagnosticStatus.WARN, "thermal missing: RGB-only (degraded)"
+            else:
+                level, message = DiagnosticStatus.ERROR, "thermal missing: detection paused"
+        elif self._received["rgb"] == 0:
+            level, message = DiagnosticStatus.WARN, "no RGB images received yet"
+        values: dict[str, Any] = {
+            "enabled": self._enabled,
+            "sync_backend": self._sync_backend,
+            "rgb_rate_hz": round(self._rates["rgb"].rate_hz(now_ns), 2),
+            "thermal_rate_hz": round(self._rates["thermal"].rate_hz(now_ns), 2),
+            "rgb_received": self._received["rgb"],
+            "thermal_received": self._received["thermal"],
+            "frames_processed": self.counters.processed,
+            "pairs_skipped_stale": self.counters.skipped_stale,
+            "rgb_frames_paused": self.counters.paused,
+            "rgb_only_frames": self.counters.rgb_only,
+            "skew_ms_p95": round(self._skew_ms.percentile(95), 3),
+            "detect_ms_mean": round(self._detect_ms.mean(), 2),
+            "detect_ms_p95": round(self._detect_ms.percentile(95), 2),
+            "latency_ms_p95": round(self._latency.percentile(95), 2),
+            "node_overhead_ms_p95": round(self._overhead.percentile(95), 3),
+        }
+        if st is not None:
+            for s in ("rgb", "thermal"):
+                values[f"{s}_paired"] = st.stream(s).paired
+                values[f"{s}_sync_dropped"] = st.stream(s).dropped
+            values["skew_ms_max"] = round(st.max_abs_skew_ns / 1e6, 3)
+        for (stream, kind), n in sorted(self.counters.drops.items()):
+            values[f"{stream}_dropped_{kind}"] = n
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: detector",
+                                  message=message, hardware_id=self.get_fully_qualified_name())
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        return arr
+
+    # ------------------------------------------------------------------ services / params
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> Any:
+        self._enabled = bool(request.data)
+        if not self._enabled:
+            self._slot.clear()
+            if self._pairer is not None:
+                self._pairer.reset()
+        response.success = True
+        response.message = "detection enabled" if self._enabled else "detection disabled"
+        self.get_logger().info(response.message)
+        return response
+
+    @property
+    def enabled(self) -> bool:
+        """Whether detection is enabled (``~/enable``)."""
+        return self._enabled
+
+    @property
+    def thermal_missing(self) -> bool:
+        """Whether the node is in thermal-dropout mode."""
+        return self._thermal_missing
+
+    def _on_set_parameters(self, updates: list[Any]) -> SetParametersResult:
+        for p in updates:
+            reason = params.validate(p.name, p.value)
+            if reason is not None:
+                self.get_logger().warning(f"rejected parameter update: {reason}")
+                return SetParametersResult(successful=False, reason=reason)
+        for p in updates:
+            if p.name == "thermal_homography":
+                self._homography = self._homography_from(p.value)
+        return SetParametersResult(successful=True)
+
+    @staticmethod
+    def _homography_from(values: Any) -> np.ndarray | None:
+        """9 validated floats -> (3, 3) thermal->RGB homography, or None when unset."""
+        if values is None:
+            return None
+        return np.asarray(values, dtype=np.float64).reshape(3, 3)  # row-major 9 -> (3, 3)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``detector_node``: spin one DetectorNode until shutdown.
+
+    The node starts unconfigured (lifecycle); the launch file configures and activates it.
+    Returns 0, or 2 when a parameter given at start is invalid.
+    """
+    rclpy.init(args=args)
+    node = None
+    rc = 0
+    try:
+        node = DetectorNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # Ctrl-C / launch shutdown: the normal way out, cleaned up below
+    except DlrmambaError as exc:
+        print(f"detector_node: error: {exc}", file=sys.stderr)
+        rc = 2
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,389 @@
+"""The detector node over real rclpy (loopback): outputs, lifecycle, services, faults."""
+
+from __future__ import annotations
+
+from conftest import (
+    CLASS_NAMES,
+    CONF,
+    compressed_msg,
+    image_msg,
+    synthetic_pair,
+    wait_for,
+)
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+import numpy as np
+import pytest
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from dlrmamba_core.runtime import Detector
+
+pytestmark = pytest.mark.ros
+MS = 1_000_000
+T0 = 1_700_000_000 * 1_000_000_000  # a realistic epoch stamp (ns)
+
+
+def _xyxy(msg: Detection2DArray) -> np.ndarray:
+    out = []
+    for d in msg.detections:
+        cx, cy = d.bbox.center.position.x, d.bbox.center.position.y
+        w2, h2 = d.bbox.size_x / 2, d.bbox.size_y / 2
+        out.append([cx - w2, cy - h2, cx + w2, cy + h2])
+    return np.asarray(out, np.float64).reshape(-1, 4)
+
+
+def _send_pair(h, pubs, k: int, rgb_enc: str = "rgb8", compressed: bool = False,
+               skew_ns: int = 4 * MS) -> tuple[np.ndarray, np.ndarray, int]:
+    """Publish synthetic pair k; return (rgb as RGB array, thermal, rgb stamp)."""
+    rgb, thermal = synthetic_pair(k)
+    stamp = T0 + k * 100 * MS
+    if compressed:
+        rgb_msg = compressed_msg(rgb, "rgb8", "jpeg", stamp, "cam_rgb")
+        th_msg = compressed_msg(thermal, "mono16", "png", stamp - skew_ns, "cam_thermal")
+    else:
+        layout = {"rgb8": rgb, "bgr8": rgb[..., ::-1].copy()}[rgb_enc]
+        rgb_msg = image_msg(layout, rgb_enc, stamp, "cam_rgb")
+        th_msg = image_msg(thermal, "mono16", stamp - skew_ns, "cam_thermal")
+    pubs[1].publish(th_msg)
+    pubs[0].publish(rgb_msg)
+    return rgb, thermal, stamp
+
+
+def _decoded_rgb(rgb: np.ndarray, compressed: bool) -> np.ndarray:
+    """What the node sees: the JPEG round trip is lossy, so the reference gets it too."""
+    if not compressed:
+        return rgb
+    import cv2
+
+    from dlrmamba_core.runtime import image_codec as ic
+
+    _fmt, data = ic.numpy_to_compressed(rgb, "rgb8", "jpeg")
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
+                        cv2.COLOR_BGR2RGB)
+
+
+@pytest.mark.parametrize(("rgb_enc", "compressed"),
+                         [("rgb8", False), ("bgr8", False), ("rgb8", True)])
+def test_detections_have_rgb_header_and_match_runtime_detector(
+    harness_factory, nano_model, rgb_enc: str, compressed: bool
+) -> None:
+    h = harness_factory(rgb_compressed=compressed, thermal_compressed=compressed)
+    h.configure_activate()
+    msg_type = CompressedImage if compressed else Image
+    pubs = (h.publisher(msg_type, "rgb/image"), h.publisher(msg_type, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    reference = Detector(nano_model, threads=1, conf_threshold=CONF)
+    for k in range(3):
+        rgb, thermal, stamp = _send_pair(h, pubs, k, rgb_enc, compressed)
+        assert wait_for(lambda k=k: len(dets) == k + 1), f"no detections for pair {k}"
+        out = dets[k]
+        assert (out.header.stamp.sec, out.header.stamp.nanosec) == divmod(stamp, 10**9)
+        assert out.header.frame_id == "cam_rgb"
+        expected = reference.detect(_decoded_rgb(rgb, compressed), thermal)
+        assert len(out.detections) == len(expected) > 0
+        np.testing.assert_allclose(_xyxy(out), expected.boxes, atol=1e-3)
+        for d, score, cls in zip(out.detections, expected.scores, expected.class_ids,
+                                 strict=True):
+            assert d.header == out.header
+            assert d.results[0].hypothesis.class_id == str(int(cls))
+            assert d.results[0].hypothesis.score == pytest.approx(float(score), abs=1e-6)
+    stats = h.node._pairer.stats
+    assert stats.rgb.paired == stats.thermal.paired == 3
+    assert stats.last_skew_ns == 4 * MS
+
+
+def test_worker_takes_latest_pair_under_burst(harness_factory) -> None:
+    h = harness_factory()
+    h.configure_activate()
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    n = 12
+    stamps = [_send_pair(h, pubs, k)[2] for k in range(n)]  # as fast as we can publish
+    assert wait_for(lambda: bool(dets) and dets[-1].header.stamp.nanosec
+                    == divmod(stamps[-1], 10**9)[1], 15.0), "last pair never detected"
+    got = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in dets]
+    assert got == sorted(got)  # never an older frame after a newer one
+    assert len(got) + h.node.counters.skipped_stale + _unpaired(h) >= n
+    assert h.node.counters.processed == len(got)
+
+
+def _unpaired(h) -> int:
+    st = h.node._pairer.stats
+    return st.rgb.dropped + h.node._pairer.pending("rgb")
+
+
+def test_lifecycle_over_services(harness_factory) -> None:
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    h = harness_factory()
+    change = h.peer.create_client(ChangeState, f"{h.ns}/dlrmamba_detector/change_state")
+    get = h.peer.create_client(GetState, f"{h.ns}/dlrmamba_detector/get_state")
+    assert change.wait_for_service(timeout_sec=10) and get.wait_for_service(timeout_sec=10)
+
+    def transition(tid: int) -> bool:
+        return change.call(ChangeState.Request(transition=Transition(id=tid)),
+                           timeout_sec=30).success
+
+    def state() -> str:
+        return get.call(GetState.Request(), timeout_sec=10).current_state.label
+
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    assert state() == "unconfigured"
+    assert pubs[0].get_subscription_count() == 0
+    assert transition(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
+    assert transition(Transition.TRANSITION_ACTIVATE) and state() == "active"
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    labels = h.collect(LabelInfo, "labels", latched)  # a late joiner still gets the map
+    assert wait_for(lambda: len(labels) == 1)
+    assert [(c.class_id, c.class_name) for c in labels[0].class_map] == list(
+        enumerate(CLASS_NAMES))
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    _send_pair(h, pubs, 0)
+    assert wait_for(lambda: len(dets) == 1)
+    assert transition(Transition.TRANSITION_DEACTIVATE) and state() == "inactive"
+    assert wait_for(lambda: pubs[0].get_subscription_count() == 0)
+    assert transition(Transition.TRANSITION_CLEANUP) and state() == "unconfigured"
+    assert h.node._detector is None
+    # A bad model path: configure fails with a reason and the node stays unconfigured.
+    h.node.set_parameters([__import__("rclpy").parameter.Parameter("model",
+                                                                   value="/nope/m.onnx")])
+    assert not transition(Transition.TRANSITION_CONFIGURE)
+    assert state() == "unconfigured"
+    assert any(kind == "configure" and "/nope/m.onnx" in text
+               for level, kind, text in h.node.events if level == "error")
+
+
+def test_enable_service_stops_and_resumes(harness_factory) -> None:
+    from std_srvs.srv import SetBool
+
+    h = harness_factory()
+    h.configure_activate()
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    client = h.peer.create_client(SetBool, f"{h.ns}/dlrmamba_detector/enable")
+    assert client.wait_for_service(timeout_sec=10)
+    resp = client.call(SetBool.Request(data=False), timeout_sec=10)
+    assert resp.success and not h.node.enabled
+    for k in range(3):
+        _send_pair(h, pubs, k)
+    assert wait_for(lambda: h.node.counters.disabled >= 6)
+    assert dets == []
+    assert client.call(SetBool.Request(data=True), timeout_sec=10).success
+    _send_pair(h, pubs, 5)
+    assert wait_for(lambda: len(dets) == 1)
+
+
+def test_parameter_validation(harness_factory) -> None:
+    from rclpy.parameter import Parameter
+
+    h = harness_factory()
+    bad = {
+        "sync": "fuzzy",
+        "conf_threshold": 1.5,
+        "thermal_dropout_policy": "ignore",
+        "rgb_qos": "system_default",
+        "sync_queue_size": 0,
+        "thermal_homography": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+    }
+    for name, value in bad.items():
+        (res,) = h.node.set_parameters([Parameter(name, value=value)])
+        assert not res.successful, name
+        assert res.reason, name
+    singular = [1.0, 2.0, 3.0, 2.0, 4.0, 6.0, 0.0, 0.0, 1.0]
+    (res,) = h.node.set_parameters([Parameter("thermal_homography", value=singular)])
+    assert not res.successful and "singular" in res.reason
+    good = [2.0, 0.0, 5.0, 0.0, 2.0, -3.0, 0.0, 0.0, 1.0]
+    (res,) = h.node.set_parameters([Parameter("thermal_homography", value=good)])
+    assert res.successful
+    np.testing.assert_array_equal(h.node._homography, np.reshape(good, (3, 3)))
+    (res,) = h.node.set_parameters([Parameter("sync", value="exact")])
+    assert res.successful
+
+
+def test_reliable_subscription_warns_about_best_effort_publisher(harness_factory) -> None:
+    from rcl_interfaces.msg import Log
+
+    h = harness_factory(rgb_qos="reliable")
+    rosout = h.collect(Log, "/rosout", QoSProfile(depth=100,
+                                                  reliability=ReliabilityPolicy.RELIABLE))
+    h.configure_activate()
+    h.publisher(Image, "rgb/image", QoSProfile(depth=5,
+                                               reliability=ReliabilityPolicy.BEST_EFFORT))
+    topic = f"{h.ns}/rgb/image"
+
+    def warned() -> list[str]:
+        return [t for lvl, kind, t in list(h.node.events) if kind == "qos_incompatible"]
+
+    assert wait_for(lambda: bool(warned()), 10.0), "no QoS warning"
+    text = warned()[0]
+    assert f"{h.ns}/fake_camera" in text and topic in text and "rgb_qos:=sensor_data" in text
+    # The same warning reached the ROS log (/rosout) at WARN level.
+    assert wait_for(lambda: any(m.level == Log.WARN and "QoS mismatch" in m.msg
+                                and f"{h.ns}/fake_camera" in m.msg for m in list(rosout)))
+    assert len(warned()) == 1  # once per publisher, not on every check
+
+
+def test_no_warning_for_compatible_publishers(harness_factory) -> None:
+    h = harness_factory()  # sensor_data (best effort) accepts any publisher
+    h.configure_activate()
+    h.publisher(Image, "rgb/image", 10)  # reliable
+    pub = h.publisher(Image, "thermal/image")
+    h.wait_for_subscribers(pub)
+    assert wait_for(lambda: h.node._publisher_counts.get("rgb") == 1, 5.0)
+    assert not [e for e in h.node.events if e[1] == "qos_incompatible"]
+
+
+@pytest.mark.parametrize("policy", ["pause", "rgb_only"])
+def test_thermal_dropout_and_recovery(harness_factory, policy: str) -> None:
+    h = harness_factory(thermal_timeout_s=0.3, thermal_dropout_policy=policy,
+                        diagnostics_period_s=0.1)
+    h.configure_activate()
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    diags = h.collect(DiagnosticArray, "/diagnostics")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    _send_pair(h, pubs, 0)
+    assert wait_for(lambda: len(dets) == 1)
+    assert wait_for(lambda: not h.node.thermal_missing)
+    # Thermal camera goes silent; RGB keeps coming.
+    k = 1
+    while not h.node.thermal_missing and k < 100:
+        rgb, _ = synthetic_pair(k)
+        pubs[0].publish(image_msg(rgb, "rgb8", T0 + k * 100 * 10**6, "cam_rgb"))
+        wait_for(lambda: False, 0.05)
+        k += 1
+    assert h.node.thermal_missing
+    expected_level = DiagnosticStatus.ERROR if policy == "pause" else DiagnosticStatus.WARN
+    assert wait_for(lambda: any(a.status[0].level == expected_level for a in list(diags)))
+    n_before = len(dets)
+    for j in range(3):
+        rgb, _ = synthetic_pair(k + j)
+        pubs[0].publish(image_msg(rgb, "rgb8", T0 + (k + j) * 100 * 10**6, "cam_rgb"))
+    if policy == "pause":
+        assert wait_for(lambda: h.node.counters.paused >= 3)
+        assert len(dets) == n_before
+    else:
+        assert wait_for(lambda: len(dets) > n_before)
+        assert h.node.counters.rgb_only >= 1
+    level = "error" if policy == "pause" else "warn"
+    assert next(e for e in h.node.events if e[1] == "thermal_missing")[0] == level
+    # Thermal returns: fused detection resumes.
+    n_before = len(dets)
+    _send_pair(h, pubs, 50)
+    assert wait_for(lambda: not h.node.thermal_missing)
+    assert wait_for(lambda: len(dets) > n_before)
+    assert any(e[1] == "thermal_recovered" for e in h.node.events)
+    assert wait_for(lambda: diags[-1].status[0].level == DiagnosticStatus.OK)
+
+
+def test_bad_inputs_are_counted_logged_once_and_survived(harness_factory) -> None:
+    h = harness_factory()
+    h.configure_activate()
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    rgb, thermal = synthetic_pair(0)
+    good_rgb = image_msg(rgb, "rgb8", T0, "cam_rgb")
+    broken = [
+        (pubs[0], image_msg(rgb, "rgb8", T0, "cam_rgb", encoding="yuv422")),
+        (pubs[0], image_msg(rgb, "rgb8", T0, "cam_rgb", encoding="yuv422")),
+        (pubs[0], image_msg(rgb, "rgb8", T0, "cam_rgb", data=bytes(good_rgb.data)[:-7])),
+        (pubs[1], image_msg(thermal, "mono16", T0, "cam_t", step=thermal.shape[1])),
+        (pubs[1], image_msg(thermal, "mono16", T0, "cam_t", encoding="rgb8")),
+        (pubs[1], image_msg(thermal, "mono16", T0, "cam_t", height=0, data=b"")),
+    ]
+    for pub, msg in broken:
+        pub.publish(msg)
+    drops = h.node.counters.drops
+    expected = {("rgb", "encoding"): 2, ("rgb", "size"): 1, ("thermal", "size"): 2,
+                ("thermal", "encoding"): 1}
+    assert wait_for(lambda: dict(drops) == expected), dict(drops)
+    logged = [e for e in h.node.events if e[1].startswith("drop_")]
+    assert len(logged) == len(expected)  # one log line per (stream, kind)
+    assert any("yuv422" in text and f"{h.ns}/rgb/image" in text for _, _, text in logged)
+    # The node still works.
+    _send_pair(h, pubs, 1)
+    assert wait_for(lambda: len(dets) == 1)
+    diag = h.node.diagnostics()
+    values = {kv.key: kv.value for kv in diag.status[0].values}
+    assert values["rgb_dropped_encoding"] == "2" and values["thermal_dropped_size"] == "2"
+
+
+def test_corrupt_compressed_frame_dropped_in_worker(harness_factory) -> None:
+    h = harness_factory(rgb_compressed=True)
+    h.configure_activate()
+    pubs = (h.publisher(CompressedImage, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    rgb, thermal = synthetic_pair(0)
+    bad = compressed_msg(rgb, "rgb8", "jpeg", T0, "cam_rgb")
+    bad.data = bytes(bad.data)[: len(bad.data) // 2]
+    pubs[1].publish(image_msg(thermal, "mono16", T0, "cam_t"))
+    pubs[0].publish(bad)
+    assert wait_for(lambda: h.node.counters.drops[("rgb", "decode")] == 1)
+    rgb_ok = compressed_msg(rgb, "rgb8", "jpeg", T0 + 10**8, "cam_rgb")
+    pubs[1].publish(image_msg(thermal, "mono16", T0 + 10**8, "cam_t"))
+    pubs[0].publish(rgb_ok)
+    assert wait_for(lambda: len(dets) == 1)
+
+
+def test_debug_image_only_when_subscribed(harness_factory) -> None:
+    h = harness_factory()
+    h.configure_activate()
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    _send_pair(h, pubs, 0)
+    assert wait_for(lambda: len(dets) == 1)
+    assert h.node.counters.debug_rendered == 0
+    debug = h.collect(Image, f"{h.ns}/dlrmamba_detector/debug_image")
+    assert wait_for(lambda: h.node._pubs["debug"].get_subscription_count() == 1)
+    rgb, _, _stamp = _send_pair(h, pubs, 1)
+    assert wait_for(lambda: len(debug) == 1)
+    img = debug[0]
+    assert (img.height, img.width, img.encoding) == (*rgb.shape[:2], "rgb8")
+    assert img.header == dets[-1].header
+    assert h.node.counters.debug_rendered == 1
+
+
+def test_diagnostics_report_rates_and_counters(harness_factory) -> None:
+    h = harness_factory(diagnostics_period_s=0.2)
+    h.configure_activate()
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    diags = h.collect(DiagnosticArray, "/diagnostics")
+    dets = h.collect(Detection2DArray, "detections")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    for k in range(4):
+        _send_pair(h, pubs, k)
+        assert wait_for(lambda k=k: len(dets) == k + 1)
+    ours = f"{h.node.get_name()}: detector"
+
+    def latest() -> dict[str, str]:
+        for arr in reversed(list(diags)):
+            st = arr.status[0]
+            if st.name == ours and st.hardware_id == h.node.get_fully_qualified_name():
+                return {kv.key: kv.value for kv in st.values}
+        return {}
+
+    assert wait_for(lambda: latest().get("frames_processed") == "4")
+    v = latest()
+    assert float(v["rgb_rate_hz"]) > 0 and float(v["thermal_rate_hz"]) > 0
+    assert v["rgb_paired"] == "4" and v["thermal_paired"] == "4"
+    assert float(v["skew_ms_max"]) == pytest.approx(4.0)
+    assert float(v["detect_ms_mean"]) > 0 and float(v["latency_ms_p95"]) > 0
