@@ -254,7 +254,8 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
                     last_log = bm.log_ns
                     if bm.topic == gt_topic:
                         assert gt is not None
-                        gt.add(m.parse_detections(bm.decode()))
+                        # numeric class ids are read with the model's class map
+                        gt.add(m.parse_detections(bm.decode(), class_names))
                         _flush_video(video, pending, gt, class_names, force=False)
                         continue
                     stream = "rgb" if bm.topic == opts.rgb_topic else "thermal"
@@ -280,8 +281,8 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
                                                      fd.frame_id, _threshold(detector, opts)),
                                 m.LABEL_INFO))
                             label_written = True
-                        writer.write(det_conn, pair.rgb.log_ns,
-                                     m.serialize(m.detections_message(fd), m.DETECTIONS))
+                        writer.write(det_conn, pair.rgb.log_ns, m.serialize(
+                            m.detections_message(fd, class_names), m.DETECTIONS))
                         detections[fd.stamp_ns] = fd
                         sizes[fd.stamp_ns] = (rgb.shape[1], rgb.shape[0])
                         latency_total.append(total_ms)
@@ -537,12 +538,24 @@ def render_report(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_detections_bag(path: str | Path, topic: str = DET_TOPIC) -> dict[int, m.FrameDetections]:
-    """Detections per RGB stamp from a bag written by ``bag-eval`` or the recorder."""
+def read_detections_bag(path: str | Path, topic: str = DET_TOPIC,
+                        class_map: list[str] | None = None) -> dict[int, m.FrameDetections]:
+    """Detections per RGB stamp from a bag written by ``bag-eval`` or the recorder.
+
+    Args:
+        path: the bag.
+        topic: its Detection2DArray topic.
+        class_map: index -> name for numeric class ids; None = the bag's LabelInfo topic
+            (``/dlrmamba/label_info``) when it has one.
+    """
     out: dict[int, m.FrameDetections] = {}
     with BagReader(path) as reader:
         reader.require_topic(topic, [m.DETECTIONS])
+        if class_map is None and reader.topics.get(LABEL_TOPIC) == m.LABEL_INFO:
+            for bm in reader.messages([LABEL_TOPIC]):
+                class_map = [c.class_name for c in sorted(bm.decode().class_map,
+                                                          key=lambda c: c.class_id)]
         for bm in reader.messages([topic]):
-            fd = m.parse_detections(bm.decode())
+            fd = m.parse_detections(bm.decode(), class_map)
             out[fd.stamp_ns] = fd
     return out

@@ -4,8 +4,10 @@ Image pixels go through :mod:`dlrmamba_core.runtime.image_codec` (the same code 
 this module only builds and reads the message objects of the rosbags typestore.
 
 Conventions: stamps are integers in nanoseconds; boxes are ``x1, y1, x2, y2`` float32 in RGB
-image pixels; ``vision_msgs`` boxes are center + size in the same pixels, and the class of a
-detection is ``results[0].hypothesis.class_id``, the class **name** (a stable string).
+image pixels; ``vision_msgs`` boxes are center + size in the same pixels. The class of a
+detection is ``results[0].hypothesis.class_id``: detector output uses the node's convention,
+the class **index** as a string with the names in a ``LabelInfo``; the synthetic ground truth
+uses the class **name**. :func:`parse_detections` accepts both.
 """
 
 from __future__ import annotations
@@ -131,11 +133,13 @@ def decode_thermal(msg: Any, msgtype: str, source: str) -> np.ndarray:
     return img
 
 
-def detections_message(det: FrameDetections) -> Any:
+def detections_message(det: FrameDetections, class_map: list[str] | None = None) -> Any:
     """A ``vision_msgs/Detection2DArray`` whose header (and every detection's) is the image's.
 
     Args:
         det: boxes in image pixels, xyxy; each becomes center + size.
+        class_map: with it, ``class_id`` is the index of the name in it and ``id`` the rank
+            (as the detector node publishes); without it, ``class_id`` is the name.
     """
     store = get_bag_typestore()
     t = store.types
@@ -143,10 +147,12 @@ def detections_message(det: FrameDetections) -> Any:
     pose_cov = t["geometry_msgs/msg/PoseWithCovariance"]
     pose = t["geometry_msgs/msg/Pose"]
     items = []
-    for box, score, name in zip(det.boxes, det.scores, det.class_names, strict=True):
+    for k, (box, score, name) in enumerate(
+            zip(det.boxes, det.scores, det.class_names, strict=True)):
         x1, y1, x2, y2 = (float(v) for v in box)
+        cid = name if class_map is None else str(class_map.index(name))
         hyp = t["vision_msgs/msg/ObjectHypothesisWithPose"](
-            hypothesis=t["vision_msgs/msg/ObjectHypothesis"](class_id=name, score=float(score)),
+            hypothesis=t["vision_msgs/msg/ObjectHypothesis"](class_id=cid, score=float(score)),
             pose=pose_cov(
                 pose=pose(
                     position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
@@ -163,13 +169,18 @@ def detections_message(det: FrameDetections) -> Any:
             size_x=x2 - x1,
             size_y=y2 - y1,
         )
-        items.append(t["vision_msgs/msg/Detection2D"](header=hdr, results=[hyp], bbox=bbox,
-                                                      id=""))
+        items.append(t["vision_msgs/msg/Detection2D"](
+            header=hdr, results=[hyp], bbox=bbox, id="" if class_map is None else str(k)))
     return t[DETECTIONS](header=hdr, detections=items)
 
 
-def parse_detections(msg: Any) -> FrameDetections:
+def parse_detections(msg: Any, class_map: list[str] | None = None) -> FrameDetections:
     """A ``Detection2DArray`` message (rosbags or rclpy object) as a :class:`FrameDetections`.
+
+    Args:
+        msg: the message.
+        class_map: maps a numeric ``class_id`` ("3") to its name; other ids are kept as
+            they are (names).
 
     A detection without results gets the class name ``""`` and score 0.
     """
@@ -182,7 +193,10 @@ def parse_detections(msg: Any) -> FrameDetections:
                     cx + d.bbox.size_x / 2, cy + d.bbox.size_y / 2)
         if d.results:
             best = max(d.results, key=lambda r: r.hypothesis.score)
-            names.append(str(best.hypothesis.class_id))
+            cid = str(best.hypothesis.class_id)
+            if class_map is not None and cid.isdigit() and int(cid) < len(class_map):
+                cid = class_map[int(cid)]
+            names.append(cid)
             scores[i] = best.hypothesis.score
         else:
             names.append("")

@@ -226,3 +226,63 @@ def _class_name(class_names: list[str], idx: int) -> str:
         raise ConfigError(f"ground-truth label {idx} is outside the class map "
                           f"0..{len(class_names) - 1} {class_names}")
     return class_names[idx]
+
+
+def write_synthetic_bag(
+    out: str | Path,
+    duration_s: float = 10.0,
+    storage: str = "sqlite3",
+    compressed: bool = False,
+    seed: int = 0,
+    rgb_hz: float = 30.0,
+    thermal_hz: float = 9.0,
+    size: tuple[int, int] | None = None,
+    overwrite: bool = False,
+    scene: str | None = None,
+    condition: str | None = None,
+) -> BagSummary:
+    """Write a rosbag2 of a SYNTHETIC sequence (``data.synthetic.generate_sequence``).
+
+    Args:
+        out: bag directory to create.
+        duration_s: length (s).
+        storage: "sqlite3" or "mcap".
+        compressed: also write the CompressedImage topics.
+        seed: sequence seed.
+        rgb_hz: RGB rate (Hz).
+        thermal_hz: thermal rate (Hz).
+        size: RGB (width, height) px; the thermal camera gets half of each side. None: the
+            generator's default sizes.
+        overwrite: replace an existing bag.
+        scene: force a scene of the generator (None: drawn from the seed).
+        condition: force a condition (None: drawn from the seed).
+
+    Returns:
+        A :class:`BagSummary`.
+    """
+    from dlrmamba_core.data.synthetic import (
+        SYNTH_CLASSES,
+        SynthConfig,
+        generate_sequence,
+        rig_homography,
+        with_sizes,
+    )
+
+    _storage_plugin(storage)  # fail on a bad storage before generating anything
+    cfg = SynthConfig()
+    if size is not None:
+        w, h = size
+        cfg = with_sizes(cfg, (int(w), int(h)), (max(16, int(w) // 2), max(16, int(h) // 2)))
+    seq = generate_sequence(cfg, seed, duration_s=duration_s, rgb_hz=rgb_hz,
+                            thermal_hz=thermal_hz, scene=scene, condition=condition)
+    frames = (StreamFrame(f.stream, f.stamp_ns, f.image,
+                          boxes=f.boxes if f.stream == "rgb" else None,
+                          labels=f.labels if f.stream == "rgb" else None) for f in seq)
+    custom = {"dlrmamba.generator": json.dumps({
+        "function": "dlrmamba_core.data.synthetic.generate_sequence", "seed": seed,
+        "duration_s": duration_s, "rgb_hz": rgb_hz, "thermal_hz": thermal_hz,
+        "rgb_size": list(cfg.rgb_size), "thermal_size": list(cfg.thermal_size),
+        "scene": scene, "condition": condition})}
+    return write_frames_bag(out, frames, list(SYNTH_CLASSES), storage=storage,
+                            compressed=compressed, homography=rig_homography(cfg),
+                            synthetic=True, overwrite=overwrite, custom=custom)

@@ -1,0 +1,69 @@
+"""Compare two sets of detections frame by frame (live node vs offline ``bag-eval``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dlrmamba_core.bag.messages import FrameDetections
+
+
+def compare_detections(live: dict[int, FrameDetections], offline: dict[int, FrameDetections],
+                       box_tol_px: float = 1e-3, score_tol: float = 1e-4) -> dict[str, Any]:
+    """Frame-by-frame agreement of two detection sets keyed by RGB stamp (ns).
+
+    Two frames agree when they have the same number of detections and, in score order, the
+    same class names, boxes within ``box_tol_px`` and scores within ``score_tol``.
+
+    Returns:
+        ``live_frames``, ``offline_frames``, ``common_frames``, ``only_live`` and
+        ``only_offline`` (stamp lists), ``frames_agreeing``, ``disagreeing`` (stamps),
+        ``max_box_diff_px``, ``max_score_diff`` (over common frames with equal counts),
+        ``detections_compared``, ``coverage`` (common / offline frames) and ``identical_pairs``
+        (every live frame is an offline pair, no frame disagrees).
+    """
+    common = sorted(set(live) & set(offline))
+    max_box = 0.0
+    max_score = 0.0
+    agree = 0
+    compared = 0
+    disagree: list[int] = []
+    for s in common:
+        a, b = _sorted(live[s]), _sorted(offline[s])
+        if len(a) != len(b) or a.class_names != b.class_names:
+            disagree.append(s)
+            continue
+        if len(a):
+            db = float(np.abs(a.boxes - b.boxes).max())
+            ds = float(np.abs(a.scores - b.scores).max())
+            max_box, max_score = max(max_box, db), max(max_score, ds)
+            compared += len(a)
+            if db > box_tol_px or ds > score_tol:
+                disagree.append(s)
+                continue
+        agree += 1
+    only_live = sorted(set(live) - set(offline))
+    return {
+        "live_frames": len(live),
+        "offline_frames": len(offline),
+        "common_frames": len(common),
+        "only_live": only_live,
+        "only_offline": sorted(set(offline) - set(live)),
+        "frames_agreeing": agree,
+        "disagreeing": disagree,
+        "max_box_diff_px": max_box,
+        "max_score_diff": max_score,
+        "detections_compared": compared,
+        "coverage": round(len(common) / max(len(offline), 1), 4),
+        "identical_pairs": not only_live and not disagree,
+        "box_tol_px": box_tol_px,
+        "score_tol": score_tol,
+    }
+
+
+def _sorted(f: FrameDetections) -> FrameDetections:
+    """Detections ordered by (score desc, x1, y1) so equal sets compare equal."""
+    order = np.lexsort((f.boxes[:, 1], f.boxes[:, 0], -f.scores)) if len(f) else []
+    return FrameDetections(f.stamp_ns, f.frame_id, f.boxes[order], f.scores[order],
+                           [f.class_names[i] for i in order])
