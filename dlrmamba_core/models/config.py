@@ -17,7 +17,7 @@ class DetectorConfig:
     Attributes:
         variant: registry name this config came from.
         num_classes: number of object classes.
-        fusion_hidden: width of the pixel-fusion module (16 -> ~1.9k parameters).
+        fusion_hidden: width of the pixel-fusion module (24 -> ~1.9k parameters).
         stem: channels of the two stride-2 stem convolutions (output at stride 4).
         widths: channels of the backbone stages at strides 8, 16, 32 (P3, P4, P5).
         depths: blocks per stage.
@@ -34,7 +34,7 @@ class DetectorConfig:
 
     variant: str = "custom"
     num_classes: int = 1
-    fusion_hidden: int = 16
+    fusion_hidden: int = 24
     stem: tuple[int, int] = (16, 32)
     widths: tuple[int, int, int] = (64, 128, 256)
     depths: tuple[int, int, int] = (1, 2, 2)
@@ -99,15 +99,27 @@ def get_config(variant: str, num_classes: int, **overrides: Any) -> DetectorConf
     return replace(_VARIANTS[variant], num_classes=num_classes, **overrides)
 
 
-register_variant(
-    DetectorConfig(variant="teacher", widths=(64, 128, 256), depths=(1, 2, 2), d_state=16),
-    "full-rank SS2D teacher (VSS stages at strides 16 and 32)",
+TEACHER = DetectorConfig(
+    variant="teacher",
+    widths=(64, 192, 384),
+    depths=(1, 2, 2),
+    stage_types=("conv", "vss", "vss"),
+    d_state=16,
+    ssm_ratio=1.0,
+    mlp_ratio=4.0,
 )
+STUDENT_RANK_RATIO = 0.15
+STUDENT_STATE_RATIO = 0.25
+register_variant(TEACHER, "full-rank SS2D teacher (VSS stages at strides 16 and 32, N = 16)")
 register_variant(
-    DetectorConfig(
-        variant="student", widths=(64, 128, 256), depths=(1, 2, 2), d_state=4, rank_ratio=0.25
+    replace(
+        TEACHER,
+        variant="student",
+        rank_ratio=STUDENT_RANK_RATIO,
+        d_state=round(STUDENT_STATE_RATIO * TEACHER.d_state),
     ),
-    "Low-Rank SS2D student of the teacher (rank ratio 0.25, r_state 4)",
+    f"Low-Rank SS2D student of the teacher (rank ratio {STUDENT_RANK_RATIO}, "
+    f"r_state {round(STUDENT_STATE_RATIO * TEACHER.d_state)})",
 )
 register_variant(
     DetectorConfig(
