@@ -218,3 +218,33 @@ def quantize_model(
             raise
     return QuantizeResult(dest, card, out_info, len(reader_impl), src.stat().st_size,
                           dest.stat().st_size)
+
+
+def compare_int8(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike[str],
+                 dataset: Any, limit: int | None = None, threads: int = 2) -> dict[str, Any]:
+    """mAP50 of the fp32 and INT8 models on the same images (pycocotools, via the evaluator).
+
+    Args:
+        fp32_path: the float ONNX model.
+        int8_path: its quantized version.
+        dataset: a ``PairDataset`` (use the validation or test split, never calibration data
+            alone).
+        limit: evaluate only the first ``limit`` images.
+        threads: onnxruntime intra-op threads.
+
+    Returns:
+        ``{"images", "fp32_mAP50", "int8_mAP50", "mAP50_change", "fp32_mAP50_95",
+        "int8_mAP50_95"}`` (percent; change = int8 - fp32).
+    """
+    from dlrmamba_core.engine.evaluate import evaluate
+    from dlrmamba_core.runtime.detector import Detector
+
+    out: dict[str, Any] = {}
+    for tag, path in (("fp32", fp32_path), ("int8", int8_path)):
+        det = Detector(path, threads=threads, conf_threshold=0.001, iou_threshold=0.6)
+        m = evaluate(det, dataset, limit=limit)
+        out[f"{tag}_mAP50"] = float(m["mAP50"])
+        out[f"{tag}_mAP50_95"] = float(m["mAP50_95"])
+        out["images"] = int(m["num_images"])
+    out["mAP50_change"] = out["int8_mAP50"] - out["fp32_mAP50"]
+    return out
