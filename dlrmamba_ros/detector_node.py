@@ -622,9 +622,13 @@ class DetectorNode(LifecycleNode):
             if reason is not None:
                 self.get_logger().warning(f"rejected parameter update: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
+        live = {"conf_threshold": float, "iou_threshold": float, "max_detections": int}
         for p in updates:
             if p.name == "thermal_homography":
                 self._homography = self._homography_from(p.value)
+            elif p.name in live and self._detector is not None:
+                # The Detector reads these attributes on every detect() call.
+                setattr(self._detector, p.name, live[p.name](p.value))
         return SetParametersResult(successful=True)
 
     @staticmethod
@@ -648,6 +652,7 @@ def main(args: list[str] | None = None) -> int:
         node = DetectorNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        node.get_logger().info("detector node ready (unconfigured): configure to load the model")
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C / launch shutdown: the normal way out, cleaned up below

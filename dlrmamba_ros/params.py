@@ -52,12 +52,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "onnxruntime", "inference backend", choices=BACKEND_CHOICES,
               applies="configure"),
     ParamSpec("threads", 2, "inference threads (intra-op)", lo=1, hi=64, applies="configure"),
-    ParamSpec("conf_threshold", 0.25, "minimum detection score [0..1]", lo=0.0, hi=1.0,
-              applies="configure"),
-    ParamSpec("iou_threshold", 0.5, "NMS IoU threshold [0..1]", lo=0.0, hi=1.0,
-              applies="configure"),
-    ParamSpec("max_detections", 100, "maximum detections per frame", lo=1, hi=1000,
-              applies="configure"),
+    ParamSpec("conf_threshold", 0.25, "minimum detection score [0..1]", lo=0.0, hi=1.0),
+    ParamSpec("iou_threshold", 0.5, "NMS IoU threshold (0..1]", lo=0.01, hi=1.0),
+    ParamSpec("max_detections", 100, "maximum detections per frame", lo=1, hi=1000),
     ParamSpec("rgb_compressed", False, "subscribe rgb/image as sensor_msgs/CompressedImage "
               "(jpeg/png) instead of Image", applies="activate"),
     ParamSpec("thermal_compressed", False, "subscribe thermal/image as CompressedImage "
