@@ -125,7 +125,8 @@ class FrameTiming:
     inference_ms: float  # network forward alone, as the Detector reports it
     decode_ms: float
     publish_ms: float
-    done_ns: int = 0
+    done_ns: int = 0  # monotonic ns when published
+    stamp_ns: int = 0  # the RGB header stamp (ns)
 
 
 @dataclass
@@ -411,7 +412,12 @@ class DetectorNode(LifecycleNode):
 
     def _pair(self, stream: str, msg: Any, now: int) -> None:
         assert self._pairer is not None
-        for pair in self._pairer.add(stream, conversions.stamp_ns(msg.header), (msg, now)):
+        try:
+            pairs = self._pairer.add(stream, conversions.stamp_ns(msg.header), (msg, now))
+        except InputError as exc:  # e.g. a negative stamp (sec is a signed int32)
+            self._drop(stream, "stamp", str(exc))
+            return
+        for pair in pairs:
             (rgb_msg, rgb_t), (th_msg, th_t) = pair.rgb, pair.thermal
             self._submit(Job(rgb_msg, th_msg, max(rgb_t, th_t), pair.skew_ns))
 
@@ -504,7 +510,8 @@ class DetectorNode(LifecycleNode):
         timing = FrameTiming(
             latency_ms=(t3 - job.ready_ns) / 1e6, detect_ms=(t2 - t1) / 1e6,
             inference_ms=float(getattr(dets, "inference_ms", 0.0)),
-            decode_ms=(t1 - t0) / 1e6, publish_ms=(t3 - t2) / 1e6, done_ns=t3)
+            decode_ms=(t1 - t0) / 1e6, publish_ms=(t3 - t2) / 1e6, done_ns=t3,
+            stamp_ns=conversions.stamp_ns(job.rgb.header))
         self.timings.append(timing)
         self._latency.add(timing.latency_ms)
         self._detect_ms.add(timing.detect_ms)

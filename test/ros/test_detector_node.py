@@ -387,3 +387,19 @@ def test_diagnostics_report_rates_and_counters(harness_factory) -> None:
     assert v["rgb_paired"] == "4" and v["thermal_paired"] == "4"
     assert float(v["skew_ms_max"]) == pytest.approx(4.0)
     assert float(v["detect_ms_mean"]) > 0 and float(v["latency_ms_p95"]) > 0
+
+
+def test_negative_stamp_is_dropped_not_fatal(harness_factory) -> None:
+    h = harness_factory()
+    h.configure_activate()
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    _rgb, thermal = synthetic_pair(0)
+    msg = image_msg(thermal, "mono16", 0, "cam_t")
+    msg.header.stamp.sec = -5  # builtin_interfaces/Time.sec is a signed int32
+    pubs[1].publish(msg)
+    assert wait_for(lambda: h.node.counters.drops[("thermal", "stamp")] == 1)
+    _send_pair(h, pubs, 1)
+    assert wait_for(lambda: len(dets) == 1)
