@@ -118,6 +118,12 @@ class AnnotatedVideo:
                 self._strip_every *= 2
         self.frames += 1
 
+    def preview_frame(self) -> np.ndarray | None:
+        """A frame from the middle of the run (None before the first frame)."""
+        if self._strip:
+            return self._strip[len(self._strip) // 2]
+        return self.first_frame
+
     def abort(self) -> None:
         """Close the encoder after an error (the file is discarded with its directory)."""
         if self._writer is not None:

@@ -312,9 +312,10 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
             writer.close()
             video_path = video.close() if video is not None else None
             preview = None
-            if video is not None and video.first_frame is not None:
+            frame = video.preview_frame() if video is not None else None
+            if frame is not None:
                 preview = target.tmp / "preview.png"
-                cv2.imwrite(str(preview), cv2.cvtColor(_middle_frame(video), cv2.COLOR_RGB2BGR))
+                cv2.imwrite(str(preview), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             metrics = _metrics(
                 bag=bag, storage=reader.storage, model_path=model_path, opts=opts,
                 class_names=class_names, synthetic=synthetic, partial=partial,
@@ -345,11 +346,6 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
     if interrupted:
         raise KeyboardInterrupt(f"bag-eval interrupted; partial output in {final}")
     return result
-
-
-def _middle_frame(video: AnnotatedVideo) -> np.ndarray:
-    strip = video._strip
-    return strip[len(strip) // 2] if strip else video.first_frame  # type: ignore[return-value]
 
 
 def _make_detector(model_path: Path, opts: EvalOptions, homography: np.ndarray | None) -> Any:
