@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 import importlib
+import itertools
 import json
 from pathlib import Path
 import sys
@@ -24,7 +25,7 @@ import time
 from typing import Any
 
 from dlrmamba_core.bag._player_args import add_arguments
-from dlrmamba_core.bag.playback import header_stamp_ns, schedule
+from dlrmamba_core.bag.playback import bag_topics, header_stamp_ns, schedule
 from dlrmamba_core.errors import BagError, DlrmambaError
 
 # lifecycle_msgs/msg/Transition ids and lifecycle_msgs/msg/State ids.
@@ -47,6 +48,7 @@ class PlayReport:
         latency_ms: per received detection message, ms from the publish of the newest image
             with the detection's stamp to its reception (None where no image had the stamp).
         stamps: header stamps (ns) of the received detection messages, in arrival order.
+        partial: the replay was interrupted (Ctrl-C) before the end of the bag.
     """
 
     published: dict[str, int] = field(default_factory=dict)
@@ -55,6 +57,7 @@ class PlayReport:
     record_path: Path | None = None
     latency_ms: list[float | None] = field(default_factory=list)
     stamps: list[int] = field(default_factory=list)
+    partial: bool = False
 
 
 def message_class(msgtype: str) -> Any:
@@ -147,21 +150,30 @@ def play(
     Raises:
         BagError: bad bag or topics; DlrmambaError: the node did not come up.
     """
+    from builtin_interfaces.msg import Time
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
 
     if record_topic and record_out is None:
         raise BagError("--record needs --record-out DIR for the recorded detections")
-    items = list(schedule(bag, topics, rate))
-    if not items:
+    all_topics = bag_topics(bag)
+    chosen = list(all_topics) if topics is None else list(topics)
+    missing = [t for t in chosen if t not in all_topics]
+    if missing:
+        raise BagError(f"{bag}: topics {missing} are not in the bag; it has {sorted(all_topics)}")
+    items = schedule(bag, chosen, rate)  # lazy: the bag is read while playing
+    first = next(items, None)
+    if first is None:
         raise BagError(f"{bag}: nothing to play (no messages on the selected topics)")
     report = PlayReport()
     received: list[tuple[int, bytes, float]] = []  # (log-time ns, raw, wall receive s)
     publish_wall: dict[int, float] = {}
     lock = threading.Lock()
     start_wall = 0.0
-    first_log = items[0].log_ns
+    first_log = first.log_ns
+    interrupted = False
 
     own_context = not rclpy.ok()
     if own_context:
@@ -175,12 +187,9 @@ def play(
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                          reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE)
-        pubs = {t: node.create_publisher(message_class(ty), t, qos)
-                for t, ty in {i.topic: i.msgtype for i in items}.items()}
+        pubs = {t: node.create_publisher(message_class(all_topics[t]), t, qos) for t in chosen}
         clock_pub = None
         if clock:
-            from rosgraph_msgs.msg import Clock
-
             clock_pub = node.create_publisher(Clock, "/clock", 10)
         if record_topic:
             from vision_msgs.msg import Detection2DArray
@@ -216,25 +225,27 @@ def play(
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(items), unit="msg", desc="bag-play", leave=False)
+            bar = tqdm(unit="msg", desc="bag-play", leave=False)
         start_wall = time.monotonic()
-        for it in items:
-            delay = start_wall + it.due_s - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            if clock_pub is not None:
-                from builtin_interfaces.msg import Time
-                from rosgraph_msgs.msg import Clock
-
-                clock_pub.publish(Clock(clock=Time(sec=it.log_ns // 1_000_000_000,
-                                                   nanosec=it.log_ns % 1_000_000_000)))
-            pubs[it.topic].publish(it.raw)
-            if it.msgtype.startswith("sensor_msgs/msg/"):
-                with lock:
-                    publish_wall[header_stamp_ns(it.raw)] = time.monotonic()
-            report.published[it.topic] = report.published.get(it.topic, 0) + 1
-            if bar is not None:
-                bar.update(1)
+        try:
+            for it in itertools.chain([first], items):
+                delay = start_wall + it.due_s - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                if clock_pub is not None:
+                    clock_pub.publish(Clock(clock=Time(sec=it.log_ns // 1_000_000_000,
+                                                       nanosec=it.log_ns % 1_000_000_000)))
+                pubs[it.topic].publish(it.raw)
+                if it.msgtype.startswith("sensor_msgs/msg/"):
+                    with lock:
+                        publish_wall[header_stamp_ns(it.raw)] = time.monotonic()
+                report.published[it.topic] = report.published.get(it.topic, 0) + 1
+                if bar is not None:
+                    bar.update(1)
+        except KeyboardInterrupt:
+            # Ctrl-C: stop publishing, still close and write what was recorded (partial).
+            interrupted = True
+            max_wait_s = min(max_wait_s, 2.0)
         if bar is not None:
             bar.close()
         report.duration_s = time.monotonic() - start_wall
@@ -264,7 +275,12 @@ def play(
             report.latency_ms.append(None if pub is None else round((wall - pub) * 1e3, 3))
         report.recorded = len(recs)
         assert record_out is not None
+        report.partial = interrupted
         report.record_path = write_recording(record_out, record_topic, recs, report)
+    if interrupted:
+        raise KeyboardInterrupt("bag-play interrupted"
+                                + (f"; partial recording in {report.record_path}"
+                                   if report.record_path else ""))
     return report
 
 
@@ -288,7 +304,8 @@ def write_recording(out: str | Path, topic: str, recs: list[tuple[int, bytes, fl
             writer.write(conn, last, raw)
         writer.close()
         (target.tmp / "latency.json").write_text(json.dumps({
-            "topic": topic, "stamps_ns": report.stamps, "latency_ms": report.latency_ms,
+            "partial": report.partial, "topic": topic, "stamps_ns": report.stamps,
+            "latency_ms": report.latency_ms,
             "published": report.published, "replay_duration_s": round(report.duration_s, 3),
         }, indent=1) + "\n")
     except BaseException:
@@ -328,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     except DlrmambaError as exc:
         print(f"bag_player: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        print(f"bag_player: {exc or 'interrupted'}", file=sys.stderr)
         return 130
 
 

@@ -64,6 +64,7 @@ def compare_detections(live: dict[int, FrameDetections], offline: dict[int, Fram
 
 def _sorted(f: FrameDetections) -> FrameDetections:
     """Detections ordered by (score desc, x1, y1) so equal sets compare equal."""
-    order = np.lexsort((f.boxes[:, 1], f.boxes[:, 0], -f.scores)) if len(f) else []
+    order: np.ndarray = (np.lexsort((f.boxes[:, 1], f.boxes[:, 0], -f.scores)) if len(f)
+                         else np.zeros(0, np.int64))
     return FrameDetections(f.stamp_ns, f.frame_id, f.boxes[order], f.scores[order],
                            [f.class_names[i] for i in order])

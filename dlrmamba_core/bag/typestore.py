@@ -13,6 +13,7 @@ from functools import lru_cache
 import os
 from pathlib import Path
 import sys
+from typing import Any
 
 from dlrmamba_core.errors import BagError
 
@@ -59,13 +60,18 @@ def find_vision_msgs_dir() -> Path:
 
 
 @lru_cache(maxsize=1)
-def get_bag_typestore():  # -> rosbags.typesys.store.Typestore (lazy import keeps it optional)
-    """The shared typestore: ``Stores.ROS2_KILTED`` with ``vision_msgs/msg/*`` registered."""
+def get_bag_typestore() -> Any:
+    """The shared typestore: ``Stores.ROS2_KILTED`` with ``vision_msgs/msg/*`` registered.
+
+    Returns:
+        a ``rosbags.typesys.store.Typestore`` (typed ``Any`` so that importing this module
+        does not import rosbags).
+    """
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     store = get_typestore(Stores.ROS2_KILTED)
     d = find_vision_msgs_dir()
-    types: dict = {}
+    types: dict[str, Any] = {}
     for name in VISION_TYPES:
         text = (d / f"{name}.msg").read_text()
         types.update(get_types_from_msg(text, f"vision_msgs/msg/{name}"))

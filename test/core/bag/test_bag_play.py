@@ -74,3 +74,38 @@ def test_live_node_matches_offline_bag_eval(grid_model: Path, tmp_path: Path) ->
     assert cmp["frames_agreeing"] == 10 and cmp["detections_compared"] > 10, cmp
     assert cmp["max_box_diff_px"] <= 1e-3 and cmp["max_score_diff"] <= 1e-4
     assert all(v is not None and v > 0 for v in rep.latency_ms)
+
+
+def test_player_ctrl_c_leaves_a_partial_recording(tmp_path: Path) -> None:
+    """SIGINT while playing: exit 130 and a closed recording marked partial."""
+    import json
+    import signal
+    import threading
+    import time
+
+    s = write_frames_bag(tmp_path / "b", scene_frames(600, thermal_every=30), GRID_CLASSES)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlrmamba_ros.bag_player", str(s.path), "--record", GT_TOPIC,
+         "--record-out", str(tmp_path / "rec")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = threading.Event()
+    err: list[str] = []
+
+    def watch() -> None:
+        assert proc.stderr is not None
+        for chunk in iter(lambda: proc.stderr.read(64), ""):  # type: ignore[union-attr]
+            err.append(chunk)
+            if "bag-play" in "".join(err[-2:]):
+                started.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert started.wait(60), "".join(err)
+    time.sleep(1.0)  # mid-way through the 20 s bag
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    assert proc.returncode == 130, "".join(err)
+    lat = json.loads((tmp_path / "rec" / "latency.json").read_text())
+    assert lat["partial"] is True
+    assert 0 < lat["published"][RGB_TOPIC] < 600
+    rec = read_detections_bag(tmp_path / "rec" / "bag", GT_TOPIC)  # a closed, readable bag
+    assert 0 < len(rec) <= lat["published"][GT_TOPIC]
