@@ -37,6 +37,8 @@ def _train_args(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:
                    help="also write last.pt every N steps (default: epoch ends only)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after N optimizer steps (checkpointed; resume continues)")
+    p.add_argument("--max-time-min", type=float, default=None,
+                   help="time budget: validate and save the models when it runs out")
     p.add_argument("--val-every", type=int, default=1, metavar="EPOCHS")
     p.add_argument("--val-max-images", type=int, default=None)
     p.add_argument("--train-split", default="train")
@@ -53,7 +55,8 @@ def _config(args: argparse.Namespace, **over: Any) -> Any:
         num_workers=args.workers, device=args.device, seed=args.seed, amp=not args.no_amp,
         checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
         val_every=args.val_every, val_max_images=args.val_max_images, modality=args.modality,
-        progress=not args.no_progress)
+        progress=not args.no_progress,
+        max_time_s=None if args.max_time_min is None else 60.0 * args.max_time_min)
     for k, v in over.items():
         setattr(cfg, k, v)
     cfg.validate()
@@ -100,10 +103,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Handler of ``dlrmamba train``."""
     from dlrmamba_core.engine.runs import train_model
 
+    overrides = {k: v for k, v in (("rank_ratio", args.rank_ratio), ("d_state", args.d_state))
+                 if v is not None}
     result = train_model(args.variant, args.data_format, args.data, args.out, _config(args),
                          input_hw=parse_input_size(args.input_size), resume=args.resume,
                          init=args.init, train_split=args.train_split,
-                         val_split=_val_split(args))
+                         val_split=_val_split(args), overrides=overrides)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -151,6 +156,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="network input, multiples of 32 (default 256 320)")
     p.add_argument("--init", default=None, help="start from this model file's weights")
+    p.add_argument("--rank-ratio", type=float, default=None,
+                   help="override the variant's low-rank ratio (student variants)")
+    p.add_argument("--d-state", type=int, default=None,
+                   help="override the variant's SSM state size N")
     p.set_defaults(func=cmd_train)
 
     d = subparsers.add_parser(

@@ -234,12 +234,15 @@ def distill_model(
             if resume is not None:
                 trainer.load_state(resume)
             result["distill"] = trainer.fit()
-            if not result["distill"]["finished"] or finetune_cfg is None:
+            done = result["distill"]["finished"] or result["distill"]["truncated"]
+            if not done or finetune_cfg is None:
                 return result
             # Fine-tune starts from the distilled EMA student (what was validated).
             student.load_state_dict(trainer.ema.module.state_dict())
             resume = None
-        assert finetune_cfg is not None
+        if finetune_cfg is None:
+            raise ConfigError(f"--resume {resume}: a fine-tune checkpoint, but "
+                              "--finetune-epochs is 0; pass the fine-tune epochs")
         ft = Trainer(DetectionTask(student, finetune_cfg.modality), student, train_set,
                      val_pairs, finetune_cfg, out / "finetune",
                      RunMeta("finetune", variant, names, input_hw, extra), info)

@@ -403,7 +403,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text(self.out / "config.json", _json(dataclasses.asdict(self.cfg)))
         loader = self._loader()
-        stopped = False
+        stopped = truncated = False
         while self.epoch < self.cfg.epochs and not stopped:
             t_epoch = time.monotonic()
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch * self.cfg.batch_size)
@@ -424,12 +424,21 @@ class Trainer:
                 if self.cfg.checkpoint_every and self.global_step % self.cfg.checkpoint_every \
                         == 0:
                     self.save_state()
-                if (self.cfg.max_steps is not None and self.global_step >= self.cfg.max_steps) \
-                        or (self.cfg.max_time_s is not None
-                            and time.monotonic() - t0 >= self.cfg.max_time_s):
+                if self.cfg.max_steps is not None and self.global_step >= self.cfg.max_steps:
                     stopped = True
                     break
+                if self.cfg.max_time_s is not None and \
+                        time.monotonic() - t0 >= self.cfg.max_time_s:
+                    stopped = truncated = True
+                    break
             bar.close()
+            if truncated:
+                # Time budget spent: validate and save the models now (the schedule is cut).
+                log.warning("%s %s: time budget of %.0f s reached at step %d of %d; "
+                            "finishing early", self.meta.kind, self.meta.variant,
+                            self.cfg.max_time_s, self.global_step, self.total_steps)
+                self._end_epoch(time.monotonic() - t_epoch, final=True)
+                break
             if stopped and self.batch_in_epoch < self.steps_per_epoch:
                 self.save_state()
                 break
@@ -438,18 +447,20 @@ class Trainer:
         if self._tb is not None:
             self._tb.close()
         best = self.out / "best.pt"
-        return {"finished": self.epoch >= self.cfg.epochs, "global_step": self.global_step,
+        return {"finished": self.epoch >= self.cfg.epochs, "truncated": truncated,
+                "global_step": self.global_step, "total_steps": self.total_steps,
                 "epoch": self.epoch, "best_metrics": self.best_metrics,
+                "seconds": round(time.monotonic() - t0, 1),
                 "best": str(best) if best.exists() else None,
                 "last": str(self.out / "last.pt")}
 
-    def _end_epoch(self, epoch_s: float) -> None:
+    def _end_epoch(self, epoch_s: float, final: bool = False) -> None:
         n = max(self.batch_in_epoch, 1)
         row: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.global_step,
                                "lr": self.optimizer.param_groups[0]["lr"],
                                "epoch_s": round(epoch_s, 2)}
         row.update({f"train_{k}": round(v / n, 5) for k, v in self.epoch_sums.items()})
-        last_epoch = self.epoch + 1 == self.cfg.epochs
+        last_epoch = final or self.epoch + 1 == self.cfg.epochs
         metrics: dict[str, Any] = {}
         if self.info.is_main and (last_epoch or (self.epoch + 1) % self.cfg.val_every == 0):
             metrics = self.validate()
@@ -472,7 +483,7 @@ class Trainer:
                 self.save_model(self.out / "best.pt", {"epoch": self.epoch,
                                                        "val": self.best_metrics})
             if last_epoch:
-                self.save_model(self.out / "final.pt", {"epoch": self.epoch,
+                self.save_model(self.out / "final.pt", {"epoch": self.epoch, "truncated": final,
                                                         "val": {k: metrics.get(k) for k in
                                                                 ("mAP50", "mAP50_95")}})
             self.save_state()
