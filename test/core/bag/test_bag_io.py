@@ -139,3 +139,19 @@ def test_writer_is_atomic_on_error(tmp_path: Path) -> None:
     write_frames_bag(tmp_path / "b", scene_frames(2), GRID_CLASSES)
     with pytest.raises(BagError, match="exists already"):
         write_frames_bag(tmp_path / "b", scene_frames(2), GRID_CLASSES)
+
+
+def test_bag_tools_import_without_torch_or_rclpy() -> None:
+    """The bag tools run on a robot without torch, and dlrmamba_core never imports rclpy."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import dlrmamba_core.bag.cli, dlrmamba_core.bag.evaluate, dlrmamba_core.bag.render\n"
+            "import dlrmamba_core.bag.playback, dlrmamba_core.bag.compare, dlrmamba_core.demo\n"
+            "from dlrmamba_core.bag.typestore import get_bag_typestore\n"
+            "get_bag_typestore()\n"
+            "print(sorted(m for m in ('torch', 'rclpy') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
