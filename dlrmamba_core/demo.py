@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+import random
 import shutil
 import subprocess
 import sys
@@ -124,8 +125,10 @@ def run_demo(out: Path, model: str | None, duration_s: float, seed: int, rate: f
         node_log.close()
     (out / "player.log").write_text(player.stdout)
     if player.returncode != 0:
+        node_tail = (out / "node.log").read_text(errors="replace")[-1500:]
         raise DlrmambaError(f"the bag player failed (exit {player.returncode}):\n"
-                            f"{player.stdout[-2000:]}\nnode log: {out / 'node.log'}")
+                            f"{player.stdout[-1500:]}\n--- detector_node log "
+                            f"({out / 'node.log'}) ---\n{node_tail}")
     print(f"[demo] 2/4 played the bag through detector_node in {time.monotonic() - t0:.1f} s:"
           f" {player.stdout.strip().splitlines()[-1]}")
 
@@ -271,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also write docs/demo.md and docs/images/demo_frame.png")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    if "ROS_DOMAIN_ID" not in os.environ:
+        # A private domain: two demos (or a demo and a test run) on one machine never mix.
+        os.environ["ROS_DOMAIN_ID"] = str(random.Random().randint(1, 101))
+    print(f"[demo] ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} (set it to choose another)")
     try:
         s = run_demo(args.out, args.model, args.duration, args.seed, args.rate,
                      tuple(args.size) if args.size else None, args.threads)
