@@ -1,0 +1,48 @@
+"""Fixtures of the runtime tests: a tiny nano checkpoint and its real ONNX export.
+
+The nano model is untrained, but its class-prediction layers are re-drawn (see
+``runtime_helpers.make_checkpoint``) so that detections pass the 0.25 score threshold and the
+parity / mapping tests compare real, well-separated detections instead of ties.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runtime_helpers import make_checkpoint
+
+
+@pytest.fixture(scope="session")
+def nano_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A nano checkpoint (.pt) with the synthetic classes, native input 128x160."""
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "nano.pt")
+
+
+@pytest.fixture(scope="session")
+def nano_export(nano_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``export_onnx`` result of :func:`nano_ckpt` (ONNX + card, parity on 2 frames)."""
+    from dlrmamba_core.runtime.export import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "nano.onnx"
+    return export_onnx(nano_ckpt, out, parity_samples=2)
+
+
+@pytest.fixture()
+def nano_onnx(nano_export: Any, tmp_path: Path) -> Path:
+    """A private copy of the exported ONNX + card (tests may corrupt it)."""
+    import shutil
+
+    dst = tmp_path / "nano.onnx"
+    shutil.copy(nano_export.onnx_path, dst)
+    shutil.copy(nano_export.card_path, tmp_path / "nano.json")
+    return dst
+
+
+@pytest.fixture(scope="session")
+def synth_frames() -> list[Any]:
+    """Three synthetic RGB-T frames (RGB 640x480, thermal 320x256 with a homography)."""
+    from dlrmamba_core.data.synthetic import SynthConfig, generate_frame
+
+    return [generate_frame(SynthConfig(), seed) for seed in (11, 12, 13)]
