@@ -161,7 +161,11 @@ class Bench:
             m.header.stamp.sec, m.header.stamp.nanosec = sec, nsec
         self.pub_th.publish(th)
         with self._lock:
-            self.sent[stamp_ns] = time.monotonic_ns()
+            now = time.monotonic_ns()
+            self.sent[stamp_ns] = now
+            if len(self.sent) > 256:  # pairs skipped by the node never get an answer: forget
+                for key in [k for k, t in self.sent.items() if now - t > 5_000_000_000]:
+                    del self.sent[key]
         self.pub_rgb.publish(rgb)
 
     def close(self) -> None:
@@ -215,6 +219,12 @@ def run(args: argparse.Namespace) -> str:
             time.sleep(0.02)  # let the peer receive before the next frame
         t1 = list(node.timings)[n0:]
         overhead = [t.latency_ms - t.detect_ms for t in t1]
+        parts = {
+            "decode (Image -> numpy)": [t.decode_ms for t in t1],
+            "convert + publish detections": [t.publish_ms for t in t1],
+            "hand-off to the worker (wake-up)": [t.latency_ms - t.detect_ms - t.decode_ms
+                                                 - t.publish_ms for t in t1],
+        }
         detect = [t.detect_ms for t in t1]
         infer = [t.inference_ms for t in t1]
         detect_by_stamp = {t.stamp_ns: t.detect_ms for t in t1}
@@ -250,8 +260,9 @@ def run(args: argparse.Namespace) -> str:
         warm = [m for s, m in rss if s >= min(10.0, args.duration / 3)]
         slope = (np.polyfit([s for s, _ in rss if s >= min(10.0, args.duration / 3)], warm, 1)[0]
                  * 60 if len(warm) >= 2 else float("nan"))
-        lines = _report(args, model_note, hw, overhead, detect, infer, e2e_over, lat, thirds,
-                        k, elapsed, processed, skipped, rss, slope)
+        lines = _report(args, model_note, hw, overhead, parts, detect, infer, e2e_over, lat,
+                        thirds, k, elapsed, processed, skipped, rss, slope,
+                        [t.detect_ms for t in t2])
     finally:
         bench.close()
         rclpy.try_shutdown()
@@ -268,10 +279,11 @@ def _wait(pred: Any, timeout: float) -> None:
 
 
 def _report(args: argparse.Namespace, model_note: str, hw: tuple[int, int],
-            overhead: list[float], detect: list[float], infer: list[float],
-            e2e_over: list[float], lat: list[float], thirds: list[list[Any]], sent: int,
-            elapsed: float, processed: int, skipped: int, rss: list[tuple[float, float]],
-            slope: float) -> list[str]:
+            overhead: list[float], parts: dict[str, list[float]], detect: list[float],
+            infer: list[float], e2e_over: list[float], lat: list[float],
+            thirds: list[list[Any]], sent: int, elapsed: float, processed: int, skipped: int,
+            rss: list[tuple[float, float]], slope: float,
+            load_detect: list[float]) -> list[str]:
     f = "{:.2f}".format
     cmd = "python -m dlrmamba_ros.bench_node " + " ".join(sys.argv[1:])
     out = [
@@ -290,6 +302,8 @@ def _report(args: argparse.Namespace, model_note: str, hw: tuple[int, int],
         "|---|---|---|---|",
         f"| node overhead (inputs complete -> published, minus detect) | {f(_pct(overhead, 50))} "
         f"| {f(_pct(overhead, 95))} | {f(max(overhead, default=float('nan')))} |",
+        *[f"| - {name} | {f(_pct(v, 50))} | {f(_pct(v, 95))} | "
+          f"{f(max(v, default=float('nan')))} |" for name, v in parts.items()],
         f"| publish() -> detections received, minus detect | {f(_pct(e2e_over, 50))} | "
         f"{f(_pct(e2e_over, 95))} | {f(max(e2e_over, default=float('nan')))} |",
         f"| Detector.detect (pre + network + NMS) | {f(_pct(detect, 50))} | "
@@ -316,6 +330,11 @@ def _report(args: argparse.Namespace, model_note: str, hw: tuple[int, int],
         "",
         "Latency here = inputs complete -> detections published; under load it includes "
         "waiting for the inference in progress (at most one detect).",
+        "",
+        f"Bound check: max latency / max detect time under load = "
+        f"{max(lat, default=float('nan')) / max(load_detect, default=float('nan')):.2f} "
+        "(the latest-pair worker bounds it by ~2: one detect in progress + its own); "
+        f"detect p50 under load {f(_pct(load_detect, 50))} ms.",
         "",
         "| t (s) | RSS (MiB) |",
         "|---|---|",

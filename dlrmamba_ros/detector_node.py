@@ -182,6 +182,7 @@ class DetectorNode(LifecycleNode):
         self._sync_backend = "internal"
         self._publisher_counts: dict[str, int] = {}
         self._topics: dict[str, str] = {}
+        self._mf_rejected: deque[int] = deque(maxlen=64)  # ids of refused inputs (mf path)
         self._qos: dict[str, QoSProfile] = {}
         self._enabled = bool(self._param("start_enabled"))
         bad = params.validate("thermal_homography", self._param("thermal_homography"))
@@ -378,7 +379,8 @@ class DetectorNode(LifecycleNode):
         """message_filters path: per-input check before its synchronizer sees the message."""
 
         def callback(msg: Any) -> None:
-            self._accept(stream, msg, time.monotonic_ns())
+            if not self._accept(stream, msg, time.monotonic_ns()):
+                self._mf_rejected.append(id(msg))  # the synchronizer gets it too: skip there
 
         return callback
 
@@ -423,7 +425,7 @@ class DetectorNode(LifecycleNode):
 
     def _on_mf_pair(self, rgb_msg: Any, th_msg: Any) -> None:
         now = time.monotonic_ns()
-        if not self._enabled or self._thermal_stale(now):
+        if id(rgb_msg) in self._mf_rejected or id(th_msg) in self._mf_rejected:
             return
         skew = conversions.stamp_ns(rgb_msg.header) - conversions.stamp_ns(th_msg.header)
         self._submit(Job(rgb_msg, th_msg, now, skew))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from conftest import (
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+import numpy as np
+import pytest
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from ros_helpers import (
     CLASS_NAMES,
     CONF,
     compressed_msg,
@@ -10,10 +14,6 @@ from conftest import (
     synthetic_pair,
     wait_for,
 )
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-import numpy as np
-import pytest
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
@@ -45,7 +45,12 @@ def _send_pair(h, pubs, k: int, rgb_enc: str = "rgb8", compressed: bool = False,
         layout = {"rgb8": rgb, "bgr8": rgb[..., ::-1].copy()}[rgb_enc]
         rgb_msg = image_msg(layout, rgb_enc, stamp, "cam_rgb")
         th_msg = image_msg(thermal, "mono16", stamp - skew_ns, "cam_thermal")
+    # Thermal first, and received before the RGB: after a silence longer than
+    # thermal_timeout_s an RGB frame that overtook its thermal partner would be (correctly)
+    # dropped as "thermal missing", which is not what these tests are about.
+    n_thermal = h.node._received["thermal"]
     pubs[1].publish(th_msg)
+    assert wait_for(lambda: h.node._received["thermal"] > n_thermal), "thermal not received"
     pubs[0].publish(rgb_msg)
     return rgb, thermal, stamp
 
