@@ -23,7 +23,7 @@ def svd_factors(weight: Tensor, rank: int) -> tuple[Tensor, Tensor]:
     """
     if not 1 <= rank <= min(weight.shape):
         raise ValueError(f"rank {rank} is outside [1, {min(weight.shape)}] for {weight.shape}")
-    U, S, Vh = torch.linalg.svd(weight.detach().double(), full_matrices=False)
+    U, S, Vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)
     root = S[:rank].sqrt()
     u = (U[:, :rank] * root).to(weight.dtype)  # (out, r)
     v = (root[:, None] * Vh[:rank]).to(weight.dtype)  # (r, in)
