@@ -177,3 +177,21 @@ def test_cli_bag_eval_errors_exit_nonzero(scene_bag: Path, grid_model: Path, tmp
     rc = cli_main(["bag-eval", str(scene_bag), "--model", str(grid_model), "--gt", GT_TOPIC,
                    "--out", str(tmp_path / "o"), "--no-video"])
     assert rc == 0 and "COCO: mAP50" in capsys.readouterr().out
+
+
+def test_model_resolution_errors(tmp_path: Path, grid_model: Path) -> None:
+    from dlrmamba_core.bag.evaluate import resolve_model
+    from dlrmamba_core.errors import ModelFileError
+
+    card = tmp_path / "default.json"
+    card.write_text(json.dumps({"model": "missing.onnx"}))
+    with pytest.raises(ModelFileError, match=r"names 'missing.onnx', but .*missing\.onnx does"):
+        resolve_model(card)
+    card.write_text("[1, 2]")
+    with pytest.raises(ModelFileError, match=r"\"model\" key"):
+        resolve_model(card)
+    with pytest.raises(ModelFileError, match="does not exist"):
+        resolve_model(tmp_path / "nope.onnx")
+    (tmp_path / grid_model.name).write_bytes(grid_model.read_bytes())
+    card.write_text(json.dumps({"model": grid_model.name}))
+    assert resolve_model(card) == (tmp_path / grid_model.name).resolve()
