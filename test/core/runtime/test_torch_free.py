@@ -1,0 +1,69 @@
+"""The runtime path imports and runs with torch made unimportable (as on a Raspberry Pi)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+
+_BLOCKED_RUN = r"""
+import importlib.abc, json, sys
+
+class BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"torch is blocked in this test (import of {name})")
+        return None
+
+sys.meta_path.insert(0, BlockTorch())
+try:
+    import torch  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("the torch blocker does not work")
+
+import numpy as np
+import dlrmamba_core.runtime as rt
+from dlrmamba_core.runtime import Detector, Detections
+from dlrmamba_core.runtime import metadata, postprocess, pairing, quantize, cli  # noqa: F401
+import dlrmamba_core.data
+from dlrmamba_core.data.synthetic import SynthConfig, generate_frame
+
+s = generate_frame(SynthConfig(), 11)
+det = Detector(sys.argv[1], threads=1, require_card=True)
+d = det.detect(s.rgb, s.thermal, s.homography)
+assert isinstance(d, Detections)
+print(json.dumps({"n": len(d), "boxes": d.boxes.tolist(), "classes": d.class_ids.tolist(),
+                  "torch_loaded": any(m == "torch" or m.startswith("torch.")
+                                      for m in sys.modules)}))
+"""
+
+
+def test_runtime_runs_with_torch_blocked(nano_onnx: Path, synth_frames: list[Any]) -> None:
+    proc = subprocess.run([sys.executable, "-c", _BLOCKED_RUN, str(nano_onnx)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["torch_loaded"] is False
+    # Same detections as in this (torch-enabled) process.
+    from dlrmamba_core.runtime import Detector
+
+    s = synth_frames[0]
+    d = Detector(nano_onnx, threads=1).detect(s.rgb, s.thermal, s.homography)
+    assert out["n"] == len(d) > 0
+    assert out["classes"] == d.class_ids.tolist()
+    np.testing.assert_allclose(np.asarray(out["boxes"]), d.boxes, atol=1e-3)
+
+
+def test_blocker_really_blocks_torch_users() -> None:
+    """Control: the same blocker makes a torch-side module fail, so the test above can fail."""
+    code = _BLOCKED_RUN.split("import numpy as np")[0] + "import dlrmamba_core.models\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode != 0
+    assert "torch is blocked" in proc.stderr
