@@ -335,10 +335,10 @@ def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batc
                        ) -> tuple[list[ImagePredictions], list[ImageTruth]]:
     import torch
 
-    from dlrmamba_core.data.torch_dataset import DetectionDataset, collate
+    from dlrmamba_core.engine.datasets import collate, detection_dataset
     from dlrmamba_core.runtime.postprocess import nms
 
-    ds = dataset if isinstance(dataset, DetectionDataset) else DetectionDataset(
+    ds = dataset if isinstance(dataset, torch.utils.data.Dataset) else detection_dataset(
         dataset, input_hw, augment=False)
     if limit is not None:
         ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
@@ -406,7 +406,8 @@ def evaluate(
         model_or_detector: a torch detector (``nn.Module`` with the eval-mode output of the
             interface contract), a runtime ``Detector``, or a path to ``.onnx`` (run with the
             runtime Detector) or ``.pt`` (loaded with ``models.io.load_model``).
-        dataset: a ``PairDataset`` (reader output) or a ``DetectionDataset``.
+        dataset: a ``PairDataset`` (reader output) or a torch dataset of network-ready
+            samples (``DetectionDataset``) for torch models.
         class_names: defaults to the dataset's ``class_names``.
         input_hw: network input (h, w) for torch models; defaults to the checkpoint's.
         batch_size: torch batch size.

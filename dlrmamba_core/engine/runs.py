@@ -34,7 +34,7 @@ def open_pairs(data_format: str, root: str | os.PathLike[str], split: str | None
     Raises:
         DatasetError: the path does not exist or holds no RGB + thermal pairs.
     """
-    from dlrmamba_core.data import open_dataset
+    from dlrmamba_core.data.readers import open_dataset
 
     path = Path(root)
     if not path.exists():
@@ -109,7 +109,7 @@ def train_model(
     """
     import torch
 
-    from dlrmamba_core.data.torch_dataset import DetectionDataset
+    from dlrmamba_core.engine.datasets import detection_dataset
 
     if input_hw[0] % 32 or input_hw[1] % 32:
         raise ConfigError(f"input size {input_hw} must be multiples of 32 (h, w)")
@@ -133,7 +133,7 @@ def train_model(
         if resume is not None:
             _precheck_resume(resume, kind, variant, names)
         task = DetectionTask(model, cfg.modality)
-        trainer = Trainer(task, model, DetectionDataset(train_pairs, input_hw, augment=True),
+        trainer = Trainer(task, model, detection_dataset(train_pairs, input_hw, augment=True),
                           val_pairs, cfg, out_dir,
                           RunMeta(kind, variant, names, tuple(input_hw), dict(extra or {})),
                           info)
@@ -197,7 +197,7 @@ def distill_model(
     """
     import torch
 
-    from dlrmamba_core.data.torch_dataset import DetectionDataset
+    from dlrmamba_core.engine.datasets import detection_dataset
     from dlrmamba_core.engine.distill import DistillTask, DistillWeights
     from dlrmamba_core.models import student_from_teacher
 
@@ -224,7 +224,7 @@ def distill_model(
                                   "from its own distill/last.pt or finetune/last.pt")
             _precheck_resume(resume, phase, variant, names)
         out = Path(out_dir)
-        train_set = DetectionDataset(train_pairs, input_hw, augment=True)
+        train_set = detection_dataset(train_pairs, input_hw, augment=True)
         result: dict[str, Any] = {"distill": None, "finetune": None}
         if phase == "distill":
             task = DistillTask(student, teacher, weights, cfg.modality)

@@ -336,7 +336,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def _loader(self) -> torch.utils.data.DataLoader:
-        from dlrmamba_core.data.torch_dataset import collate
+        from dlrmamba_core.engine.datasets import collate
 
         workers = self.cfg.num_workers
         return torch.utils.data.DataLoader(
@@ -547,7 +547,8 @@ def plot_history(history: Sequence[dict[str, Any]], path: str | os.PathLike[str]
             ax2.plot(*zip(*pts, strict=True), marker="o", label=key[4:])
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("val mAP (%)")
-    ax2.legend(fontsize=7)
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=7)
     ax2.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
