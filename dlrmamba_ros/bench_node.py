@@ -67,14 +67,15 @@ def _frames(n: int, hw: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:
     import cv2
 
     out = []
+    synth: Any = None
     try:
-        from dlrmamba_core.data.synthetic import SynthConfig, generate_frame
+        from dlrmamba_core.data import synthetic as synth
     except ImportError:
-        generate_frame = None
+        synth = None
     rng = np.random.default_rng(0)
     for k in range(n):
-        if generate_frame is not None:
-            s = generate_frame(SynthConfig(), k)
+        if synth is not None:
+            s = synth.generate_frame(synth.SynthConfig(), k)
             rgb = cv2.resize(s.rgb, (hw[1], hw[0]))
             th = cv2.resize(s.thermal, (hw[1], hw[0]))
             if th.dtype != np.uint16:

@@ -348,13 +348,20 @@ class DetectorNode(LifecycleNode):
         else:
             self._sync_backend = "internal"
             for s in ("rgb", "thermal"):
-                events = SubscriptionEventCallbacks(
-                    incompatible_qos=lambda info, s=s: self._check_qos(s))
+                events = SubscriptionEventCallbacks(incompatible_qos=self._qos_event(s))
                 self._subs.append(self.create_subscription(
                     types[s], topics[s], self._make_callback(s), self._qos[s],
                     event_callbacks=events))
         self._topics = {s: sub.topic_name for s, sub in zip(("rgb", "thermal"), self._subs,
                                                             strict=True)}
+
+    def _qos_event(self, stream: str) -> Callable[[Any], None]:
+        """Incompatible-QoS event handler of one input: name the offending publishers."""
+
+        def handler(_info: Any) -> None:
+            self._check_qos(stream)
+
+        return handler
 
     def _destroy_inputs(self) -> None:
         if self._mf_sync is not None:

@@ -130,9 +130,10 @@ def validate(name: str, value: Any) -> str | None:
         return None
     if spec.choices is not None and value not in spec.choices:
         return f"{name}={value!r} is not one of {list(spec.choices)}"
-    bounded = spec.lo is not None and spec.hi is not None and not isinstance(value, bool)
-    if bounded and (not isinstance(value, int | float) or not spec.lo <= value <= spec.hi):
-        return f"{name}={value!r} is outside [{spec.lo}, {spec.hi}]"
+    lo, hi = spec.lo, spec.hi
+    if lo is not None and hi is not None and not isinstance(value, bool) and (
+            not isinstance(value, int | float) or not lo <= value <= hi):
+        return f"{name}={value!r} is outside [{lo}, {hi}]"
     if name == "thermal_homography" and value is not None:
         return homography_problem(list(value))
     return None

@@ -147,8 +147,8 @@ def image_to_numpy(
             "size",
         )
     rows = buf.reshape(height, step)[:, :row_bytes]  # (H, step) -> drop row padding
-    order = ">" if is_bigendian else "<"
-    img = np.ascontiguousarray(rows).view(dtype.newbyteorder(order))  # (H, W*C) in pixels
+    wire = dtype.newbyteorder(">") if is_bigendian else dtype.newbyteorder("<")
+    img = np.ascontiguousarray(rows).view(wire)  # (H, row_bytes) bytes -> (H, W*C) pixels
     img = img.astype(dtype.newbyteorder("="), copy=True)  # native byte order, own memory
     return img.reshape(height, width) if channels == 1 else img.reshape(height, width, channels)
 
@@ -182,7 +182,8 @@ def numpy_to_image(
             f"({dtype}, {channels} channel(s))"
         )
     h, w = img.shape[:2]
-    px = np.ascontiguousarray(img, dtype=dtype.newbyteorder(">" if is_bigendian else "<"))
+    px = np.ascontiguousarray(img, dtype=dtype.newbyteorder(">") if is_bigendian
+                              else dtype.newbyteorder("<"))
     rows = px.reshape(h, -1).view(np.uint8)  # (H, W*C*itemsize) bytes
     if row_padding:
         rows = np.concatenate([rows, np.zeros((h, row_padding), np.uint8)], axis=1)

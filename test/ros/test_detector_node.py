@@ -408,3 +408,30 @@ def test_negative_stamp_is_dropped_not_fatal(harness_factory) -> None:
     assert wait_for(lambda: h.node.counters.drops[("thermal", "stamp")] == 1)
     _send_pair(h, pubs, 1)
     assert wait_for(lambda: len(dets) == 1)
+
+
+def test_homography_and_live_thresholds_reach_the_detector(harness_factory, nano_model) -> None:
+    from rclpy.parameter import Parameter
+
+    # Thermal 120x160 covering the middle of the 240x320 RGB view: scale 1, offset (80, 60).
+    H = [1.0, 0.0, 80.0, 0.0, 1.0, 60.0, 0.0, 0.0, 1.0]
+    h = harness_factory(thermal_homography=H)
+    h.configure_activate()
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    reference = Detector(nano_model, threads=1, conf_threshold=CONF)
+    rgb, thermal, _ = _send_pair(h, pubs, 0)
+    assert wait_for(lambda: len(dets) == 1)
+    with_h = reference.detect(rgb, thermal, homography=np.reshape(H, (3, 3)))
+    without = reference.detect(rgb, thermal)
+    np.testing.assert_allclose(_xyxy(dets[0]), with_h.boxes, atol=1e-3)
+    assert len(with_h) != len(without) or not np.allclose(with_h.boxes, without.boxes)
+    # Thresholds apply to the next frame without reconfiguring.
+    (res,) = h.node.set_parameters([Parameter("max_detections", value=3)])
+    assert res.successful
+    rgb, thermal, _ = _send_pair(h, pubs, 1)
+    assert wait_for(lambda: len(dets) == 2)
+    assert len(dets[1].detections) == 3
+    assert len(reference.detect(rgb, thermal, homography=np.reshape(H, (3, 3)))) > 3
