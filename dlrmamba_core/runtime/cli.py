@@ -113,7 +113,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _open_split(root: str, fmt: str, split: str) -> Any:
-    from dlrmamba_core.data import open_dataset  # type: ignore[attr-defined]
+    from dlrmamba_core.data.readers import open_dataset
 
     return open_dataset(fmt, root, split=split)
 
