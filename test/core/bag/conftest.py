@@ -23,8 +23,15 @@ GRID_HW = (96, 128)
 CELL = 16
 
 
-def build_grid_model(path: Path, input_hw: tuple[int, int] = GRID_HW) -> Path:
-    """Write the grid detector ONNX file to ``path`` (see the module docstring)."""
+def build_grid_model(path: Path, input_hw: tuple[int, int] = GRID_HW,
+                     class_names: list[str] | None = None) -> Path:
+    """Write the grid detector ONNX file to ``path`` (see the module docstring).
+
+    With ``class_names`` (>= 2 names), class 0 is scored by brightness, class 1 by heat and
+    the others are never detected (score 0).
+    """
+    names = list(class_names or GRID_CLASSES)
+    nc = len(names)
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -40,22 +47,25 @@ def build_grid_model(path: Path, input_hw: tuple[int, int] = GRID_HW) -> Path:
                          strides=[CELL, CELL]),
         helper.make_node("AveragePool", ["thermal"], ["p_th"], kernel_shape=[CELL, CELL],
                          strides=[CELL, CELL]),
-        helper.make_node("Concat", ["p_rgb", "p_th"], ["cells"], axis=1),  # (1, 2, gh, gw)
-        helper.make_node("Reshape", ["cells", "flat_shape"], ["scores"]),  # (1, 2, A)
+        helper.make_node("Concat", ["p_rgb", "p_th", "zero_cells"], ["cells"], axis=1),
+        # (1, nc, gh, gw) -> (1, nc, A), row-major like the boxes
+        helper.make_node("Reshape", ["cells", "flat_shape"], ["scores"]),
         helper.make_node("Concat", ["boxes", "scores"], ["predictions"], axis=1),
     ]
     graph = helper.make_graph(
         nodes, "grid_detector",
         [helper.make_tensor_value_info("rgb", TensorProto.FLOAT, [1, 3, h, w]),
          helper.make_tensor_value_info("thermal", TensorProto.FLOAT, [1, 1, h, w])],
-        [helper.make_tensor_value_info("predictions", TensorProto.FLOAT, [1, 6, a])],
+        [helper.make_tensor_value_info("predictions", TensorProto.FLOAT, [1, 4 + nc, a])],
         initializer=[numpy_helper.from_array(boxes, "boxes"),
-                     numpy_helper.from_array(np.array([1, 2, a], np.int64), "flat_shape")],
+                     numpy_helper.from_array(np.zeros((1, nc - 2, gh, gw), np.float32),
+                                             "zero_cells"),
+                     numpy_helper.from_array(np.array([1, nc, a], np.int64), "flat_shape")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     meta = {
-        "dlrmamba.class_names": json.dumps(GRID_CLASSES),
+        "dlrmamba.class_names": json.dumps(names),
         "dlrmamba.input_hw": json.dumps([h, w]),
         "dlrmamba.variant": "test-grid",
         "dlrmamba.version": "0",

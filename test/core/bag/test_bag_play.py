@@ -44,24 +44,30 @@ def test_player_publishes_bag_bytes_and_recorder_gets_them(tmp_path: Path) -> No
     assert (tmp_path / "rec" / "latency.json").is_file()
 
 
-def test_live_node_matches_offline_bag_eval(grid_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "compressed"])
+def test_live_node_matches_offline_bag_eval(grid_model: Path, tmp_path: Path,
+                                            compressed: bool) -> None:
     """The real detector_node, fed by the player, gives bag-eval's pairs and boxes."""
     from dlrmamba_ros.bag_player import play
 
-    s = write_frames_bag(tmp_path / "b", scene_frames(30), GRID_CLASSES)
+    s = write_frames_bag(tmp_path / "b", scene_frames(30), GRID_CLASSES, compressed=compressed)
+    suffix = "/compressed" if compressed else ""
+    rgb, thermal = RGB_TOPIC + suffix, THERMAL_TOPIC + suffix
     offline = evaluate_bag(s.path, tmp_path / "off", EvalOptions(
-        RGB_TOPIC, THERMAL_TOPIC, model=str(grid_model), progress=False, video=False))
+        rgb, thermal, model=str(grid_model), progress=False, video=False))
     node = subprocess.Popen(
         [str(Path(sys.executable).parent / "detector_node"), "--ros-args",
          "-p", f"model:={grid_model}", "-p", "threads:=1",
-         "-r", f"rgb/image:={RGB_TOPIC}", "-r", f"thermal/image:={THERMAL_TOPIC}",
+         "-p", f"rgb_compressed:={str(compressed).lower()}",
+         "-p", f"thermal_compressed:={str(compressed).lower()}",
+         "-r", f"rgb/image:={rgb}", "-r", f"thermal/image:={thermal}",
          "-r", f"detections:={DET}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         # Half speed: the node finishes each pair before the next one arrives, so its
         # "latest pair" worker skips nothing and every pair can be compared.
-        rep = play(s.path, rate=0.5, topics=[RGB_TOPIC, THERMAL_TOPIC], record_topic=DET,
-                   record_out=tmp_path / "live", wait_subscribers=[RGB_TOPIC, THERMAL_TOPIC],
+        rep = play(s.path, rate=0.5, topics=[rgb, thermal], record_topic=DET,
+                   record_out=tmp_path / "live", wait_subscribers=[rgb, thermal],
                    activate="dlrmamba_detector", settle_s=1.0)
     finally:
         node.terminate()
