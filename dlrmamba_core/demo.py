@@ -75,6 +75,7 @@ def run_demo(out: Path, model: str | None, duration_s: float, seed: int, rate: f
     )
 
     t_start = time.monotonic()
+    load_start = round(os.getloadavg()[0], 2)
     model_path = resolve_model(model)  # fails clearly when no default model is shipped
     print(f"[demo] model: {model_path}")
     if out.exists():
@@ -171,6 +172,8 @@ def run_demo(out: Path, model: str | None, duration_s: float, seed: int, rate: f
                                   "disagreeing": len(cmp["disagreeing"])},
         "cpu": cpu_model(),
         "threads": threads,
+        # Timings depend on what else runs: record the machine's load (1-min average).
+        "load_average_1min": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         "outputs": {"annotated_live_video": video and video.name,
                     "annotated_live_preview": preview and preview.name,
                     "offline": "offline/ (metrics.json, report.md, annotated.mp4, detections/)",
@@ -197,7 +200,9 @@ def _report(s: dict[str, Any]) -> str:
         "# dlrmamba demo (SYNTHETIC data)", "",
         f"Model `{s['model']}`; bag of {s['bag']['duration_s']} s (seed {s['bag']['seed']}) "
         f"replayed at rate {live['replay_rate']} through the real `detector_node`; "
-        f"{s['cpu']}, {s['threads']} inference threads.", "",
+        f"{s['cpu']}, {s['threads']} inference threads, 1-min load average "
+        f"{s['load_average_1min']['start']} -> {s['load_average_1min']['end']} "
+        f"({os.cpu_count()} CPUs).", "",
         "| | live node | offline bag-eval |", "|---|---|---|",
         f"| frames with detections | {live['frames_with_detections_msgs']} | "
         f"{off['pairing']['pairs']} |",
