@@ -159,7 +159,7 @@ def run_demo(out: Path, model: str | None, duration_s: float, seed: int, rate: f
         "bag": {"path": str(bag.path), "duration_s": round(bag.duration_s, 2),
                 "counts": bag.counts, "seed": seed},
         "live": {
-            "frames_with_detections_msgs": len(live),
+            "frames_processed": len(live),
             "thermal_frames_published": lat["published"].get(THERMAL_TOPIC, 0),
             "coco": live_coco,
             "latency_ms_rgb_publish_to_detections": _latency_stats(lat["latency_ms"]),
@@ -204,7 +204,7 @@ def _report(s: dict[str, Any]) -> str:
         f"{s['load_average_1min']['start']} -> {s['load_average_1min']['end']} "
         f"({os.cpu_count()} CPUs).", "",
         "| | live node | offline bag-eval |", "|---|---|---|",
-        f"| frames with detections | {live['frames_with_detections_msgs']} | "
+        f"| pairs processed (detection messages) | {live['frames_processed']} | "
         f"{off['pairing']['pairs']} |",
         f"| mAP50 | {_fmt(lc.get('mAP50'))} | {_fmt(oc.get('mAP50'))} |",
         f"| mAP50:95 | {_fmt(lc.get('mAP50_95'))} | {_fmt(oc.get('mAP50_95'))} |",
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     lat = live["latency_ms_rgb_publish_to_detections"]
     print()
     print("=== dlrmamba demo on SYNTHETIC data ===")
-    print(f"live node : {live['frames_with_detections_msgs']} frames with detections, "
+    print(f"live node : {live['frames_processed']} pairs processed, "
           f"mAP50 {_fmt(lc.get('mAP50'))}, mAP50:95 {_fmt(lc.get('mAP50_95'))}, "
           f"latency p50 {_fmt(lat['p50'])} ms / p95 {_fmt(lat['p95'])} ms")
     oc = s["offline"]["coco"] or {}
