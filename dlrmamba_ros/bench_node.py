@@ -202,6 +202,14 @@ def run(args: argparse.Namespace) -> str:
     if not model:
         raise ConfigError("pass --model FILE.onnx or --build-nano")
     msgs = _messages(_frames(8, hw))
+    from dlrmamba_ros.detector_node import GIL_SWITCH_INTERVAL_S, tune_process
+
+    if not args.default_switch_interval:
+        tune_process()  # as the detector_node executable does
+    switch_note = (f"GIL switch interval {sys.getswitchinterval() * 1e3:g} ms"
+                   + (" (as detector_node sets it)" if not args.default_switch_interval
+                      else f" (Python default; detector_node uses "
+                           f"{GIL_SWITCH_INTERVAL_S * 1e3:g} ms)"))
     rclpy.init()
     bench = Bench(model, args.threads)
     node = bench.node
@@ -261,9 +269,11 @@ def run(args: argparse.Namespace) -> str:
         warm = [m for s, m in rss if s >= min(10.0, args.duration / 3)]
         slope = (np.polyfit([s for s, _ in rss if s >= min(10.0, args.duration / 3)], warm, 1)[0]
                  * 60 if len(warm) >= 2 else float("nan"))
+        model_note += f". {switch_note}"
         lines = _report(args, model_note, hw, overhead, parts, detect, infer, e2e_over, lat,
                         thirds, k, elapsed, processed, skipped, rss, slope,
-                        [t.detect_ms for t in t2])
+                        [t.detect_ms for t in t2],
+                        float(np.mean([t.n_detections for t in t1])) if t1 else float("nan"))
     finally:
         bench.close()
         rclpy.try_shutdown()
@@ -284,7 +294,7 @@ def _report(args: argparse.Namespace, model_note: str, hw: tuple[int, int],
             infer: list[float], e2e_over: list[float], lat: list[float],
             thirds: list[list[Any]], sent: int, elapsed: float, processed: int, skipped: int,
             rss: list[tuple[float, float]], slope: float,
-            load_detect: list[float]) -> list[str]:
+            load_detect: list[float], n_dets: float) -> list[str]:
     f = "{:.2f}".format
     cmd = "python -m dlrmamba_ros.bench_node " + " ".join(sys.argv[1:])
     out = [
@@ -298,6 +308,9 @@ def _report(args: argparse.Namespace, model_note: str, hw: tuple[int, int],
         f"Model: {model_note}.",
         "",
         f"## Phase 1: node overhead, {len(overhead)} isolated pairs",
+        "",
+        f"Detections per frame: {n_dets:.1f} on average (the vision_msgs conversion costs "
+        "about 10 us per detection).",
         "",
         "| quantity (ms) | p50 | p95 | max |",
         "|---|---|---|---|",
@@ -373,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=30.0, help="phase-2 input rate (Hz)")
     parser.add_argument("--duration", type=float, default=120.0, help="phase-2 length (s)")
     parser.add_argument("--rss-every", type=float, default=10.0, help="RSS sample period (s)")
+    parser.add_argument("--default-switch-interval", action="store_true",
+                        help="keep Python's 5 ms GIL switch interval (for comparison)")
     parser.add_argument("--out", default="docs/node_benchmark.md", help="markdown report")
     args = parser.parse_args(argv)
     try:

@@ -15,7 +15,6 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import (
-    BoundingBox2D,
     Detection2D,
     Detection2DArray,
     LabelInfo,
@@ -95,23 +94,24 @@ def detections_to_msg(dets: Any, header: Header) -> Detection2DArray:
         The message: bbox center/size in RGB pixels, ``class_id`` the class index as a
         string (stable; names in LabelInfo), ``score`` the confidence, ``id`` the rank.
     """
-    out = Detection2DArray(header=header)
+    items = []
+    # Plain Python floats/ints (tolist) so the message setters do no numpy conversion.
     for k, (box, score, cls) in enumerate(
         zip(dets.boxes.tolist(), dets.scores.tolist(), dets.class_ids.tolist(), strict=True)
     ):
         x1, y1, x2, y2 = box
         det = Detection2D(header=header, id=str(k))
-        det.bbox = BoundingBox2D()
-        det.bbox.center.position.x = (x1 + x2) / 2.0
-        det.bbox.center.position.y = (y1 + y2) / 2.0
-        det.bbox.size_x = x2 - x1
-        det.bbox.size_y = y2 - y1
+        bbox = det.bbox
+        bbox.center.position.x = (x1 + x2) / 2.0
+        bbox.center.position.y = (y1 + y2) / 2.0
+        bbox.size_x = x2 - x1
+        bbox.size_y = y2 - y1
         hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = str(int(cls))
-        hyp.hypothesis.score = float(score)
+        hyp.hypothesis.class_id = str(cls)
+        hyp.hypothesis.score = score
         det.results.append(hyp)
-        out.detections.append(det)
-    return out
+        items.append(det)
+    return Detection2DArray(header=header, detections=items)
 
 
 def label_info_msg(class_names: list[str], header: Header, threshold: float) -> LabelInfo:
