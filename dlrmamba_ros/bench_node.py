@@ -210,6 +210,7 @@ def run(args: argparse.Namespace) -> str:
                    + (" (as detector_node sets it)" if not args.default_switch_interval
                       else f" (Python default; detector_node uses "
                            f"{GIL_SWITCH_INTERVAL_S * 1e3:g} ms)"))
+    load0 = os.getloadavg()[0]
     rclpy.init()
     bench = Bench(model, args.threads)
     node = bench.node
@@ -233,6 +234,8 @@ def run(args: argparse.Namespace) -> str:
             "convert + publish detections": [t.publish_ms for t in t1],
             "hand-off to the worker (wake-up)": [t.latency_ms - t.detect_ms - t.decode_ms
                                                  - t.publish_ms for t in t1],
+            "CPU time of decode + convert + publish (worker thread, not wall)":
+                [t.node_cpu_ms for t in t1],
         }
         detect = [t.detect_ms for t in t1]
         infer = [t.inference_ms for t in t1]
@@ -273,7 +276,8 @@ def run(args: argparse.Namespace) -> str:
         lines = _report(args, model_note, hw, overhead, parts, detect, infer, e2e_over, lat,
                         thirds, k, elapsed, processed, skipped, rss, slope,
                         [t.detect_ms for t in t2],
-                        float(np.mean([t.n_detections for t in t1])) if t1 else float("nan"))
+                        float(np.mean([t.n_detections for t in t1])) if t1 else float("nan"),
+                        (load0, os.getloadavg()[0]))
     finally:
         bench.close()
         rclpy.try_shutdown()
@@ -294,7 +298,8 @@ def _report(args: argparse.Namespace, model_note: str, hw: tuple[int, int],
             infer: list[float], e2e_over: list[float], lat: list[float],
             thirds: list[list[Any]], sent: int, elapsed: float, processed: int, skipped: int,
             rss: list[tuple[float, float]], slope: float,
-            load_detect: list[float], n_dets: float) -> list[str]:
+            load_detect: list[float], n_dets: float,
+            load: tuple[float, float]) -> list[str]:
     f = "{:.2f}".format
     cmd = "python -m dlrmamba_ros.bench_node " + " ".join(sys.argv[1:])
     out = [
@@ -306,6 +311,8 @@ def _report(args: argparse.Namespace, model_note: str, hw: tuple[int, int],
         f"{hw[1]}x{hw[0]} mono16, raw sensor_msgs/Image over loopback DDS "
         "(publisher, node and subscriber in one process).",
         f"Model: {model_note}.",
+        f"Machine load average (1 min) at start / end: {load[0]:.1f} / {load[1]:.1f} "
+        "(other jobs share these cores: tails include their interference).",
         "",
         f"## Phase 1: node overhead, {len(overhead)} isolated pairs",
         "",
