@@ -405,6 +405,8 @@ def _metrics(*, bag: Path, storage: str, model_path: Path, opts: EvalOptions,
              homography: np.ndarray | None,
              sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
     stats = pairer.stats.as_dict()
+    for st in ("rgb", "thermal"):  # still queued at the end of the bag: neither paired nor dropped
+        stats[st]["pending"] = stats[st]["received"] - stats[st]["paired"] - stats[st]["dropped"]
     n_det = sum(len(d) for d in detections.values())
     metrics: dict[str, Any] = {
         "partial": partial,
@@ -481,6 +483,10 @@ def coco_on_frames(detections: dict[int, m.FrameDetections], gt: GroundTruth,
     }
 
 
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
 def render_report(metrics: dict[str, Any]) -> str:
     """A short markdown summary of ``metrics``."""
     pr = metrics["pairing"]
@@ -497,16 +503,18 @@ def render_report(metrics: dict[str, Any]) -> str:
         "",
         f"- pairs: {pr['pairs']} (slop {pr['slop_s']} s, queue {pr['queue_size']})",
         f"- RGB: received {pr['rgb']['received']}, paired {pr['rgb']['paired']}, "
-        f"dropped {pr['rgb']['dropped']}",
+        f"dropped {pr['rgb']['dropped']}, left unpaired at the end {pr['rgb']['pending']}",
         f"- thermal: received {pr['thermal']['received']}, paired {pr['thermal']['paired']}, "
-        f"dropped {pr['thermal']['dropped']}",
+        f"dropped {pr['thermal']['dropped']}, left unpaired at the end "
+        f"{pr['thermal']['pending']}",
         f"- |skew| ms: p50 {pr['skew_ms']['p50']}, p95 {pr['skew_ms']['p95']}, "
         f"max {pr['skew_ms']['max']}",
         "",
         "## Latency (decode + pre-processing + inference + NMS, per pair)",
         "",
-        f"- p50 {lat['decode_and_detect']['p50']} ms, p95 {lat['decode_and_detect']['p95']} ms "
-        f"(inference only: p50 {lat['inference']['p50']} ms) on {lat['cpu']}, "
+        f"- p50 {_f(lat['decode_and_detect']['p50'])} ms, p95 "
+        f"{_f(lat['decode_and_detect']['p95'])} ms (inference only: p50 "
+        f"{_f(lat['inference']['p50'])} ms) on {lat['cpu']}, "
         f"{lat['threads']} threads",
         "",
         "## Detections",

@@ -41,7 +41,8 @@ def test_eval_outputs_match_the_detector(scene_bag: Path, grid_model: Path,
     assert met == res.metrics and met["partial"] is False and met["synthetic_data"] is True
     # 12 RGB at 30 Hz, 4 thermal 2 ms after every third RGB: message_filters pairs 4.
     assert met["pairing"]["pairs"] == 4
-    assert met["pairing"]["rgb"] == {"received": 12, "paired": 4, "dropped": 0}
+    assert met["pairing"]["rgb"] == {"received": 12, "paired": 4, "dropped": 0,
+                                        "pending": 8}
     assert met["pairing"]["skew_ms"]["max"] == pytest.approx(2.0)
     assert met["latency_ms"]["decode_and_detect"]["p50"] > 0
     # The detections bag holds exactly what the Detector returns on each pair, on the RGB
