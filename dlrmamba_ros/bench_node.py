@@ -129,6 +129,7 @@ class Bench:
         self.pub_th = self.peer.create_publisher(Image, "thermal/image",
                                                  qos_profile_sensor_data)
         self.sent: dict[int, int] = {}
+        self.track_e2e = True
         self.e2e: list[tuple[int, float]] = []  # (stamp ns, publish -> receive ms)
         self._lock = threading.Lock()
         self.peer.create_subscription(Detection2DArray, "detections", self._on_dets, 10)
@@ -150,6 +151,8 @@ class Bench:
     def _on_dets(self, msg: Any) -> None:
         now = time.monotonic_ns()
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if not self.track_e2e:
+            return
         with self._lock:
             t = self.sent.pop(stamp, None)
             if t is not None:
@@ -161,12 +164,9 @@ class Bench:
         for m in (rgb, th):
             m.header.stamp.sec, m.header.stamp.nanosec = sec, nsec
         self.pub_th.publish(th)
-        with self._lock:
-            now = time.monotonic_ns()
-            self.sent[stamp_ns] = now
-            if len(self.sent) > 256:  # pairs skipped by the node never get an answer: forget
-                for key in [k for k, t in self.sent.items() if now - t > 5_000_000_000]:
-                    del self.sent[key]
+        if self.track_e2e:
+            with self._lock:
+                self.sent[stamp_ns] = time.monotonic_ns()
         self.pub_rgb.publish(rgb)
 
     def close(self) -> None:
@@ -245,16 +245,27 @@ def run(args: argparse.Namespace) -> str:
                         if s in detect_by_stamp]
         # ---- phase 2: sustained load
         period = 1.0 / args.rate
-        rss: list[tuple[float, float]] = []
-        n_start = len(node.timings)
+        rss: list[tuple[float, float, int]] = []
+        bench.track_e2e = False  # keep the bench's own memory flat during the long run
+        node.timings.clear()  # drained below into two float lists (bounded node history)
+        lat: list[float] = []
+        load_detect: list[float] = []
+
+        def drain() -> None:
+            while node.timings:
+                rec = node.timings.popleft()
+                lat.append(rec.latency_ms)
+                load_detect.append(rec.detect_ms)
+
         processed0, skipped0 = node.counters.processed, node.counters.skipped_stale
         start = time.monotonic()
         next_t, k, next_rss = start, 0, start
         while time.monotonic() - start < args.duration:
             now = time.monotonic()
             if now >= next_rss:
-                rss.append((now - start, _rss_mb()))
+                rss.append((now - start, _rss_mb(), sys.getallocatedblocks()))
                 next_rss += args.rss_every
+            drain()
             bench.publish(msgs[k % len(msgs)], 1_200_000_000 * 10**9 + k * int(period * 1e9))
             k += 1
             next_t += period
@@ -263,19 +274,18 @@ def run(args: argparse.Namespace) -> str:
                 time.sleep(delay)
         elapsed = time.monotonic() - start
         time.sleep(1.0)
-        rss.append((time.monotonic() - start, _rss_mb()))
-        t2 = list(node.timings)[n_start:]
+        drain()
+        rss.append((time.monotonic() - start, _rss_mb(), sys.getallocatedblocks()))
         processed = node.counters.processed - processed0
         skipped = node.counters.skipped_stale - skipped0
-        thirds = [t2[i * len(t2) // 3:(i + 1) * len(t2) // 3] for i in range(3)]
-        lat = [t.latency_ms for t in t2]
-        warm = [m for s, m in rss if s >= min(10.0, args.duration / 3)]
-        slope = (np.polyfit([s for s, _ in rss if s >= min(10.0, args.duration / 3)], warm, 1)[0]
-                 * 60 if len(warm) >= 2 else float("nan"))
+        thirds = [lat[i * len(lat) // 3:(i + 1) * len(lat) // 3] for i in range(3)]
+        after = [(s, m) for s, m, _ in rss if s >= min(10.0, args.duration / 3)]
+        slope = (np.polyfit([s for s, _ in after], [m for _, m in after], 1)[0] * 60
+                 if len(after) >= 2 else float("nan"))
         model_note += f". {switch_note}"
         lines = _report(args, model_note, hw, overhead, parts, detect, infer, e2e_over, lat,
                         thirds, k, elapsed, processed, skipped, rss, slope,
-                        [t.detect_ms for t in t2],
+                        load_detect,
                         float(np.mean([t.n_detections for t in t1])) if t1 else float("nan"),
                         (load0, os.getloadavg()[0]))
     finally:
@@ -296,8 +306,8 @@ def _wait(pred: Any, timeout: float) -> None:
 def _report(args: argparse.Namespace, model_note: str, hw: tuple[int, int],
             overhead: list[float], parts: dict[str, list[float]], detect: list[float],
             infer: list[float], e2e_over: list[float], lat: list[float],
-            thirds: list[list[Any]], sent: int, elapsed: float, processed: int, skipped: int,
-            rss: list[tuple[float, float]], slope: float,
+            thirds: list[list[float]], sent: int, elapsed: float, processed: int,
+            skipped: int, rss: list[tuple[float, float, int]], slope: float,
             load_detect: list[float], n_dets: float,
             load: tuple[float, float]) -> list[str]:
     f = "{:.2f}".format
@@ -341,8 +351,7 @@ def _report(args: argparse.Namespace, model_note: str, hw: tuple[int, int],
         "| part of the run | frames | latency p50 (ms) | p95 | max |",
         "|---|---|---|---|---|",
     ]
-    for name, part in zip(("first third", "second third", "last third"), thirds, strict=True):
-        lt = [t.latency_ms for t in part]
+    for name, lt in zip(("first third", "second third", "last third"), thirds, strict=True):
         out.append(f"| {name} | {len(lt)} | {f(_pct(lt, 50))} | {f(_pct(lt, 95))} | "
                    f"{f(max(lt, default=float('nan')))} |")
     out += [
@@ -357,11 +366,13 @@ def _report(args: argparse.Namespace, model_note: str, hw: tuple[int, int],
         "(the latest-pair worker bounds it by ~2: one detect in progress + its own); "
         f"detect p50 under load {f(_pct(load_detect, 50))} ms.",
         "",
-        "| t (s) | RSS (MiB) |",
-        "|---|---|",
-        *[f"| {s:.0f} | {m:.1f} |" for s, m in rss],
+        "| t (s) | RSS (MiB) | Python allocated blocks |",
+        "|---|---|---|",
+        *[f"| {s:.0f} | {m:.1f} | {b} |" for s, m, b in rss],
         "",
-        f"RSS slope after warm-up: {slope:+.2f} MiB/min (whole process: publisher + node).",
+        f"RSS slope after warm-up: {slope:+.2f} MiB/min (whole process: publisher + node). "
+        "Python allocated blocks (sys.getallocatedblocks) separate Python objects from "
+        "native memory (onnxruntime, DDS, allocator).",
     ]
     return out
 

@@ -163,7 +163,7 @@ class DetectorNode(LifecycleNode):
         self._logged_kinds: set[tuple[str, str]] = set()
         self._warned_qos: set[tuple[str, tuple[int, ...]]] = set()
         self.counters = NodeCounters()
-        self.timings: deque[FrameTiming] = deque(maxlen=5000)
+        self.timings: deque[FrameTiming] = deque(maxlen=256)  # recent frames (bench, tests)
         self._detector: Any = None
         self._class_names: list[str] = []
         self._pairer: ApproximateTimePairer | None = None
