@@ -134,3 +134,23 @@ def test_main_rejects_bad_start_parameter(nano_model: str) -> None:
     assert proc.returncode == 2, out
     assert "thermal_homography needs 9 floats" in out
     assert "Traceback" not in out
+
+
+@pytest.mark.ros
+def test_node_configures_without_importing_torch(nano_model: str) -> None:
+    """The robot path (node + runtime Detector on ONNX) must not need torch."""
+    code = (
+        "import sys, rclpy\n"
+        "from rclpy.lifecycle import TransitionCallbackReturn\n"
+        "from rclpy.parameter import Parameter\n"
+        "from dlrmamba_ros.detector_node import DetectorNode\n"
+        "rclpy.init()\n"
+        f"n = DetectorNode(parameter_overrides=[Parameter('model', value={nano_model!r})])\n"
+        "assert n.trigger_configure() == TransitionCallbackReturn.SUCCESS\n"
+        "n.close(); n.destroy_node(); rclpy.shutdown()\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False", "the node path imported torch"
