@@ -78,8 +78,10 @@ def targets_to_padded(targets: Tensor, batch: int) -> tuple[Tensor, Tensor, Tens
 class TaskAlignedAssigner(nn.Module):
     """Assign each ground truth its top-k anchors by ``score^alpha * IoU^beta`` (TOOD).
 
-    Candidates are anchors whose centre lies inside the box; an anchor claimed by several boxes
-    goes to the one it overlaps most.
+    Candidates are anchors whose centre lies inside the box, the box being widened to at least
+    one anchor stride around its centre (a box narrower than the stride may contain no anchor
+    centre at all and would never be learned); an anchor claimed by several boxes goes to the
+    one it overlaps most.
 
     Args:
         topk: anchors per ground truth.
@@ -100,6 +102,7 @@ class TaskAlignedAssigner(nn.Module):
         gt_boxes: Tensor,
         gt_classes: Tensor,
         gt_valid: Tensor,
+        strides: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Assign.
 
@@ -108,6 +111,7 @@ class TaskAlignedAssigner(nn.Module):
             pred_boxes: (B, A, 4) predicted xyxy boxes (pixels).
             anchors: (A, 2) anchor centres (pixels).
             gt_boxes: (B, G, 4), gt_classes (B, G), gt_valid (B, G).
+            strides: (A, 1) stride of each anchor (pixels); None = plain centre-in-box test.
 
         Returns:
             target_boxes (B, A, 4), target_scores (B, A, nc) (soft, IoU-normalized alignment),
@@ -115,9 +119,14 @@ class TaskAlignedAssigner(nn.Module):
         """
         _, a, nc = scores.shape
         g = gt_boxes.shape[1]
-        lt = anchors[None, None] - gt_boxes[:, :, None, :2]  # (B, G, A, 2)
-        rb = gt_boxes[:, :, None, 2:] - anchors[None, None]
-        inside = torch.cat([lt, rb], -1).amin(-1) > 1e-9  # (B, G, A)
+        centre = (gt_boxes[..., :2] + gt_boxes[..., 2:]) / 2  # (B, G, 2)
+        half = (gt_boxes[..., 2:] - gt_boxes[..., :2]) / 2  # (B, G, 2)
+        offset = (anchors[None, None] - centre[:, :, None]).abs()  # (B, G, A, 2)
+        if strides is None:
+            inside = (offset < half[:, :, None]).all(-1)  # (B, G, A)
+        else:
+            reach = torch.maximum(half[:, :, None], strides[None, None] / 2)  # (B, G, A, 2)
+            inside = (offset <= reach).all(-1)
         inside &= gt_valid[:, :, None]
         iou = box_iou_pairwise(gt_boxes[:, :, None], pred_boxes[:, None]).clamp(min=0)  # (B,G,A)
         cls_idx = gt_classes.clamp(0, nc - 1)[:, :, None].expand(-1, -1, a)  # (B, G, A)
@@ -213,7 +222,7 @@ class DetectionLoss(nn.Module):
             raise InputError(f"target class {int(gt_cls[gt_valid].max())} >= num_classes {nc}")
         t_boxes, t_scores, fg = self.assigner(
             pred_cls.detach().sigmoid(), pred_boxes.detach(), anchor_px, gt_boxes, gt_cls,
-            gt_valid,
+            gt_valid, stride_t,
         )
         norm = t_scores.sum().clamp(min=1.0)
         loss_cls = F.binary_cross_entropy_with_logits(pred_cls, t_scores, reduction="sum") / norm

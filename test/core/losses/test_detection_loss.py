@@ -76,3 +76,16 @@ def test_loss_decreases_under_optimization_and_handles_empty_targets() -> None:
     loss.backward()
     with pytest.raises(InputError, match="num_classes"):
         crit(model(rgb, th), torch.tensor([[0, 5, 1, 1, 9, 9.0]]))
+
+
+def test_assigner_reaches_boxes_narrower_than_the_stride() -> None:
+    # Anchors every 8 px; a 6 px wide box between two anchor centres.
+    anchors = torch.tensor([[4.0, 4.0], [12.0, 4.0], [20.0, 4.0]])
+    strides = torch.full((3, 1), 8.0)
+    gt = torch.tensor([[[5.0, 0.0, 11.0, 8.0]]])
+    pred = gt.expand(1, 3, 4).clone()
+    scores = torch.full((1, 3, 1), 0.5)
+    args = (scores, pred, anchors, gt, torch.tensor([[0]]), torch.tensor([[True]]))
+    assert not TaskAlignedAssigner()(*args)[2].any()  # plain centre-in-box: unreachable
+    _, _, fg = TaskAlignedAssigner()(*args, strides)
+    assert fg.tolist() == [[True, True, False]]
