@@ -154,3 +154,22 @@ def test_node_configures_without_importing_torch(nano_model: str) -> None:
                          timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False", "the node path imported torch"
+
+
+@pytest.mark.ros
+def test_default_model_resolution(tmp_path: Path) -> None:
+    from dlrmamba_core.errors import ModelFileError
+    from dlrmamba_ros.detector_node import resolve_default_model
+
+    models = tmp_path / "models"
+    models.mkdir()
+    with pytest.raises(ModelFileError, match=r"default\.json not found.*'model' parameter"):
+        resolve_default_model(str(tmp_path))
+    (models / "default.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match="is not valid"):
+        resolve_default_model(str(tmp_path))
+    (models / "default.json").write_text('{"model": "student.onnx"}')
+    with pytest.raises(ModelFileError, match=r"names 'student\.onnx' but .* does not exist"):
+        resolve_default_model(str(tmp_path))
+    (models / "student.onnx").write_bytes(b"onnx")
+    assert resolve_default_model(str(tmp_path)) == str(models / "student.onnx")
