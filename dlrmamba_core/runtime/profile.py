@@ -1,0 +1,168 @@
+"""Where an ONNX model spends its time in onnxruntime: operator types ranked by time.
+
+``python -m dlrmamba_core.runtime.profile M.onnx [--threads 2] [--iters 10]`` runs the model
+with ORT profiling on random inputs and prints the share of each operator type (and the
+slowest nodes). ``--compare-exporters VARIANT`` exports an untrained variant with both
+``torch.onnx`` exporters (TorchScript and dynamo) and times both graphs in alternation.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+import json
+import os
+from pathlib import Path
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+__all__ = ["compare_exporters", "op_breakdown", "profile_model"]
+
+
+def profile_model(path: str | os.PathLike[str], threads: int = 2, iters: int = 10,
+                  warmup: int = 2) -> list[dict[str, Any]]:
+    """Run ``path`` with ORT profiling; return the node events of the timed iterations.
+
+    Returns:
+        ``[{"name", "op", "dur_us"}]``, one per node execution.
+    """
+    from dlrmamba_core.runtime.detector import OrtBackend
+
+    with tempfile.TemporaryDirectory(prefix="dlrmamba-prof-") as tmp:
+        be = OrtBackend(path, threads=threads, profile_prefix=os.path.join(tmp, "ort"))
+        h, w = be.info.input_hw
+        rng = np.random.default_rng(0)
+        rgb = rng.random((1, 3, h, w), dtype=np.float32)
+        thermal = rng.random((1, 1, h, w), dtype=np.float32)
+        for _ in range(warmup + iters):
+            be.run(rgb, thermal)
+        events = json.loads(Path(be.end_profiling()).read_text())
+    nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    # The first `warmup` runs are in the trace too: keep the last `iters` runs' share.
+    per_run = len(nodes) // (warmup + iters)
+    nodes = nodes[warmup * per_run:]
+    return [{"name": e["name"][: -len("_kernel_time")], "op": e["args"].get("op_name", "?"),
+             "dur_us": float(e["dur"])} for e in nodes]
+
+
+def op_breakdown(events: list[dict[str, Any]], iters: int) -> list[tuple[str, float, float, int]]:
+    """(op type, ms per run, share %, nodes per run), slowest first."""
+    total: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    for e in events:
+        total[e["op"]] += e["dur_us"]
+        count[e["op"]] += 1
+    grand = sum(total.values()) or 1.0
+    rows = [(op, t / 1e3 / iters, 100.0 * t / grand, count[op] // iters)
+            for op, t in total.items()]
+    return sorted(rows, key=lambda r: -r[1])
+
+
+def compare_exporters(variant: str, input_hw: tuple[int, int], threads: int,
+                      rounds: int = 5, iters: int = 5) -> dict[str, Any]:
+    """Export ``variant`` (untrained) with both exporters; time both ORT graphs alternately.
+
+    Returns:
+        per exporter: file size (MB), node count, median latency (ms).
+    """
+    import onnx
+    import torch
+
+    from dlrmamba_core.models import build_model
+    from dlrmamba_core.runtime.detector import OrtBackend
+    from dlrmamba_core.runtime.export import export_model_to_onnx
+    from dlrmamba_core.runtime.metadata import ModelInfo
+
+    torch.manual_seed(0)
+    model = build_model(variant, 7).eval()
+    info = ModelInfo([f"c{i}" for i in range(7)], input_hw, variant, "bench", "n/a",
+                     {"mode": "percentile"})
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="dlrmamba-exp-") as tmp:
+        backends = {}
+        for name, dyn in (("torchscript", False), ("dynamo", True)):
+            p = Path(tmp) / f"{name}.onnx"
+            t0 = time.perf_counter()
+            export_model_to_onnx(model, info, p, dynamo=dyn)
+            proto = onnx.load(str(p))
+            out[name] = {"export_s": time.perf_counter() - t0,
+                         "mb": p.stat().st_size / 1e6, "nodes": len(proto.graph.node),
+                         "times": []}
+            backends[name] = OrtBackend(p, threads=threads)
+        h, w = input_hw
+        rgb = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+        th = np.random.default_rng(1).random((1, 1, h, w), dtype=np.float32)
+        for be in backends.values():
+            be.run(rgb, th)
+        for _ in range(rounds):  # alternate, so load changes hit both alike
+            for name, be in backends.items():
+                for _ in range(iters):
+                    t0 = time.perf_counter()
+                    be.run(rgb, th)
+                    out[name]["times"].append((time.perf_counter() - t0) * 1e3)
+    for v in out.values():
+        v["p50_ms"] = float(np.median(v.pop("times")))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m dlrmamba_core.runtime.profile``."""
+    p = argparse.ArgumentParser(prog="python -m dlrmamba_core.runtime.profile",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("model", nargs="?", help=".onnx file to profile")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--top", type=int, default=12, help="operator types / nodes to list")
+    p.add_argument("--depth", type=int, default=2, help="name levels for the module table")
+    p.add_argument("--compare-exporters", metavar="VARIANT", default=None)
+    p.add_argument("--input-size", default="512x640", metavar="HxW")
+    args = p.parse_args(argv)
+    if args.compare_exporters:
+        from dlrmamba_core.runtime.cli import parse_hw
+
+        res = compare_exporters(args.compare_exporters, parse_hw(args.input_size),
+                                args.threads)
+        print(f"| exporter | ONNX MB | nodes | export s | ORT p50 ms ({args.threads} threads, "
+              f"{args.input_size}) |\n|---|---|---|---|---|")
+        for name, v in res.items():
+            print(f"| {name} | {v['mb']:.2f} | {v['nodes']} | {v['export_s']:.1f} | "
+                  f"{v['p50_ms']:.1f} |")
+        return 0
+    if not args.model:
+        p.error("give a model file or --compare-exporters VARIANT")
+    events = profile_model(args.model, args.threads, args.iters)
+    rows = op_breakdown(events, args.iters)
+    total = sum(r[1] for r in rows)
+    print(f"{args.model}: {total:.1f} ms of kernel time per run ({args.threads} threads, "
+          f"{args.iters} runs)\n")
+    print("| op type | ms / run | share % | nodes |\n|---|---|---|---|")
+    for op, ms, share, n in rows[: args.top]:
+        print(f"| {op} | {ms:.2f} | {share:.1f} | {n} |")
+    per_block: dict[str, float] = defaultdict(float)
+    for e in events:
+        # "/backbone/stages.1/blocks.0/ssm/Sub_3" -> "/backbone/stages.1/blocks.0/ssm"
+        parts = e["name"].split("/")
+        per_block["/".join(parts[: args.depth + 1]) or e["name"]] += e["dur_us"] / 1e3
+    print(f"\n| module (first {args.depth} name levels) | ms / run | share % |\n|---|---|---|")
+    for name, ms in sorted(per_block.items(), key=lambda kv: -kv[1])[: args.top]:
+        print(f"| {name[:70]} | {ms / args.iters:.2f} | {100 * ms / (total * args.iters):.1f} |")
+    ssm = sum(e["dur_us"] for e in events if "/ssm/" in e["name"]) / 1e3 / args.iters
+    print(f"\nnodes inside SS2D blocks ('/ssm/' in the name): {ssm:.1f} ms / run = "
+          f"{100 * ssm / total:.1f} % of kernel time")
+    per_node: dict[str, float] = defaultdict(float)
+    ops: dict[str, str] = {}
+    for e in events:
+        per_node[e["name"]] += e["dur_us"] / 1e3 / args.iters
+        ops[e["name"]] = e["op"]
+    print("\n| slowest nodes | op | ms / run |\n|---|---|---|")
+    for name, ms in sorted(per_node.items(), key=lambda kv: -kv[1])[: args.top]:
+        print(f"| {name[:70]} | {ops[name]} | {ms:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
