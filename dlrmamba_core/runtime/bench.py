@@ -200,12 +200,17 @@ def prepare_variant(variant: str, workdir: Path, sizes: Sequence[tuple[str, tupl
     calib = [generate_frame(SynthConfig(), 1000 + i) for i in range(calib_frames)]
     for label, hw in sizes:
         pt = workdir / f"{variant}_{hw[0]}x{hw[1]}.pt"
+        fp32 = workdir / f"{variant}_{hw[0]}x{hw[1]}.onnx"
+        int8 = workdir / f"{variant}_{hw[0]}x{hw[1]}.int8.onnx"
+        if pt.is_file() and fp32.is_file() and int8.is_file():
+            # --workdir of an earlier run: same seed, same files; skip the slow export
+            out.append(Prepared(variant, "untrained", hw, label, str(pt), str(fp32), str(int8),
+                                params))
+            continue
         save_model(pt, model, names, hw)
         meta = {"variant": variant, "class_names": names, "input_hw": list(hw)}
         info = info_from_checkpoint(meta, sha256_file(pt))
-        fp32 = workdir / f"{variant}_{hw[0]}x{hw[1]}.onnx"
         export_model_to_onnx(model, info, fp32)
-        int8 = workdir / f"{variant}_{hw[0]}x{hw[1]}.int8.onnx"
         quantize_model(fp32, int8, calib, num_calibration=calib_frames, write_card=False)
         out.append(Prepared(variant, "untrained", hw, label, str(pt), str(fp32), str(int8),
                             params))
@@ -366,6 +371,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="registered variants to build untrained (default: all)")
     p.add_argument("--backends", nargs="*", default=list(BACKENDS), choices=BACKENDS)
     p.add_argument("--threads", nargs="*", type=int, default=[1, 2, 4])
+    p.add_argument("--sizes", nargs="*", default=["640x512", "native"],
+                   choices=["640x512", "native"], help="input sizes (native: 256x320 for "
+                   "untrained variants)")
     p.add_argument("--budget-s", type=float, default=2.0,
                    help="timed seconds per configuration (reference scan: half)")
     p.add_argument("--models-dir", default="models", help="shipped models to include")
@@ -391,7 +399,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown variants {unknown}: choose from {list_variants()}")
     if any(t < 1 for t in args.threads):
         raise ConfigError(f"--threads {args.threads}: need >= 1")
-    sizes: list[tuple[str, tuple[int, int]]] = [("640x512", BENCH_HW), ("native", NATIVE_HW)]
+    all_sizes = {"640x512": BENCH_HW, "native": NATIVE_HW}
+    sizes = [(label, all_sizes[label]) for label in args.sizes]
     threads = list(args.threads)
     budget = args.budget_s
     if args.quick:
