@@ -398,18 +398,18 @@ class DetectorNode(LifecycleNode):
         """Count, rate-meter and sanity-check one input message; False = do not pair it."""
         self._received[stream] += 1
         self._rates[stream].tick(now)
-        if stream == "thermal":
+        try:
+            conversions.check_image_msg(msg, stream, self._topics[stream])
+        except ImageDataError as exc:
+            self._drop(stream, exc.kind, str(exc))
+            return False
+        if stream == "thermal":  # only a well-formed thermal frame proves the camera alive
             self._last_thermal_ns = now
             if self._thermal_missing:
                 self._thermal_missing = False
                 self._event("info", "thermal_recovered",
                             f"thermal input {self._topics['thermal']} is back: fused detection "
                             "resumed")
-        try:
-            conversions.check_image_msg(msg, stream, self._topics[stream])
-        except ImageDataError as exc:
-            self._drop(stream, exc.kind, str(exc))
-            return False
         if not self._enabled:
             self.counters.disabled += 1
             return False

@@ -269,6 +269,11 @@ def test_thermal_dropout_and_recovery(harness_factory, policy: str) -> None:
         wait_for(lambda: False, 0.05)
         k += 1
     assert h.node.thermal_missing
+    # A malformed thermal frame does not count as the camera being back.
+    _, thermal = synthetic_pair(0)
+    pubs[1].publish(image_msg(thermal, "mono16", T0, "cam_t", encoding="rgb8"))
+    assert wait_for(lambda: h.node.counters.drops[("thermal", "encoding")] == 1)
+    assert h.node.thermal_missing
     expected_level = DiagnosticStatus.ERROR if policy == "pause" else DiagnosticStatus.WARN
     assert wait_for(lambda: any(a.status[0].level == expected_level for a in list(diags)))
     n_before = len(dets)
