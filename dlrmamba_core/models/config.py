@@ -102,7 +102,7 @@ def get_config(variant: str, num_classes: int, **overrides: Any) -> DetectorConf
 TEACHER = DetectorConfig(
     variant="teacher",
     widths=(64, 192, 384),
-    depths=(1, 2, 2),
+    depths=(1, 1, 2),  # one VSS block at stride 16 (L = 1280 at 640x512): it sets CPU cost
     stage_types=("conv", "vss", "vss"),
     d_state=16,
     ssm_ratio=1.0,

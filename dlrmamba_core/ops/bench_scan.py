@@ -130,7 +130,7 @@ def cpu_rows(threads: int, repeat: int, lengths: list[int], with_onnx: bool) -> 
                 y_fast = selective_scan_chunked(**a, delta_softplus=True)
             err = float((y_fast - y_ref).abs().max() / y_ref.abs().max())
             cells = [f"{d}", f"{n}", f"{L}", f"{ref_ms:.1f}", f"{fast_ms:.2f}",
-                     f"{ref_ms / fast_ms:.0f}x", f"{err:.1e}"]
+                     f"{ref_ms / fast_ms:.2f}x", f"{err:.1e}"]
             if with_onnx:
                 ort_ms, ort_err, nodes = onnx_row(a, threads, repeat)
                 cells += [f"{ort_ms:.2f}", f"{ort_err:.1e}", f"{nodes}"]
