@@ -15,7 +15,7 @@ import logging
 import os
 from pathlib import Path
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -376,8 +376,9 @@ class Detector:
         t1 = time.perf_counter()
         pred = self.backend.run(x_rgb, x_th)  # (1, 4 + nc, A)
         t2 = time.perf_counter()
-        boxes, scores, class_ids = nms(
-            pred[0], self.conf_threshold, self.iou_threshold, self.max_detections
+        boxes, scores, class_ids = cast(  # a 2-D input gives one image's tuple
+            tuple[np.ndarray, np.ndarray, np.ndarray],
+            nms(pred[0], self.conf_threshold, self.iou_threshold, self.max_detections),
         )
         boxes = unletterbox_boxes(boxes, prep.letterbox)
         t3 = time.perf_counter()

@@ -19,7 +19,7 @@ import logging
 import os
 from pathlib import Path
 import tempfile
-from typing import Any
+from typing import Any, cast
 import warnings
 
 import numpy as np
@@ -165,8 +165,9 @@ def check_parity(
         worst = max(worst, float(diff.max()))
         worst_box = max(worst_box, float(diff[:, :4].max()))
         worst_score = max(worst_score, float(diff[:, 4:].max()))
-        det_ref = nms(ref[0], conf_threshold, iou_threshold, 100)
-        det_got = nms(got[0], conf_threshold, iou_threshold, 100)
+        one = tuple[np.ndarray, np.ndarray, np.ndarray]  # nms of a 2-D input: one image
+        det_ref = cast(one, nms(ref[0], conf_threshold, iou_threshold, 100))
+        det_got = cast(one, nms(got[0], conf_threshold, iou_threshold, 100))
         ok, box_diff = _match(det_got, det_ref, box_atol, score_atol)
         counts.append(len(det_ref[2]))
         matches.append(ok)

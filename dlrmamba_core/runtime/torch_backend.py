@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -64,7 +64,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], 
     return model, meta, info_from_checkpoint(meta, sha256_file(p))
 
 
-def set_scan(model: Any, scan: str) -> int:
+def set_scan(model: Any, scan: Literal["chunked", "ref"]) -> int:
     """Switch every SS2D block of ``model`` to the ``"ref"`` or ``"chunked"`` selective scan.
 
     Returns:
@@ -90,7 +90,7 @@ class TorchBackend:
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 2,
-                 scan: str = "chunked") -> None:
+                 scan: Literal["chunked", "ref"] = "chunked") -> None:
         import torch
 
         torch.set_num_threads(int(threads))
