@@ -185,7 +185,9 @@ class DetectorNode(LifecycleNode):
         self._sync_backend = "internal"
         self._publisher_counts: dict[str, int] = {}
         self._topics: dict[str, str] = {}
-        self._mf_rejected: deque[int] = deque(maxlen=64)  # ids of refused inputs (mf path)
+        self._mf_pairs = 0  # message_filters path: pairs and skew (its pairer has no stats)
+        self._mf_last_skew_ns: int | None = None
+        self._mf_max_skew_ns = 0
         self._qos: dict[str, QoSProfile] = {}
         self._enabled = bool(self._param("start_enabled"))
         bad = params.validate("thermal_homography", self._param("thermal_homography"))
@@ -335,17 +337,22 @@ class DetectorNode(LifecycleNode):
             self._sync_backend = "message_filters"
             import message_filters
 
-            mf_subs = []
+            self._pairer = None
+            mf_subs, gates = [], []
             for s in ("rgb", "thermal"):
                 sub = message_filters.Subscriber(self, types[s], topics[s],
                                                  qos_profile=self._qos[s])
-                sub.registerCallback(self._make_counter(s))
+                # A gate between subscriber and synchronizer: the synchronizer only ever sees
+                # messages that passed our checks (a bad stamp would raise inside it).
+                gate = message_filters.SimpleFilter()
+                sub.registerCallback(self._make_gate(s, gate))
                 mf_subs.append(sub)
+                gates.append(gate)
                 self._subs.append(sub.sub)
             if exact:
-                sync = message_filters.TimeSynchronizer(mf_subs, qsize)
+                sync = message_filters.TimeSynchronizer(gates, qsize)
             else:
-                sync = message_filters.ApproximateTimeSynchronizer(mf_subs, qsize, slop)
+                sync = message_filters.ApproximateTimeSynchronizer(gates, qsize, slop)
             sync.registerCallback(self._on_mf_pair)
             self._mf_sync = (mf_subs, sync)
         else:
@@ -385,12 +392,12 @@ class DetectorNode(LifecycleNode):
 
         return callback
 
-    def _make_counter(self, stream: str) -> Callable[[Any], None]:
-        """message_filters path: per-input check before its synchronizer sees the message."""
+    def _make_gate(self, stream: str, gate: Any) -> Callable[[Any], None]:
+        """message_filters path: forward a message to the synchronizer only if accepted."""
 
         def callback(msg: Any) -> None:
-            if not self._accept(stream, msg, time.monotonic_ns()):
-                self._mf_rejected.append(id(msg))  # the synchronizer gets it too: skip there
+            if self._accept(stream, msg, time.monotonic_ns()):
+                gate.signalMessage(msg)
 
         return callback
 
@@ -402,6 +409,10 @@ class DetectorNode(LifecycleNode):
             conversions.check_image_msg(msg, stream, self._topics[stream])
         except ImageDataError as exc:
             self._drop(stream, exc.kind, str(exc))
+            return False
+        if msg.header.stamp.sec < 0:  # builtin_interfaces/Time.sec is signed
+            self._drop(stream, "stamp", f"negative stamp sec={msg.header.stamp.sec} on "
+                       f"{self._topics[stream]}: the publisher's clock is not set")
             return False
         if stream == "thermal":  # only a well-formed thermal frame proves the camera alive
             self._last_thermal_ns = now
@@ -435,9 +446,10 @@ class DetectorNode(LifecycleNode):
 
     def _on_mf_pair(self, rgb_msg: Any, th_msg: Any) -> None:
         now = time.monotonic_ns()
-        if id(rgb_msg) in self._mf_rejected or id(th_msg) in self._mf_rejected:
-            return
         skew = conversions.stamp_ns(rgb_msg.header) - conversions.stamp_ns(th_msg.header)
+        self._mf_pairs += 1
+        self._mf_last_skew_ns = skew
+        self._mf_max_skew_ns = max(self._mf_max_skew_ns, abs(skew))
         self._submit(Job(rgb_msg, th_msg, now, skew))
 
     def _submit(self, job: Job) -> None:
@@ -602,11 +614,12 @@ class DetectorNode(LifecycleNode):
             "latency_ms_p95": round(self._latency.percentile(95), 2),
             "node_overhead_ms_p95": round(self._overhead.percentile(95), 3),
         }
-        if st is not None:
-            for s in ("rgb", "thermal"):
-                values[f"{s}_paired"] = st.stream(s).paired
+        summary = self.pairing_summary()
+        for s in ("rgb", "thermal"):
+            values[f"{s}_paired"] = summary[f"{s}_paired"]
+            if st is not None:  # message_filters does not report its drops
                 values[f"{s}_sync_dropped"] = st.stream(s).dropped
-            values["skew_ms_max"] = round(st.max_abs_skew_ns / 1e6, 3)
+        values["skew_ms_max"] = round(summary["max_abs_skew_ns"] / 1e6, 3)
         for (stream, kind), n in sorted(self.counters.drops.items()):
             values[f"{stream}_dropped_{kind}"] = n
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: detector",
@@ -615,6 +628,21 @@ class DetectorNode(LifecycleNode):
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
         return arr
+
+    def pairing_summary(self) -> dict[str, Any]:
+        """Pairs made and stamp skew, whichever sync backend runs.
+
+        Returns:
+            ``rgb_paired``, ``thermal_paired`` (messages that left the synchronizer in a
+            pair), ``last_skew_ns`` (RGB minus thermal stamp of the last pair, or None) and
+            ``max_abs_skew_ns``.
+        """
+        if self._pairer is not None:
+            st = self._pairer.stats
+            return {"rgb_paired": st.rgb.paired, "thermal_paired": st.thermal.paired,
+                    "last_skew_ns": st.last_skew_ns, "max_abs_skew_ns": st.max_abs_skew_ns}
+        return {"rgb_paired": self._mf_pairs, "thermal_paired": self._mf_pairs,
+                "last_skew_ns": self._mf_last_skew_ns, "max_abs_skew_ns": self._mf_max_skew_ns}
 
     # ------------------------------------------------------------------ services / params
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> Any:
