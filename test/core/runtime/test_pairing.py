@@ -208,3 +208,45 @@ def test_reset_clears_queues_keeps_counters() -> None:
     assert p.pending("rgb") == 0
     assert p.stats.rgb.received == 1
     assert p.add("thermal", 1, "t") == []
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_matches_real_message_filters_where_installed(seed: int, exact: bool) -> None:
+    """Where message_filters is importable (ROS installs), compare with the real thing."""
+    message_filters = pytest.importorskip("message_filters")
+    from std_msgs.msg import Header
+
+    class Msg:
+        def __init__(self, name: str, stamp_ns: int) -> None:
+            self.name = name
+            self.header = Header()
+            self.header.stamp.sec, self.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+
+    rng = random.Random(100 + seed)
+    queue_size, slop_ms = rng.choice([2, 5, 10]), rng.choice([10, 30, 50])
+    events = []
+    for k in range(150):
+        stamp = 10**12 + k * 33 * MS + rng.randint(0, 0 if exact else 3 * MS)
+        events.append((stamp + rng.randint(0, 50 * MS), 0, stamp, f"r{k}"))
+    for k in range(110):
+        stamp = 10**12 + k * 45 * MS + (0 if exact else rng.randint(-9 * MS, 9 * MS))
+        if exact:
+            stamp = 10**12 + rng.randrange(0, 150) * 33 * MS
+        events.append((stamp + rng.randint(0, 50 * MS), 1, stamp, f"t{k}"))
+    events.sort()
+    inputs = [message_filters.SimpleFilter(), message_filters.SimpleFilter()]
+    if exact:
+        sync = message_filters.TimeSynchronizer(inputs, queue_size)
+    else:
+        sync = message_filters.ApproximateTimeSynchronizer(inputs, queue_size, slop_ms / 1000)
+    reference: list[tuple[str, str]] = []
+    sync.registerCallback(lambda a, b: reference.append((a.name, b.name)))
+    ours = ApproximateTimePairer(queue_size=queue_size, slop_s=slop_ms / 1000, exact=exact)
+    got: list[tuple[str, str]] = []
+    for _, stream, stamp, name in events:
+        inputs[stream].signalMessage(Msg(name, stamp))
+        got += _names(ours.add(("rgb", "thermal")[stream], stamp, name))
+    assert got == reference
+    assert len(got) > 0
