@@ -17,7 +17,7 @@ class DetectorConfig:
     Attributes:
         variant: registry name this config came from.
         num_classes: number of object classes.
-        fusion_hidden: width of the pixel-fusion module (24 -> ~1.9k parameters).
+        fusion_hidden: width of the pixel-fusion module (16 -> ~1.1k parameters).
         stem: channels of the two stride-2 stem convolutions (output at stride 4).
         widths: channels of the backbone stages at strides 8, 16, 32 (P3, P4, P5).
         depths: blocks per stage.
@@ -34,7 +34,7 @@ class DetectorConfig:
 
     variant: str = "custom"
     num_classes: int = 1
-    fusion_hidden: int = 24
+    fusion_hidden: int = 16
     stem: tuple[int, int] = (16, 32)
     widths: tuple[int, int, int] = (64, 128, 256)
     depths: tuple[int, int, int] = (1, 2, 2)

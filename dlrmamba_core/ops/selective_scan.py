@@ -13,7 +13,8 @@ into fixed chunks of ``CHUNK`` steps; inside a chunk the recurrence is solved in
 cumulative log-decays measured from the chunk start; the recurrence *across* chunks is the same
 problem on a sequence ``CHUNK`` times shorter (chunk decays and chunk end states), solved by the
 same closed form, for a fixed number of ``LEVELS``. The graph is therefore identical for every
-``L <= CHUNK ** LEVELS`` (32,768): no ONNX Loop and no unroll over L.
+``L <= CHUNK ** LEVELS`` (32,768; two more Pad/Slice nodes when L is not a multiple of CHUNK):
+no ONNX Loop and no unroll over L.
 
 Numerical safety (why this never overflows): per-step log-decays are clamped at ``-_MAX_DECAY``
 (16: a step that keeps less than ``exp(-16) = 1.1e-7`` of its state keeps exactly that much,
@@ -155,10 +156,14 @@ def _scan_level(a: Tensor, x: Tensor, levels: int) -> Tensor:
     """
     L = a.shape[-1]
     pad = (-L) % CHUNK
-    # Padding at the end (decay 0, input 0) cannot change earlier states. Always emitted (even
-    # when pad == 0) and the hierarchy always has LEVELS levels: the graph is the same for all L.
-    a = F.pad(a, (0, pad))
-    x = F.pad(x, (0, pad))
+    # Padding at the end (decay 0, input 0) cannot change earlier states. The hierarchy always
+    # has LEVELS levels and the (small) upper levels always pad, so the graph is the same for
+    # every L; only the full-length first level skips a no-op pad (a full copy in onnxruntime)
+    # when L is a multiple of CHUNK.
+    first = levels == LEVELS
+    if pad or not first:
+        a = F.pad(a, (0, pad))
+        x = F.pad(x, (0, pad))
     nc = (L + pad) // CHUNK
     if levels <= 1 and nc > 1:
         raise ValueError(
@@ -169,13 +174,17 @@ def _scan_level(a: Tensor, x: Tensor, levels: int) -> Tensor:
     x = x.reshape(*lead, nc, CHUNK)
     tri = torch.triu(torch.ones(CHUNK, CHUNK, device=a.device, dtype=a.dtype))
     half = torch.full((CHUNK, 1), 0.5, device=a.device, dtype=a.dtype)
-    # Inclusive cumsums and chunk sums as matmuls: MatMul is fast everywhere and exports
-    # plainly, while strided slices like S[..., -1] are slow copies in onnxruntime.
-    S = a @ tri  # (..., nc, T) cumulative log-decay from the chunk start, in [-128, 0]
-    m = a @ half  # (..., nc, 1) = S_end / 2, the midpoint shift: exponents stay in exp(+-64)
-    e_t = torch.exp(S - m)  # (..., nc, T) in [exp(-64), exp(64)]
-    # A second exp rather than x / e_t: the division's gradient needs e_t ** 2, up to exp(128).
-    w = x * torch.exp(m - S)  # (..., nc, T) = exp(m - S_s) x_s
+    # Cumulative sums and chunk sums as matmuls: MatMul is fast everywhere and exports plainly,
+    # while strided slices like S[..., -1] are slow copies in onnxruntime. With S = a @ tri the
+    # cumulative log-decay from the chunk start (in [-128, 0]) and m = S_end / 2 its midpoint,
+    # S - m = a @ (tri - 1/2): one matmul, no subtraction pass.
+    m = a @ half  # (..., nc, 1) midpoint shift: exponents stay within exp(+-64)
+    e_t = torch.exp(a @ (tri - 0.5))  # (..., nc, T) = exp(S_t - m) in [exp(-64), exp(64)]
+    # w = exp(m - S_s) x_s, (..., nc, T). Training takes a second exp because the gradient of
+    # x / e_t needs e_t ** 2 (up to e^128); inference and export take one Div instead.
+    training = torch.is_grad_enabled() and (x.requires_grad or a.requires_grad)
+    differentiable = training and not torch.jit.is_tracing()
+    w = x * torch.exp(a @ (0.5 - tri)) if differentiable else x / e_t
     acc = w @ tri  # (..., nc, T): inclusive sums, so h_loc = e_t * acc (zero-start states)
     if levels > 1:
         # The chunk-to-chunk recurrence is the same problem, CHUNK times shorter: chunk decays
@@ -187,7 +196,7 @@ def _scan_level(a: Tensor, x: Tensor, levels: int) -> Tensor:
         # exp(S_t) h_prev = e_t * (exp(m) h_prev): one broadcast add instead of another exp.
         acc = acc + e_m * h_prev[..., None]
     h = (e_t * acc).reshape(*lead, nc * CHUNK)
-    return h[..., :L]
+    return h[..., :L] if (pad or not first) else h
 
 
 def _softplus(x: Tensor) -> Tensor:
