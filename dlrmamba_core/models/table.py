@@ -40,31 +40,39 @@ def count(variant: str, num_classes: int = 7, input_hw: tuple[int, int] = INPUT_
             "gflops": fc.get_total_flops() / 1e9, "model": model, "inputs": (rgb, th)}
 
 
-def ort_latency(model: torch.nn.Module, inputs: tuple[torch.Tensor, torch.Tensor],
-                threads: int, repeat: int) -> float:
-    """Median onnxruntime CPU latency (ms) of the exported model."""
+def ort_latencies(models: dict[str, tuple[torch.nn.Module, tuple[torch.Tensor, torch.Tensor]]],
+                  threads: int, repeat: int) -> dict[str, float]:
+    """Median onnxruntime CPU latency (ms) of each exported model.
+
+    Runs are interleaved (one run of each model per round) so that load changes on a shared
+    machine hit every model alike and the ratios stay meaningful.
+    """
     import warnings
 
     import onnxruntime as ort
 
+    sessions, feeds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        f = Path(tmp) / "m.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, inputs, str(f), opset_version=17, dynamo=False,
-                              input_names=["rgb", "thermal"], output_names=["predictions"])
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(f), so, providers=["CPUExecutionProvider"])
-    feeds = {"rgb": inputs[0].numpy(), "thermal": inputs[1].numpy()}
-    sess.run(None, feeds)
-    times = []
+        for name, (model, inputs) in models.items():
+            f = Path(tmp) / f"{name}.onnx"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, inputs, str(f), opset_version=17, dynamo=False,
+                                  input_names=["rgb", "thermal"], output_names=["predictions"])
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            sessions[name] = ort.InferenceSession(str(f), so, providers=["CPUExecutionProvider"])
+            feeds[name] = {"rgb": inputs[0].numpy(), "thermal": inputs[1].numpy()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for name, sess in sessions.items():
+        sess.run(None, feeds[name])  # warm-up
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        sess.run(None, feeds)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        for name, sess in sessions.items():
+            t0 = time.perf_counter()
+            sess.run(None, feeds[name])
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("docs/models.md"))
     p.add_argument("--latency", action="store_true", help="add onnxruntime CPU p50 latency")
-    p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    p.add_argument("--threads", default="1,2",
+                   help="comma list of onnxruntime intra-op thread counts (one column each)")
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--variants", default=",".join(list_variants()))
     args = p.parse_args(argv)
@@ -82,26 +91,29 @@ def main(argv: list[str] | None = None) -> int:
     names = args.variants.split(",")
     rows = []
     results = {}
+    threads = [int(t) for t in str(args.threads).split(",")]
     for name in names:
-        r = count(name)
-        if args.latency:
-            r["ms"] = ort_latency(r["model"], r["inputs"], args.threads, args.repeat)
-        results[name] = r
+        results[name] = count(name)
+    if args.latency:
+        models = {n: (r["model"], r["inputs"]) for n, r in results.items()}
+        for t in threads:
+            for name, ms in ort_latencies(models, t, args.repeat).items():
+                results[name][f"ms{t}"] = ms
     teacher = results.get("teacher")
     for name in names:
         r = results[name]
         rel = f"{r['params'] / teacher['params']:.2f}" if teacher else "-"
         cells = [f"`{name}`", f"{r['params'] / 1e6:.3f}", rel, f"{r['gflops']:.2f}"]
         if args.latency:
-            cells.append(f"{r['ms']:.1f}")
+            cells += [f"{r[f'ms{t}']:.1f}" for t in threads]
         cells.append(variant_description(name))
         rows.append("| " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)
     head = "| variant | params (M) | params / teacher | GFLOPs | "
     sep = "|---|---|---|---|"
     if args.latency:
-        head += "ORT p50 ms | "
-        sep += "---|"
+        head += "".join(f"ORT p50 ms ({t} thr) | " for t in threads)
+        sep += "---|" * len(threads)
     head += "description |"
     sep += "---|"
     lines = [
@@ -115,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.latency:
         lines.append(
-            f"Latency: onnxruntime CPU, {args.threads} intra-op threads, batch 1, median of "
-            f"{args.repeat}, on {cpu_model()} (shared machine, 1-min load average "
-            f"{os.getloadavg()[0]:.1f} at the end: compare ratios, not absolute times)."
+            "Latency: onnxruntime CPU, batch 1, median of "
+            f"{args.repeat} runs interleaved across variants, on {cpu_model()} (shared 2-core "
+            f"machine, 1-min load average {os.getloadavg()[0]:.1f} at the end: compare ratios "
+            "within a column, not absolute times)."
         )
     lines += ["", head, sep, *rows, ""]
     write_atomic(args.out, "\n".join(lines))
