@@ -9,6 +9,7 @@ from pathlib import Path
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -173,3 +174,47 @@ def test_default_model_resolution(tmp_path: Path) -> None:
         resolve_default_model(str(tmp_path))
     (models / "student.onnx").write_bytes(b"onnx")
     assert resolve_default_model(str(tmp_path)) == str(models / "student.onnx")
+
+
+@pytest.mark.launch
+@pytest.mark.ros
+def test_launch_configures_and_activates_the_node(nano_model: str, ros_context) -> None:
+    """Run the launch file for real (where `launch_ros` exists): the node reaches *active*."""
+    pytest.importorskip("launch_ros", reason="ROS 2 `launch_ros` is not importable here")
+    from lifecycle_msgs.srv import GetState
+    import rclpy
+
+    ns = f"/launch{os.getpid()}"
+    code = (
+        "import sys\n"
+        "from launch import LaunchService\n"
+        "from launch.actions import IncludeLaunchDescription\n"
+        "from launch.launch_description_sources import PythonLaunchDescriptionSource\n"
+        "ls = LaunchService()\n"
+        f"ls.include_launch_description(IncludeLaunchDescription(PythonLaunchDescriptionSource("
+        f"{str(LAUNCH_FILE)!r}), launch_arguments={{'namespace': {ns!r}, "
+        f"'model': {nano_model!r}, 'rgb_topic': 'rgb_in', 'thermal_topic': 'th_in'}}.items()))\n"
+        "sys.exit(ls.run())\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd="/")
+    node = rclpy.create_node("launch_probe")
+    try:
+        client = node.create_client(GetState, f"{ns}/dlrmamba_detector/get_state")
+        assert client.wait_for_service(timeout_sec=60), "the launched node never appeared"
+        label = ""
+        for _ in range(120):
+            future = client.call_async(GetState.Request())
+            rclpy.spin_until_future_complete(node, future, timeout_sec=5)
+            label = future.result().current_state.label if future.result() else ""
+            if label == "active":
+                break
+            time.sleep(0.25)
+        assert label == "active"
+        topics = dict(node.get_topic_names_and_types())
+        assert f"{ns}/rgb_in" in topics and f"{ns}/th_in" in topics  # remapped inputs
+    finally:
+        node.destroy_node()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert "Traceback" not in out, out
