@@ -403,13 +403,8 @@ def _rerender(args: argparse.Namespace) -> int:
     for r in raw["results"]:
         r["input_hw"] = tuple(r["input_hw"])
         cfgs.append(BenchConfig(**r))
+    # Parameter counts come from the file only (the registry may have changed since).
     prepared = [Prepared(**p) for p in raw.get("prepared", [])]
-    if not prepared:  # older result files: count the parameters again (same registry)
-        from dlrmamba_core.models import build_model
-
-        for v in sorted({c.model for c in cfgs if c.source == "untrained"}):
-            n = sum(p.numel() for p in build_model(v, 7).parameters())
-            prepared.append(Prepared(v, "untrained", (0, 0), "", None, None, None, n))
     md = render_markdown(cfgs, raw["header"], prepared)
     print(md)
     if args.out:
