@@ -1,0 +1,62 @@
+"""Dataset readers: ``open_dataset(format, root, split=None, **kw) -> PairDataset``.
+
+Formats: synth, yolo, coco, llvip, m3fd, flir, vedai, dronevehicle, kaist. Each reader's
+docstring (and docs/data.md) describes the on-disk layout it expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from dlrmamba_core.data.readers.base import Entry, PairDataset
+from dlrmamba_core.errors import DatasetError
+
+__all__ = ["FORMATS", "Entry", "PairDataset", "open_dataset"]
+
+# format -> (module, function); modules are imported on use.
+FORMATS: dict[str, tuple[str, str]] = {
+    "synth": ("coco", "open_synth"),
+    "yolo": ("yolo", "open_yolo"),
+    "coco": ("coco", "open_coco"),
+    "llvip": ("voc", "open_llvip"),
+    "m3fd": ("voc", "open_m3fd"),
+    "flir": ("flir", "open_flir"),
+    "vedai": ("vedai", "open_vedai"),
+    "dronevehicle": ("dronevehicle", "open_dronevehicle"),
+    "kaist": ("kaist", "open_kaist"),
+}
+
+
+def reader_function(fmt: str) -> Callable[..., PairDataset]:
+    """The open function of a format (raises DatasetError listing the formats)."""
+    if fmt not in FORMATS:
+        raise DatasetError(f"unknown dataset format {fmt!r}: use one of {sorted(FORMATS)}")
+    mod, fn = FORMATS[fmt]
+    module = importlib.import_module(f"dlrmamba_core.data.readers.{mod}")
+    return getattr(module, fn)  # type: ignore[no-any-return]
+
+
+def open_dataset(fmt: str, root: str | os.PathLike[str], split: str | None = None,
+                 **kw: Any) -> PairDataset:
+    """Open a dataset in one of the published layouts.
+
+    Args:
+        fmt: one of ``FORMATS``.
+        root: dataset root directory.
+        split: split name (format-specific; e.g. train / val / test).
+        **kw: reader-specific options (see each reader).
+
+    Returns:
+        A :class:`PairDataset` (``len``, ``[i] -> PairSample``, ``class_names``, ``unpaired``).
+
+    Raises:
+        DatasetError: unknown format, missing paths or malformed annotations (naming the file).
+    """
+    rootp = Path(root)
+    if not rootp.exists():
+        raise DatasetError(f"dataset root {rootp} does not exist")
+    return reader_function(fmt)(rootp, split, **kw)

@@ -1,0 +1,157 @@
+"""Common machinery of the dataset readers (numpy/OpenCV; no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dlrmamba_core.data.types import PairSample
+from dlrmamba_core.errors import DatasetError
+
+__all__ = [
+    "IMAGE_EXTS",
+    "Entry",
+    "PairDataset",
+    "class_index",
+    "list_images",
+    "read_rgb",
+    "read_thermal",
+    "require_dir",
+]
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class Entry:
+    """One pair as found on disk (images are read lazily by :class:`PairDataset`).
+
+    Attributes:
+        image_id: stable id (usually the file stem).
+        rgb_path: path of the RGB image.
+        thermal_path: path of the thermal image.
+        boxes: (N, 4) float32 xyxy in RGB pixels.
+        labels: (N,) int64 class indices.
+        homography: (3, 3) thermal -> RGB or None (registered pair).
+        visible: (N, 2) bool or None.
+        crop: optional (x0, y0, x1, y1) applied to both images when read (e.g. borders);
+            boxes are already in the cropped frame.
+        meta: extras.
+    """
+
+    image_id: str
+    rgb_path: Path
+    thermal_path: Path
+    boxes: np.ndarray
+    labels: np.ndarray
+    homography: np.ndarray | None = None
+    visible: np.ndarray | None = None
+    crop: tuple[int, int, int, int] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class PairDataset:
+    """A list of RGB + thermal pairs with labels (the reader interface).
+
+    Attributes:
+        entries: the pairs found.
+        class_names: class names (label i -> class_names[i]).
+        unpaired: paths of images without a partner in the other modality (never dropped
+            silently: reported here and by ``dlrmamba data stats``).
+        name: the format name.
+        root: the dataset root.
+    """
+
+    def __init__(self, name: str, root: Path, entries: list[Entry], class_names: list[str],
+                 unpaired: list[str]) -> None:
+        self.name = name
+        self.root = root
+        self.entries = entries
+        self.class_names = class_names
+        self.unpaired = unpaired
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, i: int) -> PairSample:
+        if not -len(self.entries) <= i < len(self.entries):
+            raise IndexError(f"{self.name} dataset index {i} out of range ({len(self)} pairs)")
+        e = self.entries[i]
+        rgb = read_rgb(e.rgb_path)
+        thermal = read_thermal(e.thermal_path)
+        if e.crop is not None:
+            x0, y0, x1, y1 = e.crop
+            rgb = rgb[y0:y1, x0:x1]
+            thermal = thermal[y0:y1, x0:x1]
+        return PairSample(
+            rgb=rgb, thermal=thermal, boxes=e.boxes, labels=e.labels, homography=e.homography,
+            image_id=e.image_id, visible=e.visible,
+            meta={**e.meta, "rgb_path": str(e.rgb_path), "thermal_path": str(e.thermal_path)},
+        )
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.name!r}, root={str(self.root)!r}, "
+                f"pairs={len(self)}, unpaired={len(self.unpaired)})")
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """Return ``path`` if it is a directory, else raise DatasetError naming it."""
+    if not path.is_dir():
+        raise DatasetError(f"{what}: directory {path} not found; check --root and the layout "
+                           "described in docs/data.md")
+    return path
+
+
+def list_images(folder: Path) -> dict[str, Path]:
+    """Map file stem -> path for the images directly inside ``folder`` (sorted)."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
+            out[p.stem] = p
+    return out
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image as (H, W, 3) uint8 RGB; DatasetError naming the file if unreadable."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DatasetError(f"cannot read RGB image {path} (missing or not an image)")
+    return img[..., ::-1].copy()
+
+
+def read_thermal(path: Path) -> np.ndarray:
+    """Read a thermal image keeping its bit depth: (H, W) uint16 or uint8.
+
+    3-channel files (8-bit false-colour or grey saved as RGB) are converted to grey.
+    """
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DatasetError(f"cannot read thermal image {path} (missing or not an image)")
+    if img.ndim == 3:
+        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY)
+    if img.dtype not in (np.uint8, np.uint16):
+        raise DatasetError(f"thermal image {path} has dtype {img.dtype}: expected 8/16-bit")
+    return img
+
+
+def class_index(name: str, class_names: Sequence[str], aliases: dict[str, str],
+                where: str) -> int:
+    """Index of ``name`` (after ``aliases``, case-insensitive) in ``class_names``."""
+    key = aliases.get(name.strip().lower(), name.strip().lower())
+    lowered = [c.lower() for c in class_names]
+    if key not in lowered:
+        raise DatasetError(
+            f"{where}: unknown class {name!r}; known classes are {list(class_names)} "
+            "(pass class_names=... to the reader to use another class map)"
+        )
+    return lowered.index(key)
+
+
+def boxes_array(rows: list[list[float]]) -> np.ndarray:
+    """(N, 4) float32 from a list of xyxy rows (N may be 0)."""
+    return np.asarray(rows, np.float32).reshape(-1, 4)
