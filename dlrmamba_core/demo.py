@@ -156,6 +156,7 @@ def run_demo(out: Path, model: str | None, duration_s: float, seed: int, rate: f
     summary: dict[str, Any] = {
         "synthetic_data": True,
         "model": str(model_path),
+        "default_model": model is None,
         "bag": {"path": str(bag.path), "duration_s": round(bag.duration_s, 2),
                 "counts": bag.counts, "seed": seed},
         "live": {
@@ -242,13 +243,17 @@ def write_docs(summary: dict[str, Any], out: Path, docs: Path = REPO / "docs") -
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {s['cpu']}, "
         f"demo wall time {s['wall_time_s']} s). All data is **synthetic**.", "",
         "What it does: writes a synthetic RGB + thermal rosbag with ground truth, starts the "
-        "real `detector_node` with the shipped default model, plays the bag over rclpy with its "
-        "original timing (`dlrmamba_ros.bag_player`, which configures and activates the "
-        "lifecycle node and records `/dlrmamba/detections`), computes COCO mAP of the recorded "
-        "detections against the ground-truth topic, runs `dlrmamba bag-eval` on the same bag, "
-        "and compares the two frame by frame.", "",
+        "real `detector_node` with the shipped default model (`models/default.json`), plays "
+        "the bag over rclpy with its original timing (`dlrmamba_ros.bag_player`, which "
+        "configures and activates the lifecycle node and records `/dlrmamba/detections`), "
+        "computes COCO mAP of the recorded detections against the ground-truth topic, runs "
+        "`dlrmamba bag-eval` on the same bag, and compares the two frame by frame.", "",
         _report(s).split("\n", 2)[2].strip(), "",
     ]
+    if not s.get("default_model", False):
+        text += [f"**This run used `{s['model']}`, not the shipped default model** (none was "
+                 "shipped when it was made); rerun `python -m dlrmamba_core.demo --docs` to "
+                 "regenerate this page with it.", ""]
     if preview:
         text += [f"![a frame of the annotated video]({img_rel})", ""]
     text += ["Outputs (in `outputs/demo/`, not committed): `metrics.json`, `report.md`, "
