@@ -214,10 +214,13 @@ def _report(s: dict[str, Any]) -> str:
         f"{_fmt(off['latency_ms']['decode_and_detect']['p95'])} (decode + detect) |",
         "",
         f"Live vs offline: {cmp['common_frames']} common frames, {cmp['frames_agreeing']} "
-        f"identical (max box diff {cmp['max_box_diff_px']:.2g} px, max score diff "
-        f"{cmp['max_score_diff']:.2g}), {cmp['only_live']} frames only live, "
-        f"{cmp['only_offline']} only offline (pairs the live node skipped because it "
-        "always takes the latest pair).", "",
+        f"identical ({cmp['detections_compared']} detections compared; max box diff "
+        f"{cmp['max_box_diff_px']:.2g} px, max score diff {cmp['max_score_diff']:.2g}); "
+        f"{cmp['only_live']} frames only live, {cmp['only_offline']} only offline. Frames "
+        "in only one of the two come from approximate-time pairing seeing another arrival "
+        "order live (a thermal frame handled after the next RGB frame arrived pairs with the "
+        "nearer of the two) and from the node's worker, which always takes the latest pair "
+        "and skips the others while it is busy.", "",
         f"Annotated video: `{s['outputs']['annotated_live_video']}` (coloured boxes: live "
         "detections with class and score; white: ground truth; inset: thermal image).",
     ]
