@@ -45,7 +45,7 @@ def patch_wheel_cmake(venv: Path) -> int:
     Returns:
         The number of files changed.
     """
-    import numpy  # noqa: PLC0415 - numpy is in the venv running this script
+    import numpy
 
     py_inc = sysconfig.get_paths()["include"]
     np_inc = numpy.get_include()

@@ -14,7 +14,6 @@ has no AMENT_PREFIX_PATH. This script:
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 import sys
 import sysconfig

@@ -24,7 +24,12 @@ def test_image_and_detections_roundtrip_over_loopback() -> None:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
-    from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesisWithPose
+    from vision_msgs.msg import (
+        BoundingBox2D,
+        Detection2D,
+        Detection2DArray,
+        ObjectHypothesisWithPose,
+    )
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
