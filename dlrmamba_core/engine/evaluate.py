@@ -204,7 +204,7 @@ def coco_metrics(
     precision = None
     if anns and dets:
         coco_gt = COCO()
-        coco_gt.dataset = {"images": images, "annotations": anns,
+        coco_gt.dataset = {"info": {}, "images": images, "annotations": anns,
                            "categories": [{"id": i + 1, "name": n}
                                           for i, n in enumerate(class_names)]}
         # pycocotools prints progress to stdout; keep library output off our stdout.

@@ -44,8 +44,12 @@ log = logging.getLogger("dlrmamba.pipeline")
 
 DATA_FORMAT = "synth"
 SWEEP = (0.50, 0.55, 0.60, 0.65)
-MAIN_RANK = 0.60
-STATE_RATIO = 0.5
+# The shipped student is the registered `student` variant (<= 30% of the teacher's params);
+# the paper's rank ratios 0.50..0.65 are measured by the sweep.
+from dlrmamba_core.models.config import (  # noqa: E402
+    STUDENT_RANK_RATIO as MAIN_RANK,
+    STUDENT_STATE_RATIO as STATE_RATIO,
+)
 
 
 @dataclass
@@ -94,10 +98,11 @@ class Run:
 
 def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: int,
          sweep_epochs: int, batch: int, workers: int, input_hw: tuple[int, int],
-         phase_a_min: float, phase_b_min: float, root: Path) -> list[Run]:
+         phase_a_min: float, phase_b_min: float, root: Path, device: str = "cuda",
+         teacher_variant: str = "teacher") -> list[Run]:
     """The runs of the recipe (see the module docstring)."""
     common = ["--data", str(data), "--data-format", DATA_FORMAT, "--batch-size", str(batch),
-              "--workers", str(workers), "--no-progress", "--device", "cuda",
+              "--workers", str(workers), "--no-progress", "--device", device,
               "--checkpoint-every", "200"]
     size = ["--input-size", str(input_hw[0]), str(input_hw[1])]
     a_time = ["--max-time-min", f"{phase_a_min:.2f}"]
@@ -106,10 +111,10 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
     # the single-modality models use it too, so fused vs single compares like with like.
     from dlrmamba_core.models import get_config
 
-    r_state = max(1, math.ceil(STATE_RATIO * get_config("teacher", 1).d_state))
+    r_state = max(1, math.ceil(STATE_RATIO * get_config(teacher_variant, 1).d_state))
     low = ["--variant", "student", "--rank-ratio", str(MAIN_RANK), "--d-state", str(r_state)]
     runs = [
-        Run("teacher", "train", ["--variant", "teacher", *train],
+        Run("teacher", "train", ["--variant", teacher_variant, *train],
             info={"variant": "teacher", "modality": "fused", "role": "full-rank teacher"}),
         Run("student_scratch", "train", [*low, *train],
             info={"variant": "student", "modality": "fused", "rank_ratio": MAIN_RANK,
@@ -346,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune-epochs", type=int, default=6)
     ap.add_argument("--sweep-epochs", type=int, default=10)
     ap.add_argument("--only", nargs="*", default=None, help="run only these runs")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--teacher-variant", default="teacher",
+                    help="teacher architecture (nano: CPU smoke test of the pipeline)")
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--pack", type=Path, default=None, help="also pack results into DIR")
     ap.add_argument("--probe", nargs="*", default=None, metavar="VARIANT",
@@ -367,17 +375,18 @@ def main(argv: list[str] | None = None) -> int:
     log.info("data ready in %.0f s: %s", time.monotonic() - t0, data_info)
     runs = plan(data, args.teacher_epochs, args.distill_epochs, args.finetune_epochs,
                 args.sweep_epochs, args.batch_size, args.workers, tuple(args.input_size),
-                0.45 * args.budget_min, 0.45 * args.budget_min, root)
+                0.45 * args.budget_min, 0.45 * args.budget_min, root, args.device,
+                args.teacher_variant)
     if args.only:
         runs = [r for r in runs if r.name in args.only]
     status = run_all(runs, root, args.parallel)
     if not args.skip_eval:
         import torch
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = args.device
         results = {
             "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+            "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
             "torch": torch.__version__, "data": {**data_info, "format": DATA_FORMAT,
                                                   "synthetic": True},
             "input_hw": list(args.input_size), "status": status,
