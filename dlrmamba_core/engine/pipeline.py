@@ -39,6 +39,7 @@ import time
 from typing import Any
 
 from dlrmamba_core.engine.fileio import write_json
+from dlrmamba_core.models.config import STUDENT_RANK_RATIO, STUDENT_STATE_RATIO
 
 log = logging.getLogger("dlrmamba.pipeline")
 
@@ -46,10 +47,8 @@ DATA_FORMAT = "synth"
 SWEEP = (0.50, 0.55, 0.60, 0.65)
 # The shipped student is the registered `student` variant (<= 30% of the teacher's params);
 # the paper's rank ratios 0.50..0.65 are measured by the sweep.
-from dlrmamba_core.models.config import (  # noqa: E402
-    STUDENT_RANK_RATIO as MAIN_RANK,
-    STUDENT_STATE_RATIO as STATE_RATIO,
-)
+MAIN_RANK = STUDENT_RANK_RATIO
+STATE_RATIO = STUDENT_STATE_RATIO
 
 
 @dataclass
