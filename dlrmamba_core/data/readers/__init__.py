@@ -1,6 +1,6 @@
 """Dataset readers: ``open_dataset(format, root, split=None, **kw) -> PairDataset``.
 
-Formats: synth, yolo, coco, llvip, m3fd, flir, vedai, dronevehicle, kaist. Each reader's
+Formats: synth, yolo, coco (llvip, m3fd, flir, vedai, dronevehicle, kaist: planned). Each reader's
 docstring (and docs/data.md) describes the on-disk layout it expects.
 """
 
@@ -15,24 +15,25 @@ from typing import Any
 from dlrmamba_core.data.readers.base import Entry, PairDataset
 from dlrmamba_core.errors import DatasetError
 
-__all__ = ["FORMATS", "Entry", "PairDataset", "open_dataset"]
+__all__ = ["FORMATS", "PLANNED", "Entry", "PairDataset", "open_dataset"]
 
 # format -> (module, function); modules are imported on use.
 FORMATS: dict[str, tuple[str, str]] = {
     "synth": ("coco", "open_synth"),
     "yolo": ("yolo", "open_yolo"),
     "coco": ("coco", "open_coco"),
-    "llvip": ("voc", "open_llvip"),
-    "m3fd": ("voc", "open_m3fd"),
-    "flir": ("flir", "open_flir"),
-    "vedai": ("vedai", "open_vedai"),
-    "dronevehicle": ("dronevehicle", "open_dronevehicle"),
-    "kaist": ("kaist", "open_kaist"),
 }
+# Published layouts whose readers are not written yet (issue 3): a clear error, not a traceback.
+PLANNED: tuple[str, ...] = ("llvip", "m3fd", "flir", "vedai", "dronevehicle", "kaist")
 
 
 def reader_function(fmt: str) -> Callable[..., PairDataset]:
     """The open function of a format (raises DatasetError listing the formats)."""
+    if fmt in PLANNED:
+        raise DatasetError(
+            f"the {fmt!r} reader is not implemented yet; convert the dataset to the paired-YOLO "
+            "('yolo') or COCO-json ('coco') layout (docstrings of readers/yolo.py, coco.py)"
+        )
     if fmt not in FORMATS:
         raise DatasetError(f"unknown dataset format {fmt!r}: use one of {sorted(FORMATS)}")
     mod, fn = FORMATS[fmt]
