@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import datetime as dt
 import os
 from pathlib import Path
-import platform
 import sys
 import tempfile
 import threading
@@ -36,17 +35,7 @@ from typing import Any
 import numpy as np
 
 from dlrmamba_core.errors import ConfigError
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from dlrmamba_core.sysinfo import cpu_model as _cpu_model
 
 
 def _rss_mb() -> float:

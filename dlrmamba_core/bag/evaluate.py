@@ -24,7 +24,6 @@ import json
 import logging
 import os
 from pathlib import Path
-import platform
 import time
 from typing import Any
 
@@ -39,6 +38,7 @@ from dlrmamba_core.bag.reader import BagMessage, BagReader
 from dlrmamba_core.bag.synth import CUSTOM_HOMOGRAPHY, CUSTOM_SYNTHETIC
 from dlrmamba_core.bag.typestore import get_bag_typestore
 from dlrmamba_core.errors import BagError, ModelFileError
+from dlrmamba_core.sysinfo import cpu_model
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +158,6 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": round(float(np.percentile(a, 50)), 3),
             "p95": round(float(np.percentile(a, 95)), 3),
             "mean": round(float(a.mean()), 3), "max": round(float(a.max()), 3)}
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalResult:

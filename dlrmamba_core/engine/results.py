@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import logging
 from pathlib import Path
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,22 +27,12 @@ from typing import Any
 
 from dlrmamba_core.engine.fileio import write_text
 from dlrmamba_core.errors import ModelFileError
+from dlrmamba_core.sysinfo import cpu_model
 
 log = logging.getLogger("dlrmamba.results")
 
 DEFAULT_RESULTS = Path("models/results_synth.json")
 DEFAULT_OUT = Path("docs/results.md")
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or the platform string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _arch_key(cfg: dict[str, Any]) -> str:

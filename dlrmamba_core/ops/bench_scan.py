@@ -17,7 +17,6 @@ import argparse
 import io
 import os
 from pathlib import Path
-import platform
 import statistics
 import tempfile
 import time
@@ -27,20 +26,10 @@ import numpy as np
 import torch
 
 from dlrmamba_core.ops.selective_scan import selective_scan_chunked, selective_scan_ref
+from dlrmamba_core.sysinfo import cpu_model
 
 CPU_GRID = [(96, 1), (96, 16), (384, 4), (384, 16)]
 LENGTHS = [1280, 5120, 20480]
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (or platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def make_args(d: int, n: int, L: int, device: str = "cpu", seed: int = 0,

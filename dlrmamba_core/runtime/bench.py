@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from dlrmamba_core.errors import ConfigError
+from dlrmamba_core.sysinfo import cpu_model
 
 __all__ = ["BenchConfig", "add_arguments", "main", "render_markdown", "run_from_args"]
 
@@ -50,17 +51,6 @@ BENCH_HW = (512, 640)
 NATIVE_HW = (256, 320)
 #: YOLOv8n / YOLO11n in ORT on this machine kind, 2 threads, 512x640 (shared/notes/anchors.md).
 YARDSTICK_MS = {"YOLOv8n": 75.0, "YOLO11n": 64.0}
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (falls back to ``platform.processor()``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 @dataclass
