@@ -39,6 +39,14 @@ def _train_args(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:
                    help="stop after N optimizer steps (checkpointed; resume continues)")
     p.add_argument("--max-time-min", type=float, default=None,
                    help="time budget: validate and save the models when it runs out")
+    p.add_argument("--fit-to-time", action="store_true",
+                   help="with --max-time-min: shorten --epochs after the first two so the whole "
+                        "lr schedule fits the budget")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="pre-process each split once into DIR and train from it (fast on GPU; "
+                        "light augmentation only: flip, RGB and thermal photometric jitter)")
+    p.add_argument("--cache-workers", type=int, default=None,
+                   help="processes that build the cache (default: --workers)")
     p.add_argument("--val-every", type=int, default=1, metavar="EPOCHS")
     p.add_argument("--val-max-images", type=int, default=None)
     p.add_argument("--train-split", default="train")
@@ -55,12 +63,17 @@ def _config(args: argparse.Namespace, **over: Any) -> Any:
         num_workers=args.workers, device=args.device, seed=args.seed, amp=not args.no_amp,
         checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
         val_every=args.val_every, val_max_images=args.val_max_images, modality=args.modality,
-        progress=not args.no_progress,
+        progress=not args.no_progress, fit_to_time=args.fit_to_time,
         max_time_s=None if args.max_time_min is None else 60.0 * args.max_time_min)
     for k, v in over.items():
         setattr(cfg, k, v)
     cfg.validate()
     return cfg
+
+
+def _cache(args: argparse.Namespace) -> dict[str, Any]:
+    workers = args.workers if args.cache_workers is None else args.cache_workers
+    return {"cache_dir": args.cache, "cache_workers": workers}
 
 
 def _val_split(args: argparse.Namespace) -> str | None:
@@ -108,7 +121,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train_model(args.variant, args.data_format, args.data, args.out, _config(args),
                          input_hw=parse_input_size(args.input_size), resume=args.resume,
                          init=args.init, train_split=args.train_split,
-                         val_split=_val_split(args), overrides=overrides)
+                         val_split=_val_split(args), overrides=overrides,
+                         **_cache(args))
     print(json.dumps(result, indent=2))
     return 0
 
@@ -127,7 +141,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     result = distill_model(args.teacher, args.data_format, args.data, args.out, cfg, ft,
                            rank_ratio=args.rank_ratio, state_ratio=args.state_ratio,
                            weights=parse_weights(args.weights), resume=args.resume,
-                           train_split=args.train_split, val_split=_val_split(args))
+                           train_split=args.train_split, val_split=_val_split(args),
+                           **_cache(args))
     print(json.dumps(result, indent=2))
     return 0
 

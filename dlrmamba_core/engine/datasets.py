@@ -56,20 +56,38 @@ class PreparedDataset(Dataset):
         boxes = letterbox_boxes(np.asarray(s.boxes, np.float32).reshape(-1, 4), p.letterbox)
         rgb, thermal = p.rgb, p.thermal
         if self.augment:
-            w = self.input_hw[1]
-            if np.random.rand() < 0.5:
-                rgb = rgb[:, :, ::-1]
-                thermal = thermal[:, :, ::-1]
-                boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]],
-                                 1) if len(boxes) else boxes
-            rgb = np.clip(rgb * np.random.uniform(0.7, 1.3) + np.random.uniform(-0.1, 0.1),
-                          0, 1)
-            thermal = np.clip(thermal * np.random.uniform(0.8, 1.2), 0, 1)
+            rgb, thermal, boxes = light_augment(rgb, thermal, boxes)
         return {"rgb": torch.from_numpy(np.ascontiguousarray(rgb, np.float32)),
                 "thermal": torch.from_numpy(np.ascontiguousarray(thermal, np.float32)),
                 "boxes": torch.from_numpy(np.asarray(boxes, np.float32).reshape(-1, 4)),
                 "labels": torch.from_numpy(np.asarray(s.labels, np.int64).reshape(-1)),
                 "meta": {"image_id": s.image_id, "letterbox": p.letterbox}}
+
+
+def light_augment(rgb: np.ndarray, thermal: np.ndarray, boxes: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The light paired augmentation of :class:`PreparedDataset` (global numpy RNG).
+
+    Horizontal flip of both images and the boxes (p = 0.5); RGB contrast and brightness
+    jitter (x0.7..1.3, +-0.1); thermal gain jitter (x0.8..1.2).
+
+    Args:
+        rgb: (3, h, w) float32 in [0, 1].
+        thermal: (1, h, w) float32 in [0, 1].
+        boxes: (N, 4) xyxy network-input pixels.
+
+    Returns:
+        The augmented (rgb, thermal, boxes).
+    """
+    w = rgb.shape[-1]
+    if np.random.rand() < 0.5:
+        rgb = rgb[:, :, ::-1]
+        thermal = thermal[:, :, ::-1]
+        if len(boxes):
+            boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
+    rgb = np.clip(rgb * np.random.uniform(0.7, 1.3) + np.random.uniform(-0.1, 0.1), 0, 1)
+    thermal = np.clip(thermal * np.random.uniform(0.8, 1.2), 0, 1)
+    return rgb, thermal, boxes
 
 
 def prepared_collate(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -5,20 +5,22 @@
 Stages (each skipped when its output exists, so a rerun on the same folder resumes):
 
 1. ``data/``: the synthetic benchmark from ``data.synthetic.write_frame_dataset`` (train / val /
-   test splits, fixed seed).
+   test splits, fixed seed); ``cache/``: the train and val splits pre-processed once
+   (``engine.cache``), shared by every run (``--no-cache``: each run reads the images).
 2. Phase A, in parallel on one GPU (small models leave most of an H100 idle, so several runs
    share it): the full-rank ``teacher`` (fused), the same detector on ``rgb`` only and on
    ``thermal`` only, the ``cnn`` yardstick and the low-rank ``student_scratch`` (same
    architecture as the distilled student, random init, task loss only).
-3. Phase B, needs the teacher: ``student_sad`` (SVD init at rank ratio 0.60 -> SAD -> fine-tune),
+3. Phase B, needs the teacher: ``student_sad`` (SVD init at ``MAIN_RANK`` -> SAD -> fine-tune),
    ``student_nodistill`` (the same schedule with the SVD/state/feature weights at 0: low-rank
-   init + task loss only), and the rank sweep ``sweep_r050 / r055 / r065`` (shorter SAD runs).
+   init + task loss only), and the rank sweep ``sweep_r050 / r055 / r060 / r065`` (SAD only).
 4. Every model's best-on-val checkpoint is evaluated on the TEST split (COCO mAP); everything
    goes to ``results.json``.
 5. ``--pack DIR`` copies results, logs, curves and fp16 checkpoints into a few files for transfer.
 
 Each run is a ``dlrmamba train`` / ``dlrmamba distill`` subprocess (the same CLI users run), with
-``--resume`` from its ``last.pt`` when one exists.
+``--resume`` from its ``last.pt`` when one exists, a time budget and ``--fit-to-time`` (the
+learning-rate schedule is sized to the budget from the first epochs' speed).
 """
 
 from __future__ import annotations
@@ -98,15 +100,23 @@ class Run:
 def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: int,
          sweep_epochs: int, batch: int, workers: int, input_hw: tuple[int, int],
          phase_a_min: float, phase_b_min: float, root: Path, device: str = "cuda",
-         teacher_variant: str = "teacher") -> list[Run]:
-    """The runs of the recipe (see the module docstring)."""
+         teacher_variant: str = "teacher", cache: Path | None = None,
+         val_every: int = 1) -> list[Run]:
+    """The runs of the recipe (see the module docstring).
+
+    Every run gets a time budget (phase A: ``phase_a_min``; phase B: half of ``phase_b_min``
+    for the distillation and half for the fine-tune) and ``--fit-to-time``: its epoch count
+    is an upper bound, shortened so the learning-rate schedule completes within the budget.
+    """
     common = ["--data", str(data), "--data-format", DATA_FORMAT, "--batch-size", str(batch),
               "--workers", str(workers), "--no-progress", "--device", device,
-              "--checkpoint-every", "200"]
+              "--checkpoint-every", "200", "--val-every", str(val_every), "--fit-to-time"]
+    if cache is not None:
+        common += ["--cache", str(cache)]
     size = ["--input-size", str(input_hw[0]), str(input_hw[1])]
     a_time = ["--max-time-min", f"{phase_a_min:.2f}"]
     train = ["--epochs", str(teacher_epochs), "--warmup-epochs", "1", *common, *size, *a_time]
-    # Same architecture as student_from_teacher(teacher, 0.60, 0.5), trained from scratch;
+    # Same architecture as student_from_teacher(teacher, MAIN_RANK, STATE_RATIO), from scratch;
     # the single-modality models use it too, so fused vs single compares like with like.
     from dlrmamba_core.models import get_config
 
@@ -129,6 +139,7 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
     ]
     teacher_pt = str(root / "teacher" / "best.pt")
     b_time = ["--max-time-min", f"{phase_b_min / 2:.2f}"]
+    sweep_time = ["--max-time-min", f"{phase_b_min:.2f}"]  # no fine-tune phase
     distill = ["--teacher", teacher_pt, "--state-ratio", str(STATE_RATIO),
                "--warmup-epochs", "0.5", *common, *b_time]
     runs.append(Run("student_sad", "distill",
@@ -149,7 +160,7 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
             continue
         runs.append(Run(f"sweep_r{round(r * 100):03d}", "distill",
                         ["--rank-ratio", str(r), "--epochs", str(sweep_epochs),
-                         "--finetune-epochs", "0", *distill],
+                         "--finetune-epochs", "0", *distill, *sweep_time],
                         needs=["teacher"], phase="B",
                         info={"variant": "student", "modality": "fused", "rank_ratio": r,
                               "role": "rank sweep (SAD only)"}))
@@ -176,6 +187,20 @@ def generate_data(root: Path, n_train: int, n_val: int, n_test: int, seed: int,
     return info
 
 
+def build_caches(data: Path, cache: Path, input_hw: tuple[int, int]) -> Path:
+    """Pre-process the train and val splits once (``engine.cache``) for all runs to share."""
+    from dlrmamba_core.engine.cache import cached_dataset
+    from dlrmamba_core.engine.runs import open_pairs
+
+    t0 = time.monotonic()
+    for split in ("train", "val"):
+        pairs = open_pairs(DATA_FORMAT, data, split)
+        cached_dataset(pairs, DATA_FORMAT, data, split, input_hw, cache, augment=False,
+                       workers=os.cpu_count() or 4)
+    log.info("sample cache ready in %.0f s: %s", time.monotonic() - t0, cache)
+    return cache
+
+
 def _launch(run: Run, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     out = root / run.name
     out.mkdir(parents=True, exist_ok=True)
@@ -194,6 +219,10 @@ def run_all(runs: list[Run], root: Path, parallel: int) -> dict[str, str]:
     """Run the jobs, ``parallel`` at a time, respecting ``needs``; returns {name: status}."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     status = {r.name: ("done" if r.done(root) else "pending") for r in runs}
+    for r in runs:  # a need outside this selection (--only) counts when its files exist
+        for n in r.needs:
+            if n not in status:
+                status[n] = "done" if (root / n / "best.pt").is_file() else "failed"
     active: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
     while any(s in ("pending", "running") for s in status.values()):
         for r in runs:
@@ -337,6 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--budget-min", type=float, default=16.0,
                     help="wall-clock minutes for training (phase A gets 45%%, B 45%%)")
+    ap.add_argument("--phase-a-min", type=float, default=None,
+                    help="minutes per phase-A run (default: 45%% of --budget-min)")
+    ap.add_argument("--phase-b-min", type=float, default=None,
+                    help="minutes per phase-B run, distill + fine-tune (default: 45%%)")
+    ap.add_argument("--val-every", type=int, default=2, metavar="EPOCHS")
+    ap.add_argument("--no-cache", action="store_true",
+                    help="train from the images (full augmentation) instead of engine.cache")
     ap.add_argument("--n-train", type=int, default=3000)
     ap.add_argument("--n-val", type=int, default=500)
     ap.add_argument("--n-test", type=int, default=500)
@@ -372,10 +408,13 @@ def main(argv: list[str] | None = None) -> int:
     data_info = generate_data(data, args.n_train, args.n_val, args.n_test, args.seed,
                               workers=os.cpu_count() or 4)
     log.info("data ready in %.0f s: %s", time.monotonic() - t0, data_info)
+    cache = None if args.no_cache else build_caches(data, root / "cache",
+                                                     tuple(args.input_size))
+    a_min = args.phase_a_min if args.phase_a_min is not None else 0.45 * args.budget_min
+    b_min = args.phase_b_min if args.phase_b_min is not None else 0.45 * args.budget_min
     runs = plan(data, args.teacher_epochs, args.distill_epochs, args.finetune_epochs,
                 args.sweep_epochs, args.batch_size, args.workers, tuple(args.input_size),
-                0.45 * args.budget_min, 0.45 * args.budget_min, root, args.device,
-                args.teacher_variant)
+                a_min, b_min, root, args.device, args.teacher_variant, cache, args.val_every)
     if args.only:
         runs = [r for r in runs if r.name in args.only]
     status = run_all(runs, root, args.parallel)

@@ -49,6 +49,32 @@ def open_pairs(data_format: str, root: str | os.PathLike[str], split: str | None
     return ds
 
 
+def split_datasets(data_format: str, data_root: str | os.PathLike[str], train_split: str,
+                   val_split: str | None, input_hw: tuple[int, int],
+                   cache_dir: str | os.PathLike[str] | None, cache_workers: int = 0
+                   ) -> tuple[Any, Any, list[str]]:
+    """(augmenting training set, validation set or None, class names) of one dataset.
+
+    Without ``cache_dir`` the training set is the data package's dataset over the reader and
+    the validation set the reader itself; with it both come from ``engine.cache``.
+    """
+    from dlrmamba_core.engine.datasets import detection_dataset
+
+    train_pairs = open_pairs(data_format, data_root, train_split)
+    val_pairs = open_pairs(data_format, data_root, val_split) if val_split else None
+    names = list(train_pairs.class_names)
+    if cache_dir is None:
+        return detection_dataset(train_pairs, input_hw, augment=True), val_pairs, names
+    from dlrmamba_core.engine.cache import cached_dataset
+
+    train_set = cached_dataset(train_pairs, data_format, data_root, train_split, input_hw,
+                               cache_dir, augment=True, workers=cache_workers)
+    val_set = None if val_pairs is None else cached_dataset(
+        val_pairs, data_format, data_root, val_split, input_hw, cache_dir, augment=False,
+        workers=cache_workers)
+    return train_set, val_set, names
+
+
 def check_class_names(source: str, theirs: list[str], ours: list[str]) -> None:
     """Raise when a checkpoint's class map differs from the dataset's.
 
@@ -85,6 +111,8 @@ def train_model(
     overrides: dict[str, Any] | None = None,
     kind: str = "train",
     extra: dict[str, Any] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    cache_workers: int = 0,
 ) -> dict[str, Any]:
     """Train one detector variant (works under ``torchrun``).
 
@@ -103,21 +131,22 @@ def train_model(
         overrides: keyword overrides passed to ``build_model``.
         kind: run kind stored in the checkpoints ("train" or "finetune").
         extra: extra plain-typed metadata stored in the model files.
+        cache_dir: pre-process the splits once into this folder (``engine.cache``) and train
+            from it (light augmentation only).
+        cache_workers: processes that build the cache.
 
     Returns:
         The summary of :meth:`Trainer.fit`.
     """
     import torch
 
-    from dlrmamba_core.engine.datasets import detection_dataset
-
     if input_hw[0] % 32 or input_hw[1] % 32:
         raise ConfigError(f"input size {input_hw} must be multiples of 32 (h, w)")
     info = ddp_utils.setup(cfg.device)
     try:
-        train_pairs = open_pairs(data_format, data_root, train_split)
-        val_pairs = open_pairs(data_format, data_root, val_split) if val_split else None
-        names = list(train_pairs.class_names)
+        train_set, val_set, names = split_datasets(data_format, data_root, train_split,
+                                                   val_split, input_hw, cache_dir,
+                                                   cache_workers)
         torch.manual_seed(cfg.seed)
         if init is not None:
             model, meta = _load_model(init)
@@ -133,8 +162,7 @@ def train_model(
         if resume is not None:
             _precheck_resume(resume, kind, variant, names)
         task = DetectionTask(model, cfg.modality)
-        trainer = Trainer(task, model, detection_dataset(train_pairs, input_hw, augment=True),
-                          val_pairs, cfg, out_dir,
+        trainer = Trainer(task, model, train_set, val_set, cfg, out_dir,
                           RunMeta(kind, variant, names, tuple(input_hw), dict(extra or {})),
                           info)
         if resume is not None:
@@ -171,6 +199,8 @@ def distill_model(
     resume: str | os.PathLike[str] | None = None,
     train_split: str = "train",
     val_split: str | None = "val",
+    cache_dir: str | os.PathLike[str] | None = None,
+    cache_workers: int = 0,
 ) -> dict[str, Any]:
     """The paper's schedule: low-rank init from the teacher -> SAD -> fine-tune.
 
@@ -191,25 +221,27 @@ def distill_model(
         resume: a phase's ``last.pt``.
         train_split: training split.
         val_split: validation split.
+        cache_dir, cache_workers: as in :func:`train_model`.
 
     Returns:
         ``{"distill": summary, "finetune": summary or None}``.
     """
     import torch
 
-    from dlrmamba_core.engine.datasets import detection_dataset
     from dlrmamba_core.engine.distill import DistillTask, DistillWeights
     from dlrmamba_core.models import student_from_teacher
 
     weights = weights or DistillWeights()
     info = ddp_utils.setup(cfg.device)
     try:
-        train_pairs = open_pairs(data_format, data_root, train_split)
-        val_pairs = open_pairs(data_format, data_root, val_split) if val_split else None
-        names = list(train_pairs.class_names)
         teacher, tmeta = _load_model(teacher_path)
-        check_class_names(f"--teacher {teacher_path}", list(tmeta["class_names"]), names)
         input_hw = tuple(tmeta["input_hw"])
+        # Check the class map before any (possibly long) cache build.
+        names = list(open_pairs(data_format, data_root, train_split).class_names)
+        check_class_names(f"--teacher {teacher_path}", list(tmeta["class_names"]), names)
+        train_set, val_set, names = split_datasets(data_format, data_root, train_split,
+                                                   val_split, input_hw, cache_dir,
+                                                   cache_workers)
         torch.manual_seed(cfg.seed)
         student = student_from_teacher(teacher, rank_ratio, state_ratio)
         variant = "student"
@@ -224,12 +256,11 @@ def distill_model(
                                   "from its own distill/last.pt or finetune/last.pt")
             _precheck_resume(resume, phase, variant, names)
         out = Path(out_dir)
-        train_set = detection_dataset(train_pairs, input_hw, augment=True)
         result: dict[str, Any] = {"distill": None, "finetune": None}
         if phase == "distill":
             task = DistillTask(student, teacher, weights, cfg.modality)
             dcfg = dataclasses.replace(cfg, find_unused_parameters=True)
-            trainer = Trainer(task, student, train_set, val_pairs, dcfg, out / "distill",
+            trainer = Trainer(task, student, train_set, val_set, dcfg, out / "distill",
                               RunMeta("distill", variant, names, input_hw, extra), info)
             if resume is not None:
                 trainer.load_state(resume)
@@ -244,7 +275,7 @@ def distill_model(
             raise ConfigError(f"--resume {resume}: a fine-tune checkpoint, but "
                               "--finetune-epochs is 0; pass the fine-tune epochs")
         ft = Trainer(DetectionTask(student, finetune_cfg.modality), student, train_set,
-                     val_pairs, finetune_cfg, out / "finetune",
+                     val_set, finetune_cfg, out / "finetune",
                      RunMeta("finetune", variant, names, input_hw, extra), info)
         if resume is not None:
             ft.load_state(resume)

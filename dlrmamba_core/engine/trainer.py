@@ -82,6 +82,9 @@ class TrainConfig:
         max_steps: stop after this many optimizer steps in total, checkpointed (None: run all
             epochs). The schedule still spans ``epochs``, so a resumed run continues it.
         max_time_s: stop (checkpointed) once this many seconds of this process have passed.
+        fit_to_time: with ``max_time_s``, shorten ``epochs`` after the first and second
+            epochs so the whole schedule (warmup + cosine to its floor) fits the time left,
+            measured from those epochs (``epochs`` stays the upper bound).
         modality: "fused", or "rgb"/"thermal" to train a single-modality model (the other
             input is zeroed).
         progress: show tqdm progress bars.
@@ -110,6 +113,7 @@ class TrainConfig:
     val_max_images: int | None = None
     max_steps: int | None = None
     max_time_s: float | None = None
+    fit_to_time: bool = False
     modality: str = "fused"
     progress: bool = True
     device: str | None = None
@@ -289,6 +293,7 @@ class Trainer:
             "global_step": self.global_step, "total_steps": self.total_steps,
             "best_fitness": self.best_fitness, "best_metrics": self.best_metrics,
             "history": self.history, "epoch_sums": dict(self.epoch_sums),
+            "epochs": self.cfg.epochs,
             "world_size": self.info.world_size, "rng": capture_rng(),
         }
 
@@ -323,6 +328,9 @@ class Trainer:
         self.task.load_state_dict(state["task"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "epochs" in state and state["epochs"] != self.cfg.epochs:
+            # A fit_to_time run shortened its schedule: continue that schedule.
+            self._set_epochs(int(state["epochs"]))
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.global_step = int(state["global_step"])
@@ -333,6 +341,29 @@ class Trainer:
         restore_rng(state["rng"])
         log.info("resumed %s at epoch %d, step %d (batch %d of the epoch)", path, self.epoch,
                  self.global_step, self.batch_in_epoch)
+
+    def _set_epochs(self, epochs: int) -> None:
+        """Change the schedule length (the cosine horizon follows)."""
+        self.cfg.epochs = epochs
+        self.total_steps = epochs * self.steps_per_epoch
+        self.warmup_steps = min(max(round(self.cfg.warmup_epochs * self.steps_per_epoch), 1),
+                                max(self.total_steps // 2, 1))
+
+    def _fit_schedule(self, elapsed_s: float, epoch_s: float) -> None:
+        """After epochs 1 and 2: as many epochs as fit the time budget (see TrainConfig)."""
+        if not (self.cfg.fit_to_time and self.cfg.max_time_s) or self.epoch > 2:
+            return
+        left = self.cfg.max_time_s - elapsed_s
+        fit = self.epoch + max(int(0.95 * left / max(epoch_s, 1e-3)), 0)
+        epochs = int(min(self.cfg.epochs, max(fit, self.epoch + 1)))
+        if self.info.distributed:
+            t = torch.tensor([epochs], device=self.info.device)
+            torch.distributed.broadcast(t, 0)
+            epochs = int(t.item())
+        if epochs != self.cfg.epochs:
+            log.info("%s %s: %.1f s per epoch, %.0f s left: schedule set to %d epochs",
+                     self.meta.kind, self.meta.variant, epoch_s, left, epochs)
+            self._set_epochs(epochs)
 
     # ---------------------------------------------------------------- loop
     def _loader(self) -> torch.utils.data.DataLoader:
@@ -443,6 +474,7 @@ class Trainer:
                 self.save_state()
                 break
             self._end_epoch(time.monotonic() - t_epoch)
+            self._fit_schedule(time.monotonic() - t0, time.monotonic() - t_epoch)
         ddp_utils.barrier(self.info)
         if self._tb is not None:
             self._tb.close()
