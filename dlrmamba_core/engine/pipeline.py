@@ -101,7 +101,7 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
          sweep_epochs: int, batch: int, workers: int, input_hw: tuple[int, int],
          phase_a_min: float, phase_b_min: float, root: Path, device: str = "cuda",
          teacher_variant: str = "teacher", cache: Path | None = None,
-         val_every: int = 1) -> list[Run]:
+         val_every: int = 1, lr: float = 0.01, warmup_epochs: float = 1.0) -> list[Run]:
     """The runs of the recipe (see the module docstring).
 
     Every run gets a time budget (phase A: ``phase_a_min``; phase B: half of ``phase_b_min``
@@ -110,12 +110,14 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
     """
     common = ["--data", str(data), "--data-format", DATA_FORMAT, "--batch-size", str(batch),
               "--workers", str(workers), "--no-progress", "--device", device,
-              "--checkpoint-every", "200", "--val-every", str(val_every), "--fit-to-time"]
+              "--checkpoint-every", "200", "--val-every", str(val_every), "--fit-to-time",
+              "--lr", str(lr)]
     if cache is not None:
         common += ["--cache", str(cache)]
     size = ["--input-size", str(input_hw[0]), str(input_hw[1])]
     a_time = ["--max-time-min", f"{phase_a_min:.2f}"]
-    train = ["--epochs", str(teacher_epochs), "--warmup-epochs", "1", *common, *size, *a_time]
+    train = ["--epochs", str(teacher_epochs), "--warmup-epochs", str(warmup_epochs), *common,
+             *size, *a_time]
     # Same architecture as student_from_teacher(teacher, MAIN_RANK, STATE_RATIO), from scratch;
     # the single-modality models use it too, so fused vs single compares like with like.
     from dlrmamba_core.models import get_config
@@ -141,7 +143,7 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
     b_time = ["--max-time-min", f"{phase_b_min / 2:.2f}"]
     sweep_time = ["--max-time-min", f"{phase_b_min:.2f}"]  # no fine-tune phase
     distill = ["--teacher", teacher_pt, "--state-ratio", str(STATE_RATIO),
-               "--warmup-epochs", "0.5", *common, *b_time]
+               "--warmup-epochs", str(warmup_epochs / 2), *common, *b_time]
     runs.append(Run("student_sad", "distill",
                     ["--rank-ratio", str(MAIN_RANK), "--epochs", str(distill_epochs),
                      "--finetune-epochs", str(finetune_epochs), *distill],
@@ -371,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phase-b-min", type=float, default=None,
                     help="minutes per phase-B run, distill + fine-tune (default: 45%%)")
     ap.add_argument("--val-every", type=int, default=2, metavar="EPOCHS")
+    ap.add_argument("--lr", type=float, default=0.01, help="peak SGD learning rate of every run")
+    ap.add_argument("--warmup-epochs", type=float, default=1.0,
+                    help="warmup of the training runs (distillation: half of it)")
     ap.add_argument("--no-cache", action="store_true",
                     help="train from the images (full augmentation) instead of engine.cache")
     ap.add_argument("--n-train", type=int, default=3000)
@@ -414,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     b_min = args.phase_b_min if args.phase_b_min is not None else 0.45 * args.budget_min
     runs = plan(data, args.teacher_epochs, args.distill_epochs, args.finetune_epochs,
                 args.sweep_epochs, args.batch_size, args.workers, tuple(args.input_size),
-                a_min, b_min, root, args.device, args.teacher_variant, cache, args.val_every)
+                a_min, b_min, root, args.device, args.teacher_variant, cache, args.val_every,
+                args.lr, args.warmup_epochs)
     if args.only:
         runs = [r for r in runs if r.name in args.only]
     status = run_all(runs, root, args.parallel)
