@@ -1,0 +1,68 @@
+"""Readers of the published RGB-thermal layouts, on tiny fixtures built in tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from dlrmamba_core.data.readers import open_dataset
+from dlrmamba_core.errors import DatasetError
+
+
+def _img(path: Path, h: int = 32, w: int = 48) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((h, w, 3), 100, np.uint8))
+
+
+def _voc(path: Path, objs: list[tuple[str, int, int, int, int]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "".join(
+        f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+        f"<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>" for n, a, b, c, d in objs)
+    path.write_text(f"<annotation>{body}</annotation>")
+
+
+def _llvip(root: Path) -> None:
+    for s in ("010001", "010002"):
+        _img(root / "visible" / "train" / f"{s}.jpg")
+        _img(root / "infrared" / "train" / f"{s}.jpg")
+    _img(root / "visible" / "train" / "010003.jpg")  # no infrared partner
+    _voc(root / "Annotations" / "010001.xml", [("person", 2, 3, 12, 20)])
+
+
+def test_llvip_pairs_boxes_unpaired(tmp_path: Path) -> None:
+    _llvip(tmp_path)
+    ds = open_dataset("llvip", tmp_path, "train")
+    assert len(ds) == 2 and ds.class_names == ["person"]
+    assert ds.unpaired == [str(tmp_path / "visible" / "train" / "010003.jpg")]
+    s = ds[0]
+    np.testing.assert_array_equal(s.boxes, [[2, 3, 12, 20]])
+    assert s.labels.tolist() == [0] and s.rgb.shape == (32, 48, 3)
+    assert len(ds[1].boxes) == 0
+
+
+def test_llvip_errors(tmp_path: Path) -> None:
+    _llvip(tmp_path)
+    bad = tmp_path / "Annotations" / "010002.xml"
+    bad.write_text("<annotation><object>")
+    with pytest.raises(DatasetError, match=r"010002\.xml"):
+        open_dataset("llvip", tmp_path, "train")
+    with pytest.raises(DatasetError, match="visible/test"):
+        open_dataset("llvip", tmp_path, "test")
+
+
+def test_llvip_stats_json_cli(tmp_path: Path) -> None:
+    _llvip(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "dlrmamba_core.cli", "data", "stats", "--format", "llvip",
+         "--root", str(tmp_path), "--split", "train", "--json"],
+        capture_output=True, text=True, check=True)
+    st = json.loads(out.stdout)
+    assert st["pairs"] == 2 and st["unpaired"] == 1 and st["boxes"] == 1
+    assert st["boxes_per_class"] == {"person": 1}
