@@ -66,3 +66,36 @@ def test_llvip_stats_json_cli(tmp_path: Path) -> None:
     st = json.loads(out.stdout)
     assert st["pairs"] == 2 and st["unpaired"] == 1 and st["boxes"] == 1
     assert st["boxes_per_class"] == {"person": 1}
+
+
+def _m3fd(root: Path) -> None:
+    for i in range(5):
+        _img(root / "Vis" / f"{i:05d}.png")
+        _img(root / "Ir" / f"{i:05d}.png")
+    _img(root / "Ir" / "99999.png")
+    _voc(root / "Annotations" / "00004.xml", [("car", 1, 2, 30, 25), ("People", 5, 5, 9, 20)])
+
+
+def test_m3fd_split_boxes_classes(tmp_path: Path) -> None:
+    _m3fd(tmp_path)
+    assert len(open_dataset("m3fd", tmp_path)) == 5
+    assert len(open_dataset("m3fd", tmp_path, "train")) == 4
+    ds = open_dataset("m3fd", tmp_path, "test")
+    assert [e.image_id for e in ds.entries] == ["00004"]
+    assert ds.unpaired == [str(tmp_path / "Ir" / "99999.png")]
+    np.testing.assert_array_equal(ds[0].boxes, [[1, 2, 30, 25], [5, 5, 9, 20]])
+    assert [ds.class_names[k] for k in ds[0].labels] == ["Car", "People"]
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "val.txt").write_text("00001\n99999\n")
+    with pytest.raises(DatasetError, match=r"val\.txt, line 2"):
+        open_dataset("m3fd", tmp_path, "val")
+
+
+def test_m3fd_show_writes_png(tmp_path: Path) -> None:
+    _m3fd(tmp_path / "d")
+    out = tmp_path / "sheet.png"
+    subprocess.run(
+        [sys.executable, "-m", "dlrmamba_core.cli", "data", "show", "--format", "m3fd",
+         "--root", str(tmp_path / "d"), "--out", str(out), "--num", "2"],
+        capture_output=True, text=True, check=True)
+    assert cv2.imread(str(out)) is not None
