@@ -99,3 +99,22 @@ def test_m3fd_show_writes_png(tmp_path: Path) -> None:
          "--root", str(tmp_path / "d"), "--out", str(out), "--num", "2"],
         capture_output=True, text=True, check=True)
     assert cv2.imread(str(out)) is not None
+
+
+def test_flir_aligned(tmp_path: Path) -> None:
+    j = tmp_path / "JPEGImages"
+    for n in ("FLIR_00002", "FLIR_00003"):
+        _img(j / f"{n}_RGB.jpg")
+        _img(j / f"{n}_PreviewData.jpeg")
+    _img(j / "FLIR_00009_RGB.jpg")
+    _voc(tmp_path / "Annotations" / "FLIR_00003_PreviewData.xml", [("bicycle", 4, 4, 8, 9)])
+    (tmp_path / "ImageSets").mkdir()
+    (tmp_path / "ImageSets" / "align_validation.txt").write_text("FLIR_00003_PreviewData\n")
+    (tmp_path / "ImageSets" / "bad.txt").write_text("FLIR_00002\nFLIR_00009\n")
+    ds = open_dataset("flir", tmp_path, "align_validation")
+    assert len(ds) == 1 and ds.unpaired == [str(j / "FLIR_00009_RGB.jpg")]
+    np.testing.assert_array_equal(ds[0].boxes, [[4, 4, 8, 9]])
+    assert ds.class_names[int(ds[0].labels[0])] == "bicycle"
+    assert len(open_dataset("flir", tmp_path)) == 2
+    with pytest.raises(DatasetError, match=r"bad\.txt, line 2"):
+        open_dataset("flir", tmp_path, "bad")
