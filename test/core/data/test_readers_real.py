@@ -118,3 +118,24 @@ def test_flir_aligned(tmp_path: Path) -> None:
     assert len(open_dataset("flir", tmp_path)) == 2
     with pytest.raises(DatasetError, match=r"bad\.txt, line 2"):
         open_dataset("flir", tmp_path, "bad")
+
+
+def test_kaist(tmp_path: Path) -> None:
+    v = tmp_path / "images" / "set00" / "V000"
+    for s in ("I00000", "I00001"):
+        _img(v / "visible" / f"{s}.jpg")
+        _img(v / "lwir" / f"{s}.jpg")
+    _img(v / "lwir" / "I00002.jpg")
+    a = tmp_path / "annotations" / "set00" / "V000"
+    a.mkdir(parents=True)
+    (a / "I00000.txt").write_text("% bbGt version=3\nperson 3 4 10 20 0 0 0 0 0 0 0\n"
+                                  "person? 1 1 5 5 0 0 0 0 0 0 0\ncyclist 5 6 7 8 1\n")
+    (a / "I00001.txt").write_text("% bbGt version=3\nperson 3 x 10 20 0\n")
+    (tmp_path / "imageSets").mkdir()
+    (tmp_path / "imageSets" / "train.txt").write_text("set00/V000/I00000\n")
+    ds = open_dataset("kaist", tmp_path, "train")
+    assert len(ds) == 1 and ds.unpaired == [str(v / "lwir" / "I00002.jpg")]
+    np.testing.assert_array_equal(ds[0].boxes, [[3, 4, 13, 24], [5, 6, 12, 14]])
+    assert [ds.class_names[k] for k in ds[0].labels] == ["person", "cyclist"]
+    with pytest.raises(DatasetError, match=r"I00001\.txt, line 2"):
+        open_dataset("kaist", tmp_path)
