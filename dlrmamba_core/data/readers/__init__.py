@@ -1,6 +1,6 @@
 """Dataset readers: ``open_dataset(format, root, split=None, **kw) -> PairDataset``.
 
-Formats: synth, yolo, coco, llvip, m3fd, flir, kaist (vedai, dronevehicle: planned). Each reader's
+Formats: synth, yolo, coco, llvip, m3fd, flir, kaist, vedai (dronevehicle: planned). Each reader's
 docstring (and docs/data.md) describes the on-disk layout it expects.
 """
 
@@ -26,9 +26,10 @@ FORMATS: dict[str, tuple[str, str]] = {
     "m3fd": ("m3fd", "open_m3fd"),
     "flir": ("flir", "open_flir"),
     "kaist": ("kaist", "open_kaist"),
+    "vedai": ("vedai", "open_vedai"),
 }
 # Published layouts whose readers are not written yet (issue 3): a clear error, not a traceback.
-PLANNED: tuple[str, ...] = ("vedai", "dronevehicle")
+PLANNED: tuple[str, ...] = ("dronevehicle",)
 
 
 def reader_function(fmt: str) -> Callable[..., PairDataset]:

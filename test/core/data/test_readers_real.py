@@ -139,3 +139,25 @@ def test_kaist(tmp_path: Path) -> None:
     assert [ds.class_names[k] for k in ds[0].labels] == ["person", "cyclist"]
     with pytest.raises(DatasetError, match=r"I00001\.txt, line 2"):
         open_dataset("kaist", tmp_path)
+
+
+def test_vedai(tmp_path: Path) -> None:
+    v = tmp_path / "Vehicules512"
+    for s in ("00000000", "00000001"):
+        _img(v / f"{s}_co.png")
+        _img(v / f"{s}_ir.png")
+    _img(v / "00000005_co.png")
+    a = tmp_path / "Annotations512"
+    a.mkdir()
+    (a / "annotation512.txt").write_text("1 10 10 0.5 5 15 15 5 4 4 16 16 1 1 0\n")
+    (a / "fold01.txt").write_text("00000001\n")
+    (a / "fold02.txt").write_text("1\nabc\n")
+    ds = open_dataset("vedai", tmp_path, "fold01")
+    assert len(ds) == 1 and ds.unpaired == [str(v / "00000005_co.png")]
+    np.testing.assert_array_equal(ds[0].boxes, [[5, 4, 15, 16]])
+    assert ds.class_names[int(ds[0].labels[0])] == "car"
+    with pytest.raises(DatasetError, match=r"fold02\.txt, line 2"):
+        open_dataset("vedai", tmp_path, "fold02")
+    (a / "annotation512.txt").write_text("1 10 10 0.5 5 15 15 5 4 4 16 16 1 1 0\n2 3\n")
+    with pytest.raises(DatasetError, match=r"annotation512\.txt, line 2"):
+        open_dataset("vedai", tmp_path)
