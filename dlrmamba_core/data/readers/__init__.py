@@ -1,6 +1,6 @@
 """Dataset readers: ``open_dataset(format, root, split=None, **kw) -> PairDataset``.
 
-Formats: synth, yolo, coco, llvip, m3fd, flir, kaist, vedai (dronevehicle: planned). Each reader's
+Formats: synth, yolo, coco, llvip, m3fd, flir, kaist, vedai, dronevehicle. Each reader's
 docstring (and docs/data.md) describes the on-disk layout it expects.
 """
 
@@ -27,9 +27,10 @@ FORMATS: dict[str, tuple[str, str]] = {
     "flir": ("flir", "open_flir"),
     "kaist": ("kaist", "open_kaist"),
     "vedai": ("vedai", "open_vedai"),
+    "dronevehicle": ("dronevehicle", "open_dronevehicle"),
 }
 # Published layouts whose readers are not written yet (issue 3): a clear error, not a traceback.
-PLANNED: tuple[str, ...] = ("dronevehicle",)
+PLANNED: tuple[str, ...] = ()
 
 
 def reader_function(fmt: str) -> Callable[..., PairDataset]:

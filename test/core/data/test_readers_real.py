@@ -161,3 +161,23 @@ def test_vedai(tmp_path: Path) -> None:
     (a / "annotation512.txt").write_text("1 10 10 0.5 5 15 15 5 4 4 16 16 1 1 0\n2 3\n")
     with pytest.raises(DatasetError, match=r"annotation512\.txt, line 2"):
         open_dataset("vedai", tmp_path)
+
+
+def test_dronevehicle(tmp_path: Path) -> None:
+    b = tmp_path / "val"
+    _img(b / "valimg" / "00001.jpg", 260, 280)
+    _img(b / "valimgr" / "00001.jpg", 260, 280)
+    _img(b / "valimgr" / "00002.jpg", 260, 280)
+    (b / "vallabel").mkdir()
+    (b / "vallabel" / "00001.xml").write_text(
+        "<annotation><object><name>feright car</name><polygon><x1>110</x1><y1>120</y1>"
+        "<x2>150</x2><y2>120</y2><x3>150</x3><y3>140</y3><x4>110</x4><y4>140</y4></polygon>"
+        "</object></annotation>")
+    ds = open_dataset("dronevehicle", tmp_path, "val")
+    assert len(ds) == 1 and ds.unpaired == [str(b / "valimgr" / "00002.jpg")]
+    np.testing.assert_array_equal(ds[0].boxes, [[10, 20, 50, 40]])
+    assert ds.class_names[int(ds[0].labels[0])] == "freight car"
+    assert ds[0].rgb.shape == (60, 80, 3)
+    (b / "vallabel" / "00001.xml").write_text("<annotation><object>")
+    with pytest.raises(DatasetError, match=r"00001\.xml"):
+        open_dataset("dronevehicle", tmp_path, "val")
