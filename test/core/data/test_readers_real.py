@@ -181,3 +181,9 @@ def test_dronevehicle(tmp_path: Path) -> None:
     (b / "vallabel" / "00001.xml").write_text("<annotation><object>")
     with pytest.raises(DatasetError, match=r"00001\.xml"):
         open_dataset("dronevehicle", tmp_path, "val")
+
+
+@pytest.mark.parametrize("fmt", ["llvip", "m3fd", "flir", "vedai", "dronevehicle", "kaist"])
+def test_missing_layout_names_the_folder(tmp_path: Path, fmt: str) -> None:
+    with pytest.raises(DatasetError, match=str(tmp_path)):
+        open_dataset(fmt, tmp_path)
