@@ -187,3 +187,13 @@ def test_dronevehicle(tmp_path: Path) -> None:
 def test_missing_layout_names_the_folder(tmp_path: Path, fmt: str) -> None:
     with pytest.raises(DatasetError, match=str(tmp_path)):
         open_dataset(fmt, tmp_path)
+
+
+def test_m3fd_stats_json_cli(tmp_path: Path) -> None:
+    _m3fd(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "dlrmamba_core.cli", "data", "stats", "--format", "m3fd",
+         "--root", str(tmp_path), "--json"], capture_output=True, text=True, check=True)
+    st = json.loads(out.stdout)
+    assert st["pairs"] == 5 and st["unpaired"] == 1 and st["boxes"] == 2
+    assert st["boxes_per_class"]["Car"] == 1 and st["boxes_per_class"]["People"] == 1
