@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compare_exporters", "op_breakdown", "profile_model"]
+__all__ = ["categorize_nodes", "compare_exporters", "op_breakdown", "profile_model"]
 
 
 def profile_model(path: str | os.PathLike[str], threads: int = 2, iters: int = 10,
@@ -60,6 +60,93 @@ def op_breakdown(events: list[dict[str, Any]], iters: int) -> list[tuple[str, fl
     rows = [(op, t / 1e3 / iters, 100.0 * t / grand, count[op] // iters)
             for op, t in total.items()]
     return sorted(rows, key=lambda r: -r[1])
+
+
+_PROJ = ("in_proj/", "x_proj/", "dt_proj/", "out_proj/")
+
+
+def categorize_nodes(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Map each node name of the ONNX graph to a coarse part of the detector.
+
+    SS2D nodes are told apart by their submodule (``in_proj`` ... ``out_norm``) and, for the
+    nodes the SS2D ``forward`` makes itself, by their position in the graph (the exporter
+    writes nodes in execution order): before ``x_proj`` = cross-scan (and the conv's SiLU),
+    from ``dt_proj`` to the ``Cast`` that ends the scan (the last one before the first
+    ``Gather`` after the scan's ``ReduceSum``) = selective scan, then cross-merge until
+    ``out_norm``, then the output gate. Other nodes go by name prefix and op type.
+    """
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    out: dict[str, str] = {}
+    blocks: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for node in graph.node:
+        name, op = node.name, node.op_type
+        if "/ssm/" in name:
+            prefix, rest = name.split("/ssm/", 1)
+            blocks[prefix].append((rest, op))
+            continue
+        if op in ("LayerNormalization", "BatchNormalization") or "/norm" in name:
+            out[name] = "norms"
+        elif "/mlp/" in name:
+            out[name] = "VSS MLP (fc1, GELU, fc2)"
+        elif name.startswith("/backbone/stages.") and op == "Transpose":
+            out[name] = "layout (stage-boundary transposes, ORT reorders)"
+        elif name.startswith("/backbone"):
+            out[name] = "backbone convs (stem, conv stage, downsampling) + residual adds"
+        elif name.startswith("/fusion"):
+            out[name] = "RGB-thermal fusion"
+        else:
+            out[name] = "neck, head, box decode"
+    for prefix, nodes in blocks.items():
+        names = [r for r, _ in nodes]
+        first_x = min(i for i, r in enumerate(names) if r.startswith("x_proj/"))
+        last_dt = max(i for i, r in enumerate(names) if r.startswith("dt_proj/"))
+        norm_i = min(i for i, r in enumerate(names) if r.startswith("out_norm/"))
+        last_sum = max(i for i, (_, op) in enumerate(nodes[:norm_i]) if op == "ReduceSum")
+        first_gather = min(i for i, (_, op) in enumerate(nodes) if op == "Gather"
+                           and i > last_sum)
+        scan_end = max(i for i, (_, op) in enumerate(nodes[:first_gather]) if op == "Cast")
+        conv_i = min(i for i, r in enumerate(names) if r.startswith("conv/"))
+        for i, (rest, op) in enumerate(nodes):
+            if rest.startswith(_PROJ):
+                cat = "SS2D projections (in, x, dt, out)"
+            elif rest.startswith("out_norm/"):
+                cat = "norms"
+            elif rest.startswith("conv/") or (conv_i < i <= conv_i + 2
+                                               and op in ("Sigmoid", "Mul")):
+                cat = "SS2D depthwise conv + SiLU"
+            elif i < first_x:
+                cat = "cross-scan / cross-merge (transposes, flips, concats)"
+            elif last_dt < i <= scan_end:
+                cat = "selective scan (chunked)"
+            elif scan_end < i < norm_i:
+                cat = "cross-scan / cross-merge (transposes, flips, concats)"
+            elif i > norm_i:
+                cat = "SS2D output gate"
+            else:
+                cat = "selective scan (chunked)"  # x_proj split, dt reshapes
+            out[f"{prefix}/ssm/{rest}"] = cat
+    return out
+
+
+def _category(name: str, op: str, cats: dict[str, str]) -> str:
+    """The category of a profiled node. ORT renames the nodes it rewrites (NCHWc convs
+    ``<output>_nchwc``, fusions ``<node>/QuickGeluFusion/``, ``ReorderOutput_token_*``): fall
+    back on the longest module path of the graph that the name starts with."""
+    if name in cats:
+        return cats[name]
+    if name.startswith(("Reorder", "Transpose_token")):
+        return "layout (stage-boundary transposes, ORT reorders)"
+    parts = name.strip("/").split("/")
+    for k in range(len(parts), 0, -1):
+        prefix = "/" + "/".join(parts[:k])
+        if prefix in cats:
+            return cats[prefix]
+        hits = {c for n, c in cats.items() if n.startswith(prefix + "/")}
+        if len(hits) == 1:
+            return hits.pop()
+    return f"other ({op})"
 
 
 def compare_exporters(variant: str, input_hw: tuple[int, int], threads: int,
@@ -120,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", type=int, default=2, help="name levels for the module table")
     p.add_argument("--compare-exporters", metavar="VARIANT", default=None)
     p.add_argument("--input-size", default="512x640", metavar="HxW")
+    p.add_argument("--parts", action="store_true",
+                   help="also print time per part of the detector (scan, cross-scan, ...)")
     args = p.parse_args(argv)
     if args.compare_exporters:
         from dlrmamba_core.runtime.cli import parse_hw
@@ -161,6 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| slowest nodes | op | ms / run |\n|---|---|---|")
     for name, ms in sorted(per_node.items(), key=lambda kv: -kv[1])[: args.top]:
         print(f"| {name[:70]} | {ops[name]} | {ms:.2f} |")
+    if args.parts:
+        cats = categorize_nodes(args.model)
+        per_part: dict[str, float] = defaultdict(float)
+        nodes_in: dict[str, int] = defaultdict(int)
+        for name, ms in per_node.items():
+            part = _category(name, ops[name], cats)
+            per_part[part] += ms
+            nodes_in[part] += 1
+        print("\n| part of the detector | ms / run | share % | nodes |\n|---|---|---|---|")
+        for part, ms in sorted(per_part.items(), key=lambda kv: -kv[1]):
+            print(f"| {part} | {ms:.2f} | {100 * ms / total:.1f} | {nodes_in[part]} |")
     return 0
 
 

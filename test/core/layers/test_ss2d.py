@@ -56,3 +56,37 @@ def test_pixel_fusion_is_small_and_starts_as_average() -> None:
     rgb = torch.rand(1, 3, 16, 20)
     th = torch.rand(1, 1, 16, 20)
     torch.testing.assert_close(fusion(rgb, th), 0.5 * rgb + 0.5 * th)
+
+
+def test_profile_parts_split_an_exported_ss2d_graph(tmp_path) -> None:
+    """runtime.profile's categorize_nodes puts each SS2D node in the right part: the scan's
+    Exp/Clip/MatMul-with-triangle nodes in the scan, the cross-scan Concat before x_proj,
+    the projections by submodule (checked on a real TorchScript export of a VSS block)."""
+    import onnx
+
+    from dlrmamba_core.runtime.profile import categorize_nodes
+
+    torch.manual_seed(0)
+    block = VSSBlock(16, d_state=4, ssm_ratio=1.0, mlp_ratio=2.0, rank_ratio=0.5).eval()
+    path = tmp_path / "vss.onnx"
+    torch.onnx.export(block, (torch.randn(1, 4, 6, 16),), str(path), opset_version=17,
+                      dynamo=False)
+    cats = categorize_nodes(path)
+    nodes = onnx.load(str(path)).graph.node
+    assert set(cats) == {n.name for n in nodes}
+    by_op: dict[str, set[str]] = {}
+    for n in nodes:
+        if "/ssm/" in n.name and "/ssm/" not in n.name.split("/ssm/", 1)[1]:
+            by_op.setdefault(n.op_type, set()).add(cats[n.name])
+    # Exp of the scan (and of A_log: both before the merge) and the clamp are scan nodes.
+    assert by_op["Clip"] == {"selective scan (chunked)"}
+    assert "selective scan (chunked)" in by_op["Exp"]
+    assert "selective scan (chunked)" in by_op["ReduceSum"]
+    # The reversal Gather of cross_merge is merge work, never scan work.
+    assert by_op["Gather"] >= {"cross-scan / cross-merge (transposes, flips, concats)"}
+    ssm_cats = {cats[n.name] for n in nodes if "/ssm/" in n.name}
+    assert {"SS2D projections (in, x, dt, out)", "norms", "SS2D output gate",
+            "SS2D depthwise conv + SiLU"} <= ssm_cats
+    assert all(cats[n.name] == "SS2D projections (in, x, dt, out)"
+               for n in nodes if "/ssm/in_proj/" in n.name or "/ssm/out_proj/" in n.name)
+    assert all(cats[n.name] == "VSS MLP (fc1, GELU, fc2)" for n in nodes if "/mlp/" in n.name)
