@@ -105,8 +105,26 @@ def onnx_row(args: dict[str, torch.Tensor], threads: int, repeat: int
     return ms, err, nodes
 
 
-def cpu_rows(threads: int, repeat: int, lengths: list[int], with_onnx: bool) -> list[str]:
-    """Markdown rows of the CPU (torch + onnxruntime) table."""
+def cpu_limits(numel: int = 1 << 25, repeat: int = 5) -> tuple[float, float]:
+    """This CPU's element rate of ``torch.exp`` (elements/s) and its streaming write+read
+    bandwidth (``copy_``, GB/s), on fp32 tensors far larger than the caches, torch's threads.
+
+    Every scan that keeps the chunk states needs one exp per (d, n, t) (the decay
+    ``exp(dt * A)``) and writes the (D, N, L) state tensor at least once: both give a floor
+    under its time that no rearrangement of torch ops can beat.
+    """
+    x = torch.rand(numel) - 1.0
+    out = torch.empty_like(x)
+    exp_s = timed(lambda: torch.exp(x, out=out), repeat) / 1e3
+    copy_s = timed(lambda: out.copy_(x), repeat) / 1e3
+    return numel / exp_s, 2 * 4 * numel / copy_s / 1e9
+
+
+def cpu_rows(threads: int, repeat: int, lengths: list[int], with_onnx: bool,
+             limits: tuple[float, float] | None = None) -> list[str]:
+    """Markdown rows of the CPU (torch + onnxruntime) table; with ``limits`` (from
+    :func:`cpu_limits`) three more columns: the time a 50x speed-up allows, and the exp and
+    state-write floors for D * N * L elements."""
     rows = []
     for L in lengths:
         for d, n in CPU_GRID:
@@ -123,6 +141,10 @@ def cpu_rows(threads: int, repeat: int, lengths: list[int], with_onnx: bool) -> 
             if with_onnx:
                 ort_ms, ort_err, nodes = onnx_row(a, threads, repeat)
                 cells += [f"{ort_ms:.2f}", f"{ort_err:.1e}", f"{nodes}"]
+            if limits is not None:
+                elems = d * n * L
+                cells += [f"{ref_ms / 50:.1f}", f"{elems / limits[0] * 1e3:.1f}",
+                          f"{4 * elems / (limits[1] * 1e9) * 1e3:.1f}"]
             rows.append("| " + " | ".join(cells) + " |")
             print(rows[-1], flush=True)
     return rows
@@ -211,7 +233,20 @@ def main(argv: list[str] | None = None) -> int:
         if "onnx" in parts:
             head += " ORT ms | ORT rel. err | nodes |"
             sep += "---|---|---|"
-        rows = cpu_rows(args.ort_threads, args.repeat, lengths, "onnx" in parts)
+        limits = cpu_limits()
+        lines += [
+            f"This CPU, torch {args.threads} thread(s): `torch.exp` {limits[0] / 1e9:.2f} G "
+            f"elements/s, streaming copy {limits[1]:.1f} GB/s (read + write; `cpu_limits`). "
+            "50x = ref ms / 50, the time a 50x speed-up allows; exp floor = D*N*L decays "
+            "exp(dt*A) at that rate; h floor = writing the fp32 (D, N, L) states once at that "
+            "bandwidth. Any scan needs the exps, one that materialises the states also the "
+            "write; 50x is out of reach where a floor exceeds the 50x column (floors are for "
+            "torch's threads; ORT runs on its own thread count).",
+            "",
+        ]
+        head += " 50x ms | exp floor ms | h floor ms |"
+        sep += "---|---|---|"
+        rows = cpu_rows(args.ort_threads, args.repeat, lengths, "onnx" in parts, limits)
         lines += [head, sep, *rows, ""]
     if "gpu" in parts:
         if not torch.cuda.is_available():
