@@ -15,7 +15,7 @@ from typing import Any
 from dlrmamba_core.data.readers.base import Entry, PairDataset
 from dlrmamba_core.errors import DatasetError
 
-__all__ = ["FORMATS", "PLANNED", "Entry", "PairDataset", "open_dataset"]
+__all__ = ["FORMATS", "Entry", "PairDataset", "open_dataset"]
 
 # format -> (module, function); modules are imported on use.
 FORMATS: dict[str, tuple[str, str]] = {
@@ -29,17 +29,10 @@ FORMATS: dict[str, tuple[str, str]] = {
     "vedai": ("vedai", "open_vedai"),
     "dronevehicle": ("dronevehicle", "open_dronevehicle"),
 }
-# Published layouts whose readers are not written yet (issue 3): a clear error, not a traceback.
-PLANNED: tuple[str, ...] = ()
 
 
 def reader_function(fmt: str) -> Callable[..., PairDataset]:
     """The open function of a format (raises DatasetError listing the formats)."""
-    if fmt in PLANNED:
-        raise DatasetError(
-            f"the {fmt!r} reader is not implemented yet; convert the dataset to the paired-YOLO "
-            "('yolo') or COCO-json ('coco') layout (docstrings of readers/yolo.py, coco.py)"
-        )
     if fmt not in FORMATS:
         raise DatasetError(f"unknown dataset format {fmt!r}: use one of {sorted(FORMATS)}")
     mod, fn = FORMATS[fmt]

@@ -102,9 +102,8 @@ def test_missing_dataset_root_is_a_clear_error(tmp_path: Path) -> None:
         open_dataset("synth", tmp_path / "no_such_dir", split="train")
 
 
-@pytest.mark.parametrize("fmt", ["llvip", "kaist"])
-def test_planned_reader_says_so_and_what_to_do(tmp_path: Path, fmt: str) -> None:
+def test_unknown_format_lists_the_known_ones(tmp_path: Path) -> None:
     from dlrmamba_core.data.readers import open_dataset
 
-    with pytest.raises(DatasetError, match=r"not implemented yet.*'yolo'"):
-        open_dataset(fmt, tmp_path)
+    with pytest.raises(DatasetError, match=r"unknown dataset format 'llvp'.*'llvip'"):
+        open_dataset("llvp", tmp_path)
