@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from dlrmamba_core import __version__
@@ -47,6 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stack_dumps_from_env() -> None:
+    """``DLRMAMBA_STACK_DUMP_S=N``: print every thread's stack to stderr every N seconds.
+
+    A diagnosis aid for a run that seems stuck (e.g. on a remote GPU machine without a
+    debugger): the log then shows where each thread is waiting.
+    """
+    raw = os.environ.get("DLRMAMBA_STACK_DUMP_S")
+    if not raw:
+        return
+    try:
+        every = float(raw)
+    except ValueError:
+        print(f"dlrmamba: ignoring DLRMAMBA_STACK_DUMP_S={raw!r} (not a number of seconds)",
+              file=sys.stderr)
+        return
+    if every > 0:
+        import faulthandler
+
+        faulthandler.dump_traceback_later(every, repeat=True, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -57,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    _stack_dumps_from_env()
     try:
         rc = args.func(args)
     except DlrmambaError as exc:

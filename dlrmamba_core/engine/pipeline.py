@@ -143,17 +143,17 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
     b_time = ["--max-time-min", f"{phase_b_min / 2:.2f}"]
     sweep_time = ["--max-time-min", f"{phase_b_min:.2f}"]  # no fine-tune phase
     distill = ["--teacher", teacher_pt, "--state-ratio", str(STATE_RATIO),
-               "--warmup-epochs", str(warmup_epochs / 2), *common, *b_time]
+               "--warmup-epochs", str(warmup_epochs / 2), *common]
     runs.append(Run("student_sad", "distill",
                     ["--rank-ratio", str(MAIN_RANK), "--epochs", str(distill_epochs),
-                     "--finetune-epochs", str(finetune_epochs), *distill],
+                     "--finetune-epochs", str(finetune_epochs), *distill, *b_time],
                     needs=["teacher"], phase="B",
                     info={"variant": "student", "modality": "fused", "rank_ratio": MAIN_RANK,
                           "role": "SVD init -> SAD -> fine-tune (shipped)"}))
     runs.append(Run("student_nodistill", "distill",
                     ["--rank-ratio", str(MAIN_RANK), "--epochs", str(distill_epochs),
                      "--finetune-epochs", str(finetune_epochs),
-                     "--weights", "task=1,svd=0,state=0,feat=0", *distill],
+                     "--weights", "task=1,svd=0,state=0,feat=0", *distill, *b_time],
                     needs=["teacher"], phase="B",
                     info={"variant": "student", "modality": "fused", "rank_ratio": MAIN_RANK,
                           "role": "SVD init, task loss only (no distillation)"}))
@@ -219,7 +219,14 @@ def _launch(run: Run, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes
 
 def run_all(runs: list[Run], root: Path, parallel: int) -> dict[str, str]:
     """Run the jobs, ``parallel`` at a time, respecting ``needs``; returns {name: status}."""
+    # Parallel runs share the host's cores: without a cap every process starts one BLAS/OpenMP
+    # thread per core, and the oversubscribed threads make CPU work (the SVD init of a
+    # student, data loading) crawl; each run gets its share unless the caller set one.
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, parallel)))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        if not env.get(var):
+            env[var] = threads
     status = {r.name: ("done" if r.done(root) else "pending") for r in runs}
     for r in runs:  # a need outside this selection (--only) counts when its files exist
         for n in r.needs:

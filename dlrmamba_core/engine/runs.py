@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
+import time
 from typing import Any
 
 from dlrmamba_core.engine import distributed as ddp_utils
@@ -234,16 +235,23 @@ def distill_model(
     weights = weights or DistillWeights()
     info = ddp_utils.setup(cfg.device)
     try:
+        t_start = time.monotonic()
         teacher, tmeta = _load_model(teacher_path)
         input_hw = tuple(tmeta["input_hw"])
+        log.info("teacher %s loaded (%s, input %s)", teacher_path, tmeta.get("variant"),
+                 input_hw)
         # Check the class map before any (possibly long) cache build.
         names = list(open_pairs(data_format, data_root, train_split).class_names)
         check_class_names(f"--teacher {teacher_path}", list(tmeta["class_names"]), names)
         train_set, val_set, names = split_datasets(data_format, data_root, train_split,
                                                    val_split, input_hw, cache_dir,
                                                    cache_workers)
+        log.info("datasets ready (%d train pairs) after %.1f s", len(train_set),
+                 time.monotonic() - t_start)
         torch.manual_seed(cfg.seed)
         student = student_from_teacher(teacher, rank_ratio, state_ratio)
+        log.info("student built from the teacher by truncated SVD (rank ratio %.2f, state "
+                 "ratio %.2f) after %.1f s", rank_ratio, state_ratio, time.monotonic() - t_start)
         variant = "student"
         extra = {"teacher": str(teacher_path), "rank_ratio": rank_ratio,
                  "state_ratio": state_ratio, "distill_weights": dataclasses.asdict(weights)}
@@ -259,6 +267,7 @@ def distill_model(
         result: dict[str, Any] = {"distill": None, "finetune": None}
         if phase == "distill":
             task = DistillTask(student, teacher, weights, cfg.modality)
+            log.info("distillation task ready after %.1f s", time.monotonic() - t_start)
             dcfg = dataclasses.replace(cfg, find_unused_parameters=True)
             trainer = Trainer(task, student, train_set, val_set, dcfg, out / "distill",
                               RunMeta("distill", variant, names, input_hw, extra), info)
