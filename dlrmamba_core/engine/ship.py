@@ -1,0 +1,197 @@
+"""Ship trained models: merge pipeline results, export a checkpoint with its full model card.
+
+    python -m dlrmamba_core.engine.ship merge A/results.json B/results.json \\
+        --out models/results_synth.json
+    python -m dlrmamba_core.engine.ship model CHECKPOINT --run student_sad/finetune \\
+        --results models/results_synth.json --out models/dlrmamba_student.onnx [--default]
+
+The pipeline (``engine.pipeline``) runs on the GPU machine in phases (A: teacher and
+baselines; B: distillation and the rank sweep), each call writing its own ``results.json``.
+``merge`` joins them into the one file ``docs/results.md`` is generated from, after checking
+that every phase trained and tested on the same synthetic benchmark (generator, seed and
+split sizes). ``model`` exports one run's checkpoint to ONNX (``runtime.export``: metadata,
+``onnx.checker``, torch/onnxruntime parity) and writes its model card with the data and the
+test metrics recorded for that run, so the card's numbers come from the evaluation that
+produced them; ``--eval-root`` re-evaluates the exported ONNX on a local copy of the test split
+and records that too (it must reproduce the recorded mAP50 within ``--eval-tolerance``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+import sys
+from typing import Any
+
+from dlrmamba_core.engine.fileio import write_json
+from dlrmamba_core.errors import ConfigError, DlrmambaError, ModelFileError
+
+log = logging.getLogger("dlrmamba.ship")
+
+#: Keys of the results' ``data`` entry that must agree for results to be merged.
+DATA_IDENTITY = ("generator", "seed", "splits", "format", "synthetic")
+
+
+def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        res = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"results file {p} not found") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"results file {p} is not readable JSON: {exc}") from None
+    if not isinstance(res, dict) or not isinstance(res.get("models"), dict) \
+            or not isinstance(res.get("data"), dict):
+        raise ConfigError(f"results file {p} has no 'models' and 'data' entries: not a "
+                          "results.json of engine.pipeline")
+    return res
+
+
+def merge_results(paths: list[str | os.PathLike[str]]) -> dict[str, Any]:
+    """Join pipeline results of several phases (later files win on a repeated model key).
+
+    Returns:
+        The first file's fields, with ``models`` and ``status`` joined, ``phases`` listing each
+        source (file, created_utc, device, torch, settings) and ``created_utc`` / ``device`` /
+        ``torch`` of the newest source.
+
+    Raises:
+        ConfigError: a file is missing or malformed, or the phases used different data or
+            input sizes (their numbers would not be comparable).
+    """
+    if not paths:
+        raise ConfigError("merge needs at least one results file")
+    sources = [(Path(p), _read(p)) for p in paths]
+    first_path, first = sources[0]
+    ident = {k: first["data"].get(k) for k in DATA_IDENTITY}
+    merged: dict[str, Any] = {k: v for k, v in first.items() if k not in ("settings",)}
+    merged["models"], merged["status"], merged["phases"] = {}, {}, []
+    for path, res in sources:
+        other = {k: res["data"].get(k) for k in DATA_IDENTITY}
+        if other != ident:
+            raise ConfigError(f"{path} was trained on other data than {first_path}: "
+                              f"{other} vs {ident}; results of different benchmarks cannot "
+                              "share one table")
+        if res.get("input_hw") != first.get("input_hw"):
+            raise ConfigError(f"{path} has input size {res.get('input_hw')}, {first_path} "
+                              f"{first.get('input_hw')}: merge results of one input size")
+        repeated = sorted(set(merged["models"]) & set(res["models"]))
+        if repeated:
+            log.warning("%s replaces %s", path, ", ".join(repeated))
+        merged["models"].update(res["models"])
+        merged["status"].update(res.get("status") or {})
+        merged["phases"].append({"file": str(path), "models": sorted(res["models"]),
+                                 **{k: res.get(k) for k in ("created_utc", "device", "torch",
+                                                            "settings")}})
+    newest = max((r for _, r in sources), key=lambda r: str(r.get("created_utc", "")))
+    for k in ("created_utc", "device", "torch"):
+        merged[k] = newest.get(k)
+    return merged
+
+
+def ship_model(checkpoint: str | os.PathLike[str], run: str,
+               results_path: str | os.PathLike[str], out: str | os.PathLike[str],
+               eval_root: str | os.PathLike[str] | None = None, eval_tolerance: float = 1.0,
+               make_default: bool = False) -> dict[str, Any]:
+    """Export ``checkpoint`` (the best.pt of pipeline run ``run``) with a full model card.
+
+    Args:
+        checkpoint: the run's ``best.pt``.
+        run: its key in the results' ``models`` (e.g. ``student_sad/finetune``).
+        results_path: the (merged) pipeline results JSON.
+        out: destination ``.onnx`` (the card is written next to it, same stem ``.json``).
+        eval_root: a local copy of the synthetic benchmark; when given, the exported ONNX is
+            evaluated on its test split and must match the recorded test mAP50.
+        eval_tolerance: largest accepted |local - recorded| mAP50 (points).
+        make_default: also point ``default.json`` next to ``out`` at this model.
+
+    Returns:
+        The model card.
+
+    Raises:
+        ConfigError: the run is not in the results or has no test metrics.
+        ModelFileError: export or parity failed, or the local evaluation disagrees (the
+            exported files are removed then).
+    """
+    from dlrmamba_core.runtime.export import export_onnx
+    from dlrmamba_core.runtime.metadata import read_model_card
+
+    res = _read(results_path)
+    entry = res["models"].get(run)
+    if entry is None:
+        raise ConfigError(f"run {run!r} is not in {results_path}: one of "
+                          f"{sorted(res['models'])}")
+    test = entry.get("test")
+    if not test:
+        raise ConfigError(f"run {run!r} in {results_path} has no test metrics")
+    result = export_onnx(checkpoint, out)
+    card = read_model_card(result.card_path)
+    card["data"] = {"dataset": "SYNTHETIC RGB-thermal benchmark (dlrmamba_core.data.synthetic)",
+                    **res["data"]}
+    card["metrics"] = {"split": "test (synthetic)", "source": "GPU evaluation of the "
+                       "checkpoint in the results file", **test}
+    card["training"] = {"run": run, "role": entry.get("role"), "device": res.get("device"),
+                        "seconds": entry.get("train_seconds"),
+                        "results": Path(results_path).name}
+    if eval_root is not None:
+        from dlrmamba_core.engine.runs import evaluate_file
+
+        local = evaluate_file(result.onnx_path, "synth", eval_root, "test", None, plots=False)
+        diff = abs(local["mAP50"] - test["mAP50"])
+        card["metrics"]["local_onnx_check"] = {
+            "mAP50": local["mAP50"], "mAP50_95": local["mAP50_95"],
+            "abs_diff_mAP50": round(diff, 3), "backend": "onnxruntime (CPU)"}
+        log.info("local ONNX evaluation: mAP50 %.2f (recorded %.2f)", local["mAP50"],
+                 test["mAP50"])
+        if diff > eval_tolerance:
+            result.onnx_path.unlink(missing_ok=True)
+            result.card_path.unlink(missing_ok=True)
+            raise ModelFileError(
+                f"the exported {result.onnx_path.name} scores mAP50 {local['mAP50']:.2f} on "
+                f"{eval_root} but {run} recorded {test['mAP50']:.2f}: is {eval_root} the "
+                f"benchmark of the results (seed {res['data'].get('seed')}, splits "
+                f"{res['data'].get('splits')})? Nothing was shipped")
+    write_json(result.card_path, card)
+    if make_default:
+        write_json(Path(out).parent / "default.json", {"model": Path(out).name})
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``merge`` and ``model`` (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("merge", help="join results.json files of pipeline phases")
+    m.add_argument("results", nargs="+")
+    m.add_argument("--out", required=True)
+    s = sub.add_parser("model", help="export a run's checkpoint with its model card")
+    s.add_argument("checkpoint")
+    s.add_argument("--run", required=True, help="key in the results' models")
+    s.add_argument("--results", default="models/results_synth.json")
+    s.add_argument("--out", required=True, help="destination .onnx")
+    s.add_argument("--eval-root", help="local synthetic benchmark to re-evaluate the ONNX on")
+    s.add_argument("--eval-tolerance", type=float, default=1.0)
+    s.add_argument("--default", action="store_true", help="make it the default model")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.cmd == "merge":
+            merged = merge_results(args.results)
+            write_json(args.out, merged)
+            print(f"{args.out}: {len(merged['models'])} models from {len(args.results)} files")
+        else:
+            card = ship_model(args.checkpoint, args.run, args.results, args.out,
+                              args.eval_root, args.eval_tolerance, args.default)
+            print(json.dumps({k: card[k] for k in ("model", "variant", "input_hw",
+                                                   "metrics", "training")}, indent=1)[:2000])
+    except DlrmambaError as exc:
+        print(f"ship: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

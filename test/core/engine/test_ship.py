@@ -1,0 +1,90 @@
+"""engine.ship: merging pipeline results of several phases and shipping a run's checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dlrmamba_core.errors import ConfigError, ModelFileError
+
+DATA = {"generator": "dlrmamba_core.data.synthetic.write_frame_dataset", "seed": 3,
+        "splits": {"train": 12, "val": 6, "test": 6}, "seconds": 1.0, "format": "synth",
+        "synthetic": True}
+
+
+def _results(path: Path, models: dict[str, Any], created: str, **data: Any) -> Path:
+    res = {"created_utc": created, "device": "test device", "torch": "x", "input_hw": [96, 128],
+           "data": {**DATA, **data}, "status": {k.split("/")[0]: "done" for k in models},
+           "settings": {"phase": created}, "models": models}
+    path.write_text(json.dumps(res))
+    return path
+
+
+def test_merge_joins_phases_and_refuses_other_data(tmp_path: Path) -> None:
+    from dlrmamba_core.engine.ship import main, merge_results
+
+    a = _results(tmp_path / "a.json", {"teacher": {"test": {"mAP50": 60.0}},
+                                       "cnn": {"test": {"mAP50": 70.0}}}, "2026-01-01")
+    b = _results(tmp_path / "b.json", {"student_sad/finetune": {"test": {"mAP50": 71.0}},
+                                       "cnn": {"test": {"mAP50": 72.0}}}, "2026-01-02",
+                 seconds=9.0)  # generation time may differ: same benchmark
+    merged = merge_results([a, b])
+    assert sorted(merged["models"]) == ["cnn", "student_sad/finetune", "teacher"]
+    assert merged["models"]["cnn"]["test"]["mAP50"] == 72.0  # the later phase wins
+    assert [p["file"] for p in merged["phases"]] == [str(a), str(b)]
+    assert merged["phases"][1]["settings"] == {"phase": "2026-01-02"}
+    assert merged["created_utc"] == "2026-01-02" and "settings" not in merged
+
+    other = _results(tmp_path / "c.json", {"x": {}}, "2026-01-03", seed=4)
+    with pytest.raises(ConfigError, match=r"other data"):
+        merge_results([a, other])
+    out = tmp_path / "merged.json"
+    assert main(["merge", str(a), str(other), "--out", str(out)]) == 2
+    assert not out.exists()
+    assert main(["merge", str(a), str(b), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["models"]["teacher"]["test"]["mAP50"] == 60.0
+    (tmp_path / "bad.json").write_text("{\"models\": 1}")
+    with pytest.raises(ConfigError, match=r"not a results\.json"):
+        merge_results([tmp_path / "bad.json"])
+
+
+def test_ship_writes_card_from_results_and_checks_locally(
+        tmp_path: Path, nano_teacher: Path, synth_root: Path) -> None:
+    from dlrmamba_core.engine.runs import evaluate_file
+    from dlrmamba_core.engine.ship import ship_model
+    from dlrmamba_core.runtime import Detector
+
+    # What the (untrained) model really scores on the test split: the recorded number.
+    truth = evaluate_file(nano_teacher, "synth", synth_root, "test", None, plots=False)
+    test = {"mAP50": truth["mAP50"], "mAP50_95": truth["mAP50_95"], "per_class": {}}
+    res = _results(tmp_path / "r.json", {"student_sad/finetune": {
+        "test": test, "role": "SVD init -> SAD -> fine-tune", "train_seconds": 12.5}},
+        "2026-01-01")
+    out = tmp_path / "models" / "m.onnx"
+    out.parent.mkdir()
+    card = ship_model(nano_teacher, "student_sad/finetune", res, out, eval_root=synth_root,
+                      make_default=True)
+    on_disk = json.loads(out.with_suffix(".json").read_text())
+    assert on_disk == card
+    assert card["metrics"]["mAP50"] == truth["mAP50"]
+    assert card["metrics"]["split"] == "test (synthetic)"
+    assert card["metrics"]["local_onnx_check"]["abs_diff_mAP50"] <= 1.0
+    assert card["training"] == {"run": "student_sad/finetune",
+                                "role": "SVD init -> SAD -> fine-tune",
+                                "device": "test device", "seconds": 12.5, "results": "r.json"}
+    assert card["data"]["synthetic"] is True and "SYNTHETIC" in card["data"]["dataset"]
+    assert json.loads((out.parent / "default.json").read_text()) == {"model": "m.onnx"}
+    Detector(out, require_card=True)  # the rewritten card still matches the ONNX file
+
+    # A recorded number the exported model does not reproduce: nothing is shipped.
+    res2 = _results(tmp_path / "r2.json", {"run": {"test": {**test, "mAP50": 95.0}}},
+                    "2026-01-01")
+    out2 = tmp_path / "m2.onnx"
+    with pytest.raises(ModelFileError, match=r"recorded 95.00.*Nothing was shipped"):
+        ship_model(nano_teacher, "run", res2, out2, eval_root=synth_root)
+    assert not out2.exists() and not out2.with_suffix(".json").exists()
+    with pytest.raises(ConfigError, match="not in"):
+        ship_model(nano_teacher, "nope", res2, out2)
