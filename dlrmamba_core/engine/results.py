@@ -113,6 +113,29 @@ def _fmt(v: Any, nd: int = 1) -> str:
     return str(v)
 
 
+def _phase_lines(results: dict[str, Any]) -> list[str]:
+    """How each pipeline phase trained (merged results list them; see ``engine.ship``)."""
+    phases = results.get("phases") or [{"models": sorted(results["models"]),
+                                        "settings": results.get("settings") or {},
+                                        **{k: results.get(k) for k in ("created_utc",
+                                                                       "device")}}]
+    lines = ["## Training runs", "",
+             "Every run gets a wall-clock budget (`--fit-to-time`: the epoch count is cut so the "
+             "learning-rate schedule ends within it); runs of a phase share one GPU. These "
+             "budgets are short: the numbers below are of briefly trained models.", "",
+             "| phase | runs | device | date (UTC) | minutes per run | parallel runs | batch | "
+             "lr |", "|---|---|---|---|---:|---:|---:|---:|"]
+    for i, ph in enumerate(phases):
+        st = ph.get("settings") or {}
+        b = st.get("phase_b_min")
+        minutes = st.get("phase_a_min") if b is None else b
+        lines.append(f"| {i + 1} | {', '.join(f'`{m}`' for m in ph.get('models', []))} | "
+                     f"{ph.get('device', '')} | {str(ph.get('created_utc', ''))[:16]} | "
+                     f"{_fmt(minutes, 1)} | {_fmt(st.get('parallel'), 0)} | "
+                     f"{_fmt(st.get('batch_size'), 0)} | {_fmt(st.get('lr'), 3)} |")
+    return [*lines, ""]
+
+
 def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: dict[str, str],
            threads: int, runs: int, cpu: str) -> str:
     """The markdown of docs/results.md."""
@@ -136,6 +159,7 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
         f"{threads} intra-op threads, median (p50) and p90 of {runs} runs, on **{cpu}** "
         "(a shared development machine; models timed round-robin, so compare ratios).",
         "",
+        *_phase_lines(results),
         "## All models",
         "",
         "| model | role | modality | mAP50 | mAP50:95 | params (M) | GFLOPs | CPU ms p50 |"
@@ -185,11 +209,16 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
         lines.append(f"| {_fmt(r, 2)} | `{key}` | {_fmt(t.get('mAP50'))} | "
                      f"{_fmt(t.get('mAP50_95'))} | {_fmt(a.get('params_M'), 2)} | "
                      f"{_fmt(a.get('gflops'), 2)} | {_fmt(a.get('cpu_ms_p50'))} |")
-    if any(k == "student_sad/distill" for _, k in sweep):
+    shipped_r = (models.get("student_sad/distill") or {}).get("rank_ratio")
+    if shipped_r is not None:
         lines.append("")
-        lines.append("The 0.60 row is the distillation phase of the shipped student (before "
-                     "fine-tuning); the other ratios ran a shorter SAD phase only, so compare "
-                     "them with each other, not with the fine-tuned model.")
+        lines.append(f"The {shipped_r:.2f} row is the distillation phase of the shipped student "
+                     "(before fine-tuning); sweep rows run SAD only, for the same minutes, so "
+                     "compare them with each other, not with the fine-tuned model.")
+    if not any(k.startswith("sweep_") for _, k in sweep):
+        lines.append("")
+        lines.append("**The sweep runs (`sweep_r050` .. `sweep_r065`) are not in these "
+                     "results yet**: they did not fit in the GPU time of the sessions so far.")
 
     lines += ["", "## Targets of issue 5", "", "| target | measured | met |", "|---|---|---|"]
     sad, teacher, nod = get("student_sad/finetune"), get("teacher"), get(
