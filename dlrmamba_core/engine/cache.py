@@ -16,10 +16,10 @@ A cache whose ``meta.json`` does not match the dataset (another root, split, siz
 image ids) is rebuilt; it is written to a temporary folder and renamed into place, so a
 killed build never leaves a half-written cache behind.
 
-Training from the cache applies the light paired augmentation of
-``engine.datasets.light_augment`` (flip, RGB contrast/brightness, thermal gain); geometric
-augmentation that needs the original images (scale/crop, mosaic) is not available from the
-cache. Without ``--cache`` the trainer uses the data package's dataset and augmentation.
+Training from the cache applies the same paired augmentation as the data package's
+``DetectionDataset`` (``data.augment``: mosaic, flip, scale/translate, per-camera photometric
+jitter, thermal misregistration) to the cached network-ready arrays; only the letterboxing and
+thermal normalization are done once instead of per sample.
 """
 
 from __future__ import annotations
@@ -152,11 +152,17 @@ class CachedDataset(Dataset):
 
     Args:
         path: a folder written by :func:`build_cache`.
-        augment: apply ``engine.datasets.light_augment`` (global numpy RNG, which the
-            trainer seeds per sample).
+        augment: apply the paired training augmentation of ``data.augment`` (mosaic, flip,
+            scale/translate, per-camera photometric jitter, thermal misregistration; global
+            numpy RNG, which the trainer seeds per sample), as ``DetectionDataset`` does.
+        augment_config: its settings (default ``AugmentConfig()``).
     """
 
-    def __init__(self, path: str | os.PathLike[str], augment: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], augment: bool = False,
+                 augment_config: Any = None) -> None:
+        from dlrmamba_core.data.augment import AugmentConfig
+
+        self.augment_config = augment_config or AugmentConfig()
         self.path = Path(path)
         try:
             self.meta = json.loads((self.path / "meta.json").read_text())
@@ -187,25 +193,38 @@ class CachedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        from dlrmamba_core.data.letterbox import Letterbox
-        from dlrmamba_core.engine.datasets import light_augment
-
+    def _sample(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         rgb_a, th_a = self._arrays()
         rec = self.records[i]
-        rgb = rgb_a[i].astype(np.float32) * np.float32(1.0 / 255.0)
-        thermal = th_a[i].astype(np.float32)
-        boxes = np.asarray(rec["boxes"], np.float32).reshape(-1, 4)
+        return (rgb_a[i].astype(np.float32) * np.float32(1.0 / 255.0),
+                th_a[i].astype(np.float32),
+                np.asarray(rec["boxes"], np.float32).reshape(-1, 4),
+                np.asarray(rec["labels"], np.int64).reshape(-1))
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        from dlrmamba_core.data.letterbox import Letterbox
+
+        rec = self.records[i]
+        rgb, thermal, boxes, labels = self._sample(i)
+        meta: dict[str, Any] = {"image_id": rec["image_id"]}
         if self.augment:
-            rgb, thermal, boxes = light_augment(rgb, thermal, boxes)
+            from dlrmamba_core.data.augment import augment_pair, mosaic
+
+            cfg = self.augment_config
+            if len(self) > 1 and cfg.mosaic > 0 and np.random.rand() < cfg.mosaic:
+                others = [int(j) for j in np.random.randint(0, len(self), 3)]
+                rgb, thermal, boxes, labels = mosaic(
+                    [(rgb, thermal, boxes, labels)] + [self._sample(j) for j in others], cfg)
+                meta["mosaic"] = [i, *others]
+            rgb, thermal, boxes, labels = augment_pair(rgb, thermal, boxes, labels, cfg)
         lb = rec["letterbox"]
+        meta["letterbox"] = Letterbox(tuple(lb["src_hw"]), tuple(lb["dst_hw"]), lb["scale"],
+                                      lb["pad_x"], lb["pad_y"], tuple(lb["new_hw"]))
         return {"rgb": torch.from_numpy(np.ascontiguousarray(rgb, np.float32)),
                 "thermal": torch.from_numpy(np.ascontiguousarray(thermal, np.float32)),
                 "boxes": torch.from_numpy(np.asarray(boxes, np.float32).reshape(-1, 4)),
-                "labels": torch.tensor(rec["labels"], dtype=torch.int64).reshape(-1),
-                "meta": {"image_id": rec["image_id"], "letterbox": Letterbox(
-                    tuple(lb["src_hw"]), tuple(lb["dst_hw"]), lb["scale"], lb["pad_x"],
-                    lb["pad_y"], tuple(lb["new_hw"]))}}
+                "labels": torch.from_numpy(np.asarray(labels, np.int64).reshape(-1)),
+                "meta": meta}
 
 
 def cached_dataset(pairs: Any, data_format: str, root: str | os.PathLike[str],

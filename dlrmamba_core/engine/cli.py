@@ -44,7 +44,7 @@ def _train_args(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:
                         "lr schedule fits the budget")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="pre-process each split once into DIR and train from it (fast on GPU; "
-                        "light augmentation only: flip, RGB and thermal photometric jitter)")
+                        "same paired augmentation, applied to the cached arrays)")
     p.add_argument("--cache-workers", type=int, default=None,
                    help="processes that build the cache (default: --workers)")
     p.add_argument("--val-every", type=int, default=1, metavar="EPOCHS")

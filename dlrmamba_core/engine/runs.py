@@ -133,7 +133,7 @@ def train_model(
         kind: run kind stored in the checkpoints ("train" or "finetune").
         extra: extra plain-typed metadata stored in the model files.
         cache_dir: pre-process the splits once into this folder (``engine.cache``) and train
-            from it (light augmentation only).
+            from it (same augmentation, applied to the cached arrays).
         cache_workers: processes that build the cache.
 
     Returns:

@@ -24,13 +24,14 @@ def _pairs(root: Path, split: str = "val") -> Any:
 
 
 def test_cache_items_equal_the_uncached_pipeline(synth_root: Path, tmp_path: Path) -> None:
+    from dlrmamba_core.data.torch_dataset import DetectionDataset
     from dlrmamba_core.engine.cache import cached_dataset
-    from dlrmamba_core.engine.datasets import PreparedDataset, collate
+    from dlrmamba_core.engine.datasets import collate
 
     pairs = _pairs(synth_root)
     cached = cached_dataset(pairs, "synth", synth_root, "val", INPUT_HW, tmp_path / "c",
                             augment=False, workers=2)
-    plain = PreparedDataset(pairs, INPUT_HW, augment=False)
+    plain = DetectionDataset(pairs, INPUT_HW, augment=False)
     assert len(cached) == len(plain) == 6 and cached.class_names == plain.class_names
     for i in range(len(plain)):
         a, b = cached[i], plain[i]
@@ -42,6 +43,18 @@ def test_cache_items_equal_the_uncached_pipeline(synth_root: Path, tmp_path: Pat
         assert a["meta"]["letterbox"] == b["meta"]["letterbox"]
     batch = collate([cached[0], cached[1]])
     assert batch["rgb"].shape == (2, 3, *INPUT_HW) and batch["targets"].shape[1] == 6
+    # Training from the cache augments exactly as the dataset does (same numpy seed).
+    cached.augment = plain.augment = True
+    for seed in range(4):
+        np.random.seed(seed)
+        a = cached[seed % len(cached)]
+        np.random.seed(seed)
+        b = plain[seed % len(plain)]
+        assert torch.equal(a["rgb"], b["rgb"])
+        assert torch.allclose(a["thermal"], b["thermal"], atol=2e-3)
+        assert torch.allclose(a["boxes"], b["boxes"], atol=1e-2)
+        assert torch.equal(a["labels"], b["labels"])
+        assert a["meta"].get("mosaic") == b["meta"].get("mosaic")
 
 
 def test_cache_is_reused_rebuilt_on_mismatch_and_atomic(synth_root: Path,
