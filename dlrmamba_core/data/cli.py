@@ -1,10 +1,14 @@
-"""``dlrmamba data ...``: gen | stats | show | register (numpy/OpenCV only, no torch)."""
+"""``dlrmamba data ...``: gen | stats | show | register | sheets | bench.
+
+All but bench need numpy and OpenCV only (no torch).
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections import Counter
 import json
+import sys
 import time
 from typing import Any
 
@@ -71,6 +75,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     r.add_argument("--motion", choices=["homography", "affine"], default="homography")
     r.add_argument("--out", default=None, help="write the homography as JSON here")
     r.set_defaults(func=_register)
+
+    c = sub.add_parser("sheets", help="one contact sheet per SYNTHETIC condition "
+                                      "(maritime and aerial rows) -> DIR/data_<condition>.png")
+    c.add_argument("--out-dir", default="docs/images")
+    c.add_argument("--seed", type=int, default=7, help="frame seeds start here")
+    c.add_argument("--per-scene", type=int, default=1, help="rows per scene type")
+    c.add_argument("--width", type=int, default=320, help="panel width, pixels")
+    c.set_defaults(func=_sheets)
+
+    from dlrmamba_core.data import bench_loader
+
+    b = sub.add_parser("bench", help="time generation and pairs/s into the network "
+                                     "-> docs/loader_benchmark.md")
+    bench_loader.add_arguments(b)
+    b.set_defaults(func=lambda args: bench_loader.run(args, "dlrmamba data bench",
+                                                      sys.argv[3:]))
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -170,6 +190,32 @@ def _show(args: argparse.Namespace) -> int:
     sheet = contact_sheet(samples, ds.class_names, args.width, titles)
     write_image_atomic(args.out, sheet)
     print(f"wrote {args.out} ({len(samples)} pairs)")
+    return 0
+
+
+def _sheets(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dlrmamba_core.data.synthetic import CONDITIONS, SYNTH_CLASSES, SynthConfig, generate_frame
+    from dlrmamba_core.data.viz import contact_sheet, write_image_atomic
+
+    cfg = SynthConfig()
+    for k, cond in enumerate(CONDITIONS):
+        samples, titles = [], []
+        for scene in ("maritime", "aerial"):
+            for j in range(args.per_scene):
+                seed = args.seed + 1000 * k + 10 * j + (0 if scene == "maritime" else 5)
+                s = generate_frame(cfg, seed, scene=scene, condition=cond)
+                vis = s.visible if s.visible is not None else None
+                seen = "" if vis is None or not len(vis) else (
+                    f" | visible: RGB {int(vis[:, 0].sum())}/{len(vis)}, "
+                    f"thermal {int(vis[:, 1].sum())}/{len(vis)}")
+                samples.append(s)
+                titles.append(f"SYNTHETIC {scene} {cond} (seed {seed}){seen}")
+        out = Path(args.out_dir) / f"data_{cond}.png"
+        write_image_atomic(out, contact_sheet(samples, list(SYNTH_CLASSES), args.width,
+                                              titles))
+        print(f"wrote {out}")
     return 0
 
 
