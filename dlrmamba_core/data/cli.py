@@ -52,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     s.add_argument("--format", required=True, choices=fmts)
     s.add_argument("--root", required=True)
     s.add_argument("--split", default=None)
+    s.add_argument("--reader-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option, e.g. size=1024 (vedai), labels=union (dronevehicle)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--sizes", type=int, default=20,
                    help="read the first N pairs to report image sizes (0: skip)")
@@ -61,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sh.add_argument("--format", required=True, choices=fmts)
     sh.add_argument("--root", required=True)
     sh.add_argument("--split", default=None)
+    sh.add_argument("--reader-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option, e.g. size=1024 (vedai), labels=union (dronevehicle)")
     sh.add_argument("--out", required=True, help="output PNG")
     sh.add_argument("--num", type=int, default=6, help="pairs to show")
     sh.add_argument("--start", type=int, default=0, help="first pair index")
@@ -71,6 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     r.add_argument("--format", required=True, choices=fmts)
     r.add_argument("--root", required=True)
     r.add_argument("--split", default=None)
+    r.add_argument("--reader-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option, e.g. size=1024 (vedai), labels=union (dronevehicle)")
     r.add_argument("--num", type=int, default=5, help="pairs to use")
     r.add_argument("--motion", choices=["homography", "affine"], default="homography")
     r.add_argument("--out", default=None, help="write the homography as JSON here")
@@ -92,6 +98,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     b.set_defaults(func=lambda args: bench_loader.run(args, "dlrmamba data bench",
                                                       sys.argv[3:]))
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def reader_options(items: list[str]) -> dict[str, Any]:
+    """``["size=1024", "labels=union"]`` -> ``{"size": 1024, "labels": "union"}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--reader-opt {item!r}: write KEY=VALUE, e.g. size=1024")
+        v = value.strip()
+        out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
+    return out
 
 
 def _parse_splits(text: str) -> tuple[tuple[str, float], ...]:
@@ -158,7 +176,7 @@ def dataset_stats(ds: Any, sizes: int = 20) -> dict[str, Any]:
 def _stats(args: argparse.Namespace) -> int:
     from dlrmamba_core.data.readers import open_dataset
 
-    ds = open_dataset(args.format, args.root, args.split)
+    ds = open_dataset(args.format, args.root, args.split, **reader_options(args.reader_opt))
     st = dataset_stats(ds, args.sizes)
     if args.json:
         print(json.dumps(st))
@@ -180,7 +198,7 @@ def _show(args: argparse.Namespace) -> int:
     from dlrmamba_core.data.readers import open_dataset
     from dlrmamba_core.data.viz import contact_sheet, write_image_atomic
 
-    ds = open_dataset(args.format, args.root, args.split)
+    ds = open_dataset(args.format, args.root, args.split, **reader_options(args.reader_opt))
     if len(ds) == 0:
         raise DatasetError(f"{args.root}: no pairs found to show")
     idx = range(args.start, min(len(ds), args.start + args.num))
@@ -225,7 +243,7 @@ def _register(args: argparse.Namespace) -> int:
     from dlrmamba_core.data.readers import open_dataset
     from dlrmamba_core.data.registration import estimate_homography
 
-    ds = open_dataset(args.format, args.root, args.split)
+    ds = open_dataset(args.format, args.root, args.split, **reader_options(args.reader_opt))
     n = min(args.num, len(ds))
     if n == 0:
         raise DatasetError(f"{args.root}: no pairs found to register")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import importlib
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -59,4 +60,10 @@ def open_dataset(fmt: str, root: str | os.PathLike[str], split: str | None = Non
     rootp = Path(root)
     if not rootp.exists():
         raise DatasetError(f"dataset root {rootp} does not exist")
-    return reader_function(fmt)(rootp, split, **kw)
+    fn = reader_function(fmt)
+    known = [n for n in inspect.signature(fn).parameters if n not in ("root", "split")]
+    unknown = sorted(set(kw) - set(known))
+    if unknown:
+        raise DatasetError(f"the {fmt!r} reader has no option {', '.join(unknown)}; its "
+                           f"options: {', '.join(known) or 'none'}")
+    return fn(rootp, split, **kw)

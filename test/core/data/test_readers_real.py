@@ -197,3 +197,84 @@ def test_m3fd_stats_json_cli(tmp_path: Path) -> None:
     st = json.loads(out.stdout)
     assert st["pairs"] == 5 and st["unpaired"] == 1 and st["boxes"] == 2
     assert st["boxes_per_class"]["Car"] == 1 and st["boxes_per_class"]["People"] == 1
+
+
+def _stats(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    from dlrmamba_core.cli import main as cli_main
+
+    capsys.readouterr()
+    assert cli_main(["data", "stats", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_stats_json_cli_flir_kaist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "flir"
+    j = f / "JPEGImages"
+    for n in ("FLIR_00002", "FLIR_00003"):
+        _img(j / f"{n}_RGB.jpg")
+        _img(j / f"{n}_PreviewData.jpeg")
+    _img(j / "FLIR_00009_RGB.jpg")
+    _voc(f / "Annotations" / "FLIR_00003_PreviewData.xml",
+         [("bicycle", 4, 4, 8, 9), ("person", 1, 1, 5, 5)])
+    st = _stats(capsys, "--format", "flir", "--root", str(f))
+    assert (st["pairs"], st["unpaired"], st["boxes"]) == (2, 1, 2)
+    assert st["boxes_per_class"]["bicycle"] == 1 and st["boxes_per_class"]["person"] == 1
+
+    k = tmp_path / "kaist"
+    v = k / "images" / "set00" / "V000"
+    for s in ("I00000", "I00001"):
+        _img(v / "visible" / f"{s}.jpg")
+        _img(v / "lwir" / f"{s}.jpg")
+    a = k / "annotations" / "set00" / "V000"
+    a.mkdir(parents=True)
+    (a / "I00000.txt").write_text("% bbGt version=3\nperson 3 4 10 20 0 0 0 0 0 0 0\n"
+                                  "people 5 6 7 8 0\n")
+    st = _stats(capsys, "--format", "kaist", "--root", str(k))
+    assert (st["pairs"], st["unpaired"], st["boxes"]) == (2, 0, 2)
+    assert st["boxes_per_class"]["person"] == 1 and st["boxes_per_class"]["people"] == 1
+
+
+def test_stats_json_cli_vedai_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for size, n in ((512, 2), (1024, 1)):
+        v = tmp_path / f"Vehicules{size}"
+        for i in range(n):
+            _img(v / f"0000000{i}_co.png")
+            _img(v / f"0000000{i}_ir.png")
+        a = tmp_path / f"Annotations{size}"
+        a.mkdir()
+        (a / f"annotation{size}.txt").write_text(
+            "0 10 10 0.5 5 15 15 5 4 4 16 16 1 1 0\n" * n)
+    st = _stats(capsys, "--format", "vedai", "--root", str(tmp_path))
+    assert (st["pairs"], st["boxes"]) == (2, 2) and st["boxes_per_class"]["car"] == 2
+    st = _stats(capsys, "--format", "vedai", "--root", str(tmp_path), "--reader-opt",
+                "size=1024")
+    assert (st["pairs"], st["boxes"]) == (1, 1)
+    with pytest.raises(DatasetError, match="has no option colour; its options: size"):
+        open_dataset("vedai", tmp_path, colour=1)
+
+
+def test_stats_json_cli_dronevehicle_label_sets(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    b = tmp_path / "val"
+    _img(b / "valimg" / "00001.jpg", 260, 280)
+    _img(b / "valimgr" / "00001.jpg", 260, 280)
+
+    def poly(name: str, x: int) -> str:
+        return (f"<object><name>{name}</name><polygon><x1>{x}</x1><y1>120</y1><x2>{x + 30}"
+                f"</x2><y2>120</y2><x3>{x + 30}</x3><y3>140</y3><x4>{x}</x4><y4>140</y4>"
+                "</polygon></object>")
+
+    (b / "vallabel").mkdir()
+    (b / "vallabel" / "00001.xml").write_text(f"<annotation>{poly('car', 110)}</annotation>")
+    (b / "vallabelr").mkdir()
+    (b / "vallabelr" / "00001.xml").write_text(
+        f"<annotation>{poly('car', 112)}{poly('truck', 130)}</annotation>")
+    common = ["--format", "dronevehicle", "--root", str(tmp_path), "--split", "val"]
+    assert _stats(capsys, *common)["boxes"] == 1  # RGB labels by default
+    st = _stats(capsys, *common, "--reader-opt", "labels=ir")
+    assert st["boxes"] == 2 and st["boxes_per_class"]["truck"] == 1
+    assert _stats(capsys, *common, "--reader-opt", "labels=union")["boxes"] == 3
+    from dlrmamba_core.cli import main as cli_main
+
+    assert cli_main(["data", "stats", *common, "--reader-opt", "labels=both"]) == 2
+    assert "labels='both'" in capsys.readouterr().err
