@@ -177,7 +177,12 @@ def play(
 
     own_context = not rclpy.ok()
     if own_context:
-        rclpy.init()
+        # No rclpy signal handler: its SIGINT handler shuts the context down at once, so a
+        # Ctrl-C landing inside publish() raised "context is invalid" instead of the
+        # KeyboardInterrupt the loop turns into a closed, partial recording.
+        from rclpy.signals import SignalHandlerOptions
+
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node(node_name)
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)

@@ -154,7 +154,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     metrics = evaluate_file(args.model, args.data_format, args.data, args.split, args.out,
                             modality=args.modality, batch_size=args.batch_size,
-                            device=args.device or "cpu", limit=args.limit)
+                            device=args.device or "cpu", limit=args.limit,
+                            group_by=args.group_by)
     print(summarize(metrics))
     if args.out:
         print(f"wrote {args.out}/metrics.json, pr_curves.png, confusion_matrix.png")
@@ -206,4 +207,7 @@ def register(subparsers: Any) -> None:
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--device", default=None)
     e.add_argument("--limit", type=int, default=None, help="first N images only")
+    e.add_argument("--group-by", default=None, metavar="ATTR",
+                   help="also report mAP per value of an image attribute of the reader, e.g. "
+                        "condition or scene (synthetic benchmark)")
     e.set_defaults(func=cmd_eval)

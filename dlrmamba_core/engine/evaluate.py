@@ -399,6 +399,7 @@ def evaluate(
     max_detections: int = 100,
     num_workers: int = 0,
     limit: int | None = None,
+    group_by: str | None = None,
 ) -> dict[str, Any]:
     """Run a model over a dataset and compute COCO metrics.
 
@@ -418,9 +419,13 @@ def evaluate(
         max_detections: detections per image.
         num_workers: DataLoader workers (torch path).
         limit: evaluate only the first ``limit`` images.
+        group_by: also compute mAP per value of this image attribute of the reader (e.g.
+            ``condition`` or ``scene`` of the synthetic benchmark); images without it form
+            the group ``"n/a"``.
 
     Returns:
-        The dict of :func:`coco_metrics`.
+        The dict of :func:`coco_metrics`; with ``group_by`` also ``"groups"``: ``{"by":
+        group_by, "values": {value: {"mAP50", "mAP50_95", "num_images", "num_gt"}}}``.
 
     Raises:
         DatasetError: the dataset is empty.
@@ -464,7 +469,35 @@ def evaluate(
         preds, truths = _torch_predictions(target, dataset, tuple(input_hw), batch_size,
                                            device, modality, conf_threshold, iou_threshold,
                                            max_detections, num_workers, limit)
-    return coco_metrics(preds, truths, names, max_detections=max_detections)
+    metrics = coco_metrics(preds, truths, names, max_detections=max_detections)
+    if group_by:
+        metrics["groups"] = group_metrics(preds, truths, names,
+                                          image_attribute(dataset, group_by, len(preds)),
+                                          group_by, max_detections)
+    return metrics
+
+
+def image_attribute(dataset: Any, key: str, n: int) -> list[str]:
+    """``key`` of the first ``n`` images' reader metadata (no image is decoded)."""
+    entries = getattr(dataset, "entries", None)
+    if entries is None:
+        raise ConfigError(f"grouping by {key!r} needs a reader's PairDataset (its image "
+                          "metadata), not a torch dataset")
+    return [str((getattr(e, "meta", None) or {}).get(key, "n/a")) for e in entries[:n]]
+
+
+def group_metrics(preds: Sequence[ImagePredictions], truths: Sequence[ImageTruth],
+                  class_names: Sequence[str], values: Sequence[str], key: str,
+                  max_detections: int = 100) -> dict[str, Any]:
+    """COCO mAP of each group of images (``values[i]`` is image ``i``'s group)."""
+    out: dict[str, Any] = {"by": key, "values": {}}
+    for v in sorted(set(values)):
+        idx = [i for i, x in enumerate(values) if x == v]
+        m = coco_metrics([preds[i] for i in idx], [truths[i] for i in idx], class_names,
+                         max_detections=max_detections)
+        out["values"][v] = {"mAP50": m["mAP50"], "mAP50_95": m["mAP50_95"],
+                            "num_images": len(idx), "num_gt": m["num_gt"]}
+    return out
 
 
 def _dataset_class_names(dataset: Any) -> list[str]:
@@ -489,5 +522,11 @@ def summarize(metrics: dict[str, Any]) -> str:
     for name, pc in metrics["per_class"].items():
         ap50 = "  n/a" if pc["AP50"] is None else f"{pc['AP50']:5.1f}"
         lines.append(f"  {name:<16} AP50 {ap50}  objects {pc['num_gt']}")
+    groups = metrics.get("groups")
+    if groups:
+        lines.append(f"by {groups['by']}:")
+        for v, g in groups["values"].items():
+            lines.append(f"  {v:<16} mAP50 {g['mAP50']:5.1f}  mAP50:95 {g['mAP50_95']:5.1f}  "
+                         f"images {g['num_images']}  objects {g['num_gt']}")
     return "\n".join(lines)
 

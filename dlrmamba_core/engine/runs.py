@@ -305,8 +305,11 @@ def evaluate_file(
     device: str = "cpu",
     limit: int | None = None,
     plots: bool = True,
+    group_by: str | None = None,
 ) -> dict[str, Any]:
     """COCO-evaluate a ``.pt`` or ``.onnx`` model file on a dataset split.
+
+    ``group_by`` adds mAP per value of a reader image attribute (see ``evaluate.evaluate``).
 
     ``.onnx`` files run through the runtime ``Detector`` (boxes in original RGB pixels);
     ``.pt`` files through torch at the checkpoint's input size. Writes ``metrics.json`` and
@@ -322,13 +325,14 @@ def evaluate_file(
     if path.suffix == ".onnx":
         modality = modality or _card_modality(path)
         metrics = evaluate(str(path), pairs, names, modality=modality or "fused",
-                           limit=limit)
+                           limit=limit, group_by=group_by)
     else:
         model, meta = _load_model(path)
         check_class_names(str(path), list(meta["class_names"]), names)
         modality = modality or (meta.get("extra") or {}).get("modality", "fused")
         metrics = evaluate(model, pairs, names, tuple(meta["input_hw"]), batch_size=batch_size,
-                           device=device, modality=modality or "fused", limit=limit)
+                           device=device, modality=modality or "fused", limit=limit,
+                           group_by=group_by)
     metrics["model"] = str(path)
     metrics["modality"] = modality or "fused"
     if out_dir is not None:

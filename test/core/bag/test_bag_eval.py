@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 import signal
 
@@ -114,8 +113,11 @@ def test_interrupt_leaves_a_closed_partial_output(grid_model: Path, tmp_path: Pa
 
     def sigint_after_two(done: int) -> None:
         if done == 2:
-            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered to this thread
+            signal.raise_signal(signal.SIGINT)  # a real SIGINT, raised in this (main) thread
 
+    # Python's own handler must be in place (an earlier in-process rclpy.init() would have
+    # installed rclpy's, which defers the KeyboardInterrupt to its own thread).
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with pytest.raises(KeyboardInterrupt):
         evaluate_bag(s.path, tmp_path / "out", _opts(grid_model, on_pair=sigint_after_two))
     met = json.loads((tmp_path / "out" / "metrics.json").read_text())
