@@ -217,8 +217,31 @@ def _launch(run: Run, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes
     return proc
 
 
-def run_all(runs: list[Run], root: Path, parallel: int) -> dict[str, str]:
-    """Run the jobs, ``parallel`` at a time, respecting ``needs``; returns {name: status}."""
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a run (SIGTERM, then SIGKILL after 20 s)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_all(runs: list[Run], root: Path, parallel: int, stall_s: float | None = None,
+            deadline_s: float | None = None) -> dict[str, str]:
+    """Run the jobs, ``parallel`` at a time, respecting ``needs``; returns {name: status}.
+
+    Args:
+        runs: the jobs.
+        root: the pipeline's output folder.
+        parallel: jobs at a time.
+        stall_s: stop a job whose ``log.txt`` has not grown for this long (status
+            ``stalled``): a hung job must not eat the machine's remaining time.
+        deadline_s: stop every job still running this many seconds after the start (status
+            ``stopped``; the best-on-val models saved so far are still evaluated) and start
+            no new one.
+    """
+    t_start = time.monotonic()
     # Parallel runs share the host's cores: without a cap every process starts one BLAS/OpenMP
     # thread per core, and the oversubscribed threads make CPU work (the SVD init of a
     # student, data loading) crawl; each run gets its share unless the caller set one.
@@ -233,11 +256,25 @@ def run_all(runs: list[Run], root: Path, parallel: int) -> dict[str, str]:
             if n not in status:
                 status[n] = "done" if (root / n / "best.pt").is_file() else "failed"
     active: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
+    growth: dict[str, tuple[int, float]] = {}  # name -> (log size, when it last grew)
     while any(s in ("pending", "running") for s in status.values()):
+        if deadline_s is not None and time.monotonic() - t_start >= deadline_s:
+            for name, (proc, _) in list(active.items()):
+                log.warning("%s: pipeline deadline of %.0f s reached, stopping it", name,
+                            deadline_s)
+                _stop(proc)
+                proc._logf.close()  # type: ignore[attr-defined]
+                del active[name]
+                status[name] = "stopped"
+            for name, st in status.items():
+                if st == "pending":
+                    status[name] = "skipped"
+            write_json(root / "status.json", status)
+            break
         for r in runs:
             if status[r.name] != "pending" or len(active) >= parallel:
                 continue
-            if any(status[n] in ("failed", "skipped") for n in r.needs):
+            if any(status[n] not in ("done", "pending", "running") for n in r.needs):
                 status[r.name] = "skipped"
                 continue
             if all(status[n] == "done" for n in r.needs):
@@ -247,6 +284,17 @@ def run_all(runs: list[Run], root: Path, parallel: int) -> dict[str, str]:
         for name, (proc, t0) in list(active.items()):
             rc = proc.poll()
             if rc is None:
+                size = (root / name / "log.txt").stat().st_size
+                last_size, since = growth.get(name, (-1, time.monotonic()))
+                if size != last_size:
+                    growth[name] = (size, time.monotonic())
+                elif stall_s is not None and time.monotonic() - since >= stall_s:
+                    log.error("%s: no log output for %.0f s, stopping it (see %s)", name,
+                              stall_s, root / name / "log.txt")
+                    _stop(proc)
+                    proc._logf.close()  # type: ignore[attr-defined]
+                    del active[name]
+                    status[name] = "stalled"
                 continue
             proc._logf.close()  # type: ignore[attr-defined]
             del active[name]
@@ -373,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m dlrmamba_core.engine.pipeline``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--stall-min", type=float, default=6.0,
+                    help="stop a run whose log stays silent this long (0: never)")
+    ap.add_argument("--deadline-min", type=float, default=None,
+                    help="wall-clock minutes from the start (data generation included) after "
+                         "which running runs are stopped and the evaluation starts")
     ap.add_argument("--budget-min", type=float, default=16.0,
                     help="wall-clock minutes for training (phase A gets 45%%, B 45%%)")
     ap.add_argument("--phase-a-min", type=float, default=None,
@@ -430,7 +483,10 @@ def main(argv: list[str] | None = None) -> int:
                 args.lr, args.warmup_epochs)
     if args.only:
         runs = [r for r in runs if r.name in args.only]
-    status = run_all(runs, root, args.parallel)
+    status = run_all(runs, root, args.parallel,
+                     stall_s=60 * args.stall_min if args.stall_min else None,
+                     deadline_s=(60 * args.deadline_min - (time.monotonic() - t0)
+                                 if args.deadline_min else None))
     if not args.skip_eval:
         import torch
 

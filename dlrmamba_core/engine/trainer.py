@@ -51,6 +51,9 @@ from dlrmamba_core.errors import ConfigError, DatasetError, ModelFileError
 
 log = logging.getLogger(__name__)
 
+#: Seconds between "still training" log lines when the progress bar is off.
+HEARTBEAT_S = 60.0
+
 STATE_FORMAT = "dlrmamba-train-state"
 MODALITIES = ("fused", "rgb", "thermal")
 
@@ -435,6 +438,7 @@ class Trainer:
             write_text(self.out / "config.json", _json(dataclasses.asdict(self.cfg)))
         loader = self._loader()
         stopped = truncated = False
+        heartbeat = time.monotonic()
         while self.epoch < self.cfg.epochs and not stopped:
             t_epoch = time.monotonic()
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch * self.cfg.batch_size)
@@ -451,6 +455,14 @@ class Trainer:
                         self.epoch_sums[k] = self.epoch_sums.get(k, 0.0) + v
                 bar.update(1)
                 bar.set_postfix(loss=f"{parts['loss']:.3f}", lr=f"{parts['lr']:.2e}")
+                if bar.disable and self.info.is_main \
+                        and time.monotonic() - heartbeat >= HEARTBEAT_S:
+                    # Without a progress bar, a line a minute shows the run is alive (the
+                    # pipeline stops runs whose log stays silent).
+                    heartbeat = time.monotonic()
+                    log.info("%s %s epoch %d: step %d/%d, loss %.4f", self.meta.kind,
+                             self.meta.variant, self.epoch + 1, self.batch_in_epoch,
+                             self.steps_per_epoch, parts["loss"])
                 self._tb_scalars({f"train/{k}": v for k, v in parts.items()})
                 if self.cfg.checkpoint_every and self.global_step % self.cfg.checkpoint_every \
                         == 0:

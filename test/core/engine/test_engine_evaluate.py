@@ -104,3 +104,35 @@ def test_write_report_writes_json_and_pngs(tmp_path) -> None:
         data = (tmp_path / "ev" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert not [p for p in (tmp_path / "ev").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_group_by_splits_the_images_by_reader_attribute() -> None:
+    from dlrmamba_core.engine.evaluate import group_metrics
+
+    names = ["a", "b"]
+    truths = [ImageTruth(np.array([[0, 0, 10, 10]], np.float32), np.array([0]), 64, 64)
+              for _ in range(4)]
+    good = ImagePredictions(np.array([[0, 0, 10, 10]], np.float32), np.array([0.9], np.float32),
+                            np.array([0]))
+    bad = ImagePredictions(np.array([[40, 40, 50, 50]], np.float32), np.array([0.9], np.float32),
+                           np.array([0]))
+    g = group_metrics([good, good, bad, bad], truths, names, ["day", "day", "night", "night"],
+                      "condition")
+    assert g["by"] == "condition" and list(g["values"]) == ["day", "night"]
+    assert g["values"]["day"]["mAP50"] == pytest.approx(100.0)
+    assert g["values"]["night"]["mAP50"] == pytest.approx(0.0)
+    assert g["values"]["day"]["num_images"] == 2 and g["values"]["night"]["num_gt"] == 2
+
+
+def test_eval_cli_group_by_condition(nano_teacher, synth_root, tmp_path, capsys) -> None:
+    from dlrmamba_core.cli import main as cli_main
+
+    out = tmp_path / "ev"
+    assert cli_main(["eval", str(nano_teacher), "--data", str(synth_root), "--split", "test",
+                     "--out", str(out), "--group-by", "condition"]) == 0
+    met = json.loads((out / "metrics.json").read_text())
+    groups = met["groups"]["values"]
+    assert sum(v["num_images"] for v in groups.values()) == met["num_images"] == 6
+    assert sum(v["num_gt"] for v in groups.values()) == met["num_gt"]
+    assert set(groups) <= {"day", "dusk", "night", "fog", "glint", "crossover"}
+    assert "by condition:" in capsys.readouterr().out
