@@ -28,6 +28,7 @@ runtime never imports this module.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 import functools
 from typing import Any
@@ -252,3 +253,29 @@ def mosaic(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     boxes = np.concatenate(out_b) if out_b else np.zeros((0, 4), np.float32)
     labels = np.concatenate(out_l) if out_l else np.zeros((0,), np.int64)
     return rgb, th, boxes.astype(np.float32), labels
+
+
+Sample = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def train_augment(i: int, n: int, sample: Sample, get: Callable[[int], Sample],
+                  cfg: AugmentConfig | None = None) -> tuple[Sample, list[int] | None]:
+    """The training augmentation of dataset item ``i`` of ``n``: mosaic, then augment_pair.
+
+    Args:
+        i: the item's index.
+        n: the dataset's length.
+        sample: item ``i`` as ``(rgb, thermal, boxes, labels)`` (network-ready).
+        get: returns another item, for the mosaic's three other parts.
+        cfg: settings (default :class:`AugmentConfig`).
+
+    Returns:
+        ``(augmented sample, the mosaic's four dataset indices or None)``.
+    """
+    cfg = cfg or AugmentConfig()
+    parts_ids = None
+    if n > 1 and cfg.mosaic > 0 and np.random.rand() < cfg.mosaic:
+        others = [int(j) for j in np.random.randint(0, n, 3)]
+        sample = mosaic([sample] + [get(j) for j in others], cfg)
+        parts_ids = [i, *others]
+    return augment_pair(*sample, cfg), parts_ids

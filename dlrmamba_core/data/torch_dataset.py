@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dlrmamba_core.data.augment import AugmentConfig, augment_pair, mosaic
+from dlrmamba_core.data.augment import AugmentConfig, train_augment
 
 
 class DetectionDataset(Dataset):
@@ -67,13 +67,11 @@ class DetectionDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         rgb, thermal, boxes, labels, meta = self.prepared(i)
         if self.augment:
-            if len(self) > 1 and self.config.mosaic > 0 \
-                    and np.random.rand() < self.config.mosaic:
-                others = [int(j) for j in np.random.randint(0, len(self), 3)]
-                parts = [(rgb, thermal, boxes, labels)] + [self.prepared(j)[:4] for j in others]
-                rgb, thermal, boxes, labels = mosaic(parts, self.config)
-                meta = {**meta, "mosaic": [i, *others]}  # dataset indices of the 4 parts
-            rgb, thermal, boxes, labels = augment_pair(rgb, thermal, boxes, labels, self.config)
+            (rgb, thermal, boxes, labels), parts = train_augment(
+                i, len(self), (rgb, thermal, boxes, labels), lambda j: self.prepared(j)[:4],
+                self.config)
+            if parts is not None:
+                meta = {**meta, "mosaic": parts}  # dataset indices of the 4 parts
         return {"rgb": torch.from_numpy(np.ascontiguousarray(rgb, np.float32)),
                 "thermal": torch.from_numpy(np.ascontiguousarray(thermal, np.float32)),
                 "boxes": torch.from_numpy(np.asarray(boxes, np.float32).reshape(-1, 4)),

@@ -208,15 +208,12 @@ class CachedDataset(Dataset):
         rgb, thermal, boxes, labels = self._sample(i)
         meta: dict[str, Any] = {"image_id": rec["image_id"]}
         if self.augment:
-            from dlrmamba_core.data.augment import augment_pair, mosaic
+            from dlrmamba_core.data.augment import train_augment
 
-            cfg = self.augment_config
-            if len(self) > 1 and cfg.mosaic > 0 and np.random.rand() < cfg.mosaic:
-                others = [int(j) for j in np.random.randint(0, len(self), 3)]
-                rgb, thermal, boxes, labels = mosaic(
-                    [(rgb, thermal, boxes, labels)] + [self._sample(j) for j in others], cfg)
-                meta["mosaic"] = [i, *others]
-            rgb, thermal, boxes, labels = augment_pair(rgb, thermal, boxes, labels, cfg)
+            (rgb, thermal, boxes, labels), parts = train_augment(
+                i, len(self), (rgb, thermal, boxes, labels), self._sample, self.augment_config)
+            if parts is not None:
+                meta["mosaic"] = parts
         lb = rec["letterbox"]
         meta["letterbox"] = Letterbox(tuple(lb["src_hw"]), tuple(lb["dst_hw"]), lb["scale"],
                                       lb["pad_x"], lb["pad_y"], tuple(lb["new_hw"]))
