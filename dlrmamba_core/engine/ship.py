@@ -4,6 +4,7 @@
         --out models/results_synth.json
     python -m dlrmamba_core.engine.ship model CHECKPOINT --run student_sad/finetune \\
         --results models/results_synth.json --out models/dlrmamba_student.onnx [--default]
+    python -m dlrmamba_core.engine.ship conditions --checkpoints PIPELINE_OUT --data SYNTH_ROOT
 
 The pipeline (``engine.pipeline``) runs on the GPU machine in phases (A: teacher and
 baselines; B: distillation and the rank sweep), each call writing its own ``results.json``.
@@ -14,6 +15,8 @@ split sizes). ``model`` exports one run's checkpoint to ONNX (``runtime.export``
 test metrics recorded for that run, so the card's numbers come from the evaluation that
 produced them; ``--eval-root`` re-evaluates the exported ONNX on a local copy of the test split
 and records that too (it must reproduce the recorded mAP50 within ``--eval-tolerance``).
+``conditions`` evaluates every run's checkpoint per synthetic condition (day, night, fog, ...)
+for the per-condition table of ``docs/results.md``.
 """
 
 from __future__ import annotations
@@ -160,6 +163,45 @@ def ship_model(checkpoint: str | os.PathLike[str], run: str,
     return card
 
 
+def add_condition_breakdown(results_path: str | os.PathLike[str],
+                            checkpoints: str | os.PathLike[str], data_root: str | os.PathLike[str],
+                            tolerance: float = 1.0, device: str = "cpu") -> dict[str, Any]:
+    """Evaluate every run's checkpoint per synthetic condition; store it in the results.
+
+    Each run's ``checkpoint`` (relative to ``checkpoints``, the pipeline's output folder) is
+    evaluated on the test split of ``data_root`` (a local copy of the benchmark) with
+    ``group_by="condition"``; the overall mAP50 must reproduce the recorded one within
+    ``tolerance`` points (same data, same model), then ``test_by_condition`` is added to the
+    run's entry and the results file is rewritten. Runs without a checkpoint file are skipped.
+
+    Raises:
+        ModelFileError: a checkpoint does not reproduce its recorded mAP50 (nothing written).
+    """
+    from dlrmamba_core.engine.runs import evaluate_file
+
+    res = _read(results_path)
+    done = []
+    for key, entry in res["models"].items():
+        ck = Path(checkpoints) / str(entry.get("checkpoint", ""))
+        if not entry.get("checkpoint") or not ck.is_file():
+            log.warning("%s: no checkpoint at %s, skipped", key, ck)
+            continue
+        m = evaluate_file(ck, "synth", data_root, "test", None, modality=entry.get("modality"),
+                          device=device, plots=False, group_by="condition")
+        recorded = (entry.get("test") or {}).get("mAP50")
+        if recorded is None or abs(m["mAP50"] - recorded) > tolerance:
+            raise ModelFileError(f"{key}: {ck} scores mAP50 {m['mAP50']:.2f} on {data_root} "
+                                 f"but the results record {recorded}; wrong data or "
+                                 "checkpoint? Nothing was written")
+        entry["test_by_condition"] = {"local_mAP50": m["mAP50"],
+                                      **m["groups"]["values"]}
+        done.append(key)
+        log.info("%s: mAP50 %.2f (recorded %.2f); %s", key, m["mAP50"], recorded,
+                 ", ".join(f"{c} {v['mAP50']:.1f}" for c, v in m["groups"]["values"].items()))
+    write_json(results_path, res)
+    return {"evaluated": done}
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``merge`` and ``model`` (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -175,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--eval-root", help="local synthetic benchmark to re-evaluate the ONNX on")
     s.add_argument("--eval-tolerance", type=float, default=1.0)
     s.add_argument("--default", action="store_true", help="make it the default model")
+    c = sub.add_parser("conditions", help="add per-condition test mAP of each run's "
+                                          "checkpoint to the results")
+    c.add_argument("--results", default="models/results_synth.json")
+    c.add_argument("--checkpoints", required=True, help="the pipeline's output folder")
+    c.add_argument("--data", required=True, help="local copy of the synthetic benchmark")
+    c.add_argument("--tolerance", type=float, default=1.0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -182,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             merged = merge_results(args.results)
             write_json(args.out, merged)
             print(f"{args.out}: {len(merged['models'])} models from {len(args.results)} files")
+        elif args.cmd == "conditions":
+            print(add_condition_breakdown(args.results, args.checkpoints, args.data,
+                                          args.tolerance))
         else:
             card = ship_model(args.checkpoint, args.run, args.results, args.out,
                               args.eval_root, args.eval_tolerance, args.default)

@@ -88,3 +88,31 @@ def test_ship_writes_card_from_results_and_checks_locally(
     assert not out2.exists() and not out2.with_suffix(".json").exists()
     with pytest.raises(ConfigError, match="not in"):
         ship_model(nano_teacher, "nope", res2, out2)
+
+
+def test_conditions_adds_per_condition_map_and_checks_the_record(
+        tmp_path: Path, nano_teacher: Path, synth_root: Path) -> None:
+    import shutil
+
+    from dlrmamba_core.engine.runs import evaluate_file
+    from dlrmamba_core.engine.ship import add_condition_breakdown
+
+    (tmp_path / "pipe" / "m").mkdir(parents=True)
+    shutil.copy(nano_teacher, tmp_path / "pipe" / "m" / "best.pt")
+    truth = evaluate_file(nano_teacher, "synth", synth_root, "test", None, plots=False)
+    res = _results(tmp_path / "r.json", {
+        "m": {"checkpoint": "m/best.pt", "modality": "fused",
+              "test": {"mAP50": truth["mAP50"], "mAP50_95": truth["mAP50_95"]}},
+        "gone": {"checkpoint": "gone/best.pt", "test": {"mAP50": 1.0}}}, "2026-01-01")
+    assert add_condition_breakdown(res, tmp_path / "pipe", synth_root) == {"evaluated": ["m"]}
+    entry = json.loads(res.read_text())["models"]["m"]["test_by_condition"]
+    conds = {k: v for k, v in entry.items() if k != "local_mAP50"}
+    assert sum(v["num_images"] for v in conds.values()) == truth["num_images"]
+    assert "test_by_condition" not in json.loads(res.read_text())["models"]["gone"]
+
+    before = _results(tmp_path / "r2.json", {"m": {"checkpoint": "m/best.pt",
+                                                   "test": {"mAP50": 97.0}}}, "2026-01-01")
+    text = before.read_text()
+    with pytest.raises(ModelFileError, match=r"record 97\.0"):
+        add_condition_breakdown(before, tmp_path / "pipe", synth_root)
+    assert before.read_text() == text
