@@ -84,6 +84,11 @@ class SynthConfig:
             temperature under ``crossover``; people use half of it (body heat).
         min_rgb_contrast: RGB visibility threshold (mean colour distance, [0, 1] units).
         min_thermal_contrast_c: thermal visibility threshold (deg C).
+        night_light: (min, max) scene illumination at ``night`` as a fraction of daylight
+            (auto-exposure gain is capped at 40x, so below ~0.01 the RGB frame is mostly
+            amplified read noise).
+        fog_density: (min, max) fog density of ``fog`` (RGB transmission exp(-0.1 d z) at
+            depth z; LWIR sees through it ~10x better).
     """
 
     rgb_size: tuple[int, int] = (640, 480)
@@ -101,6 +106,8 @@ class SynthConfig:
     crossover_hide: float = 0.85
     min_rgb_contrast: float = 0.06
     min_thermal_contrast_c: float = 0.8
+    night_light: tuple[float, float] = (0.002, 0.006)
+    fog_density: tuple[float, float] = (2.5, 4.5)
 
     def __post_init__(self) -> None:
         for name in ("rgb_size", "thermal_size"):
@@ -117,6 +124,10 @@ class SynthConfig:
                 raise ConfigError(f"condition weight {c!r}={wgt}: conditions are {CONDITIONS}")
         if sum(w for _, w in self.condition_weights) <= 0:
             raise ConfigError("condition weights sum to 0")
+        for name in ("night_light", "fog_density"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ConfigError(f"SynthConfig.{name}=({lo}, {hi}): need 0 < min <= max")
         if not 0.3 <= self.thermal_fov <= 1.5:
             raise ConfigError(f"thermal_fov={self.thermal_fov}: need 0.3..1.5")
 
@@ -392,16 +403,18 @@ def _noise_field(rng: np.random.Generator, hw: tuple[int, int], cell: int) -> np
     return cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def _cond_params(condition: str, rng: np.random.Generator) -> dict[str, Any]:
+def _cond_params(condition: str, rng: np.random.Generator,
+                 cfg: SynthConfig | None = None) -> dict[str, Any]:
+    cfg = cfg or SynthConfig()
     p: dict[str, Any] = {"sun": 1.0, "light": 1.0, "tint": (1.0, 1.0, 1.0), "exposure": 1.0,
                          "fog": 0.0, "glint": 0.0, "thermal_contrast": 1.0}
     if condition == "dusk":
         p.update(sun=0.5, light=rng.uniform(0.18, 0.35), tint=(1.15, 0.8, 0.6))
     elif condition == "night":
         # Starlight / harbour glow: ~0.5 % of daylight, bluish; auto-exposure amplifies noise.
-        p.update(sun=0.05, light=rng.uniform(0.002, 0.006), tint=(0.7, 0.8, 1.1))
+        p.update(sun=0.05, light=rng.uniform(*cfg.night_light), tint=(0.7, 0.8, 1.1))
     elif condition == "fog":
-        p.update(sun=0.5, light=rng.uniform(0.7, 1.0), fog=rng.uniform(2.5, 4.5))
+        p.update(sun=0.5, light=rng.uniform(0.7, 1.0), fog=rng.uniform(*cfg.fog_density))
     elif condition == "glint":
         p.update(exposure=rng.uniform(1.5, 2.0), glint=1.0)
     elif condition == "crossover":
@@ -641,7 +654,7 @@ def _build_scene(cfg: SynthConfig, rng: np.random.Generator, scene: str | None =
         raise ConfigError(
             f"scene {scene!r} / condition {condition!r}: use {SCENES} / {CONDITIONS}"
         )
-    cond = _cond_params(condition, rng)
+    cond = _cond_params(condition, rng, cfg)
     sf = cfg.rgb_size[0] / _REF_W
     if scene == "maritime":
         rgb, t, depth, glint, t_ref, y0, slope = _maritime(cfg, rng, cond, sf)

@@ -21,7 +21,7 @@ from dlrmamba_core.data.synthetic import (
     with_sizes,
     write_frame_dataset,
 )
-from dlrmamba_core.errors import DatasetError
+from dlrmamba_core.errors import ConfigError, DatasetError
 
 SMALL = with_sizes(SynthConfig(), rgb_size=(320, 192), thermal_size=(160, 128))
 
@@ -107,3 +107,20 @@ def test_unknown_format_lists_the_known_ones(tmp_path: Path) -> None:
 
     with pytest.raises(DatasetError, match=r"unknown dataset format 'llvp'.*'llvip'"):
         open_dataset("llvp", tmp_path)
+
+
+def test_night_light_and_fog_density_are_settings() -> None:
+    from dlrmamba_core.data.synthetic import SynthConfig, generate_frame
+
+    small = dict(rgb_size=(160, 120), thermal_size=(80, 64))
+    base = generate_frame(SynthConfig(**small), 11, scene="aerial", condition="night")
+    dark = generate_frame(SynthConfig(**small, night_light=(0.0005, 0.001)), 11,
+                          scene="aerial", condition="night")
+    # The 40x exposure cap leaves less signal above the (clipped) read noise: darker.
+    assert dark.rgb.mean() < base.rgb.mean() - 2.0
+    np.testing.assert_array_equal(dark.thermal, base.thermal)  # thermal does not care
+    np.testing.assert_array_equal(dark.boxes, base.boxes)
+    with pytest.raises(ConfigError, match="night_light"):
+        SynthConfig(night_light=(0.01, 0.001))
+    with pytest.raises(ConfigError, match="fog_density"):
+        SynthConfig(fog_density=(0.0, 1.0))
