@@ -93,7 +93,10 @@ def test_player_ctrl_c_leaves_a_partial_recording(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "dlrmamba_ros.bag_player", str(s.path), "--record", GT_TOPIC,
          "--record-out", str(tmp_path / "rec")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell's background job (`make test &`) inherits SIGINT ignored; a terminal's
+        # player does not: give the child the terminal's default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     started = threading.Event()
     err: list[str] = []
 
