@@ -155,3 +155,13 @@ def class_index(name: str, class_names: Sequence[str], aliases: dict[str, str],
 def boxes_array(rows: list[list[float]]) -> np.ndarray:
     """(N, 4) float32 from a list of xyxy rows (N may be 0)."""
     return np.asarray(rows, np.float32).reshape(-1, 4)
+
+
+def no_objects() -> tuple[np.ndarray, np.ndarray]:
+    """Empty (boxes (0, 4) float32, labels (0,) int64)."""
+    return boxes_array([]), np.zeros(0, np.int64)
+
+
+def parse_if_present(path: Path, parse: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``parse(path)`` when the annotation file exists; a missing file means no objects."""
+    return parse(path) if path.is_file() else no_objects()

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from dlrmamba_core.data.readers.base import (
     Entry,
     PairDataset,
-    boxes_array,
     list_images,
+    parse_if_present,
     require_dir,
 )
 from dlrmamba_core.data.readers.voc import parse_voc_xml
@@ -68,9 +66,6 @@ def open_flir(root: Path, split: str | None = None) -> PairDataset:
         xp = root / "Annotations" / f"{sid}_PreviewData.xml"
         if not xp.is_file():
             xp = root / "Annotations" / f"{sid}.xml"
-        if xp.is_file():
-            boxes, labels = parse_voc_xml(xp, FLIR_CLASSES)
-        else:
-            boxes, labels = boxes_array([]), np.zeros(0, np.int64)
+        boxes, labels = parse_if_present(xp, lambda q: parse_voc_xml(q, FLIR_CLASSES))
         entries.append(Entry(sid, rgb[sid], th[sid], boxes, labels))
     return PairDataset("flir", root, entries, list(FLIR_CLASSES), unpaired)

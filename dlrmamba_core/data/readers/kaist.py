@@ -25,6 +25,7 @@ from dlrmamba_core.data.readers.base import (
     boxes_array,
     class_index,
     list_images,
+    parse_if_present,
     require_dir,
 )
 from dlrmamba_core.errors import DatasetError
@@ -90,9 +91,6 @@ def open_kaist(root: Path, split: str | None = None) -> PairDataset:
     entries = []
     for sid in ids:
         ap = root / "annotations" / f"{sid}.txt"
-        if ap.is_file():
-            boxes, labels = parse_bbgt(ap)
-        else:
-            boxes, labels = boxes_array([]), np.zeros(0, np.int64)
+        boxes, labels = parse_if_present(ap, parse_bbgt)
         entries.append(Entry(sid, *pairs[sid], boxes, labels))
     return PairDataset("kaist", root, entries, list(KAIST_CLASSES), unpaired)

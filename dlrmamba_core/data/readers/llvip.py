@@ -13,13 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from dlrmamba_core.data.readers.base import (
     Entry,
     PairDataset,
-    boxes_array,
     list_images,
+    parse_if_present,
     require_dir,
 )
 from dlrmamba_core.data.readers.voc import parse_voc_xml
@@ -42,9 +40,6 @@ def open_llvip(root: Path, split: str | None = None) -> PairDataset:
         if stem not in ir:
             continue
         xp = ann / f"{stem}.xml"
-        if xp.is_file():
-            boxes, labels = parse_voc_xml(xp, LLVIP_CLASSES)
-        else:
-            boxes, labels = boxes_array([]), np.zeros(0, np.int64)
+        boxes, labels = parse_if_present(xp, lambda q: parse_voc_xml(q, LLVIP_CLASSES))
         entries.append(Entry(stem, rp, ir[stem], boxes, labels))
     return PairDataset("llvip", root, entries, list(LLVIP_CLASSES), unpaired)

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from dlrmamba_core.data.readers.base import (
     Entry,
     PairDataset,
-    boxes_array,
     list_images,
+    parse_if_present,
     require_dir,
 )
 from dlrmamba_core.data.readers.voc import parse_voc_xml
@@ -59,9 +57,6 @@ def open_m3fd(root: Path, split: str | None = None) -> PairDataset:
     entries = []
     for stem in stems:
         xp = root / "Annotations" / f"{stem}.xml"
-        if xp.is_file():
-            boxes, labels = parse_voc_xml(xp, M3FD_CLASSES)
-        else:
-            boxes, labels = boxes_array([]), np.zeros(0, np.int64)
+        boxes, labels = parse_if_present(xp, lambda q: parse_voc_xml(q, M3FD_CLASSES))
         entries.append(Entry(stem, vis[stem], ir[stem], boxes, labels))
     return PairDataset("m3fd", root, entries, list(M3FD_CLASSES), unpaired)
