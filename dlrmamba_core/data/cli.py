@@ -101,15 +101,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def reader_options(items: list[str]) -> dict[str, Any]:
-    """``["size=1024", "labels=union"]`` -> ``{"size": 1024, "labels": "union"}``."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--reader-opt {item!r}: write KEY=VALUE, e.g. size=1024")
-        v = value.strip()
-        out[key.strip()] = int(v) if v.lstrip("-").isdigit() else v
-    return out
+    """``--reader-opt`` values as keyword arguments of the reader."""
+    from dlrmamba_core.data.readers import parse_options
+
+    return parse_options(items)
 
 
 def _parse_splits(text: str) -> tuple[tuple[str, float], ...]:

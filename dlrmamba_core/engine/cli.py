@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset root folder")
     p.add_argument("--data-format", default="synth",
-                   help="dataset reader (see `dlrmamba data --help`); default: synth")
+                   help="dataset reader (see `dlrmamba data --help`), with reader options "
+                        "after a colon, e.g. vedai:size=1024 or dronevehicle:labels=union; "
+                        "default: synth")
 
 
 def _train_args(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:

@@ -251,6 +251,13 @@ def test_stats_json_cli_vedai_sizes(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert (st["pairs"], st["boxes"]) == (1, 1)
     with pytest.raises(DatasetError, match="has no option colour; its options: size"):
         open_dataset("vedai", tmp_path, colour=1)
+    # The same options in one format string, as train / distill / eval take --data-format.
+    assert len(open_dataset("vedai:size=1024", tmp_path)) == 1
+    from dlrmamba_core.engine.runs import open_pairs
+
+    assert len(open_pairs("vedai: size=1024", tmp_path, None)) == 1
+    with pytest.raises(DatasetError, match="KEY=VALUE"):
+        open_dataset("vedai:1024", tmp_path)
 
 
 def test_stats_json_cli_dronevehicle_label_sets(tmp_path: Path,
