@@ -1,0 +1,50 @@
+#!/bin/bash
+# Run one phase of the training pipeline on a bare GPU machine with no internet access.
+#
+#   bash tools/gpu_phase.sh A|B [pipeline args ...]
+#
+# What must sit in .whl/ (git-ignored, carried to the machine with the working tree):
+#   src.tar                     `git archive HEAD -o .whl/src.tar` (the code to run)
+#   *.whl                       wheels the machine lacks (pycocotools: `pip download
+#                               pycocotools --no-deps --only-binary=:all: -d .whl
+#                               --python-version <the machine's>`); torch must be there already
+#   teacher_best.pt.part-*      phase B only: the teacher of phase A (split in 15 MB parts)
+#
+# Output in $OUT (the device tool brings it back): results.json, logs.tar.gz, pipeline.log,
+# runlogs.txt (the runs' own logs), best.tar.part-* (every run's best.pt, 15 MB parts; join with
+# `cat best.tar.part-* | tar -x`) and, after phase A, teacher_best.pt.part-*.
+#
+# PIPE_LIMIT_S (default 540) bounds the pipeline so the packing above always runs inside a
+# 600 s device call; pass --deadline-min a little below it so training ends in time for the
+# evaluation, and keep --stall-min (default 6) so a hung run cannot eat the call.
+set -o pipefail
+PH=${1:?usage: gpu_phase.sh A|B [pipeline args]}; shift
+ORIG=$PWD
+OUT=${OUT:?OUT must name the folder that comes back}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl || exit 3
+mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
+export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
+export DLRMAMBA_STACK_DUMP_S=${DLRMAMBA_STACK_DUMP_S:-0}
+cd /tmp/src || exit 4
+if [ "$PH" = B ]; then
+  mkdir -p /tmp/pipe/teacher && cat "$ORIG"/.whl/teacher_best.pt.part-* > /tmp/pipe/teacher/best.pt \
+    || { echo "phase B needs .whl/teacher_best.pt.part-*" >&2; exit 5; }
+fi
+timeout -s INT "${PIPE_LIMIT_S:-540}" python3 -m dlrmamba_core.engine.pipeline --out /tmp/pipe \
+  --n-train 2400 --n-val 300 --n-test 500 "$@" --pack /tmp/pack 2>&1 \
+  | tee "$OUT/pipeline.log" | grep -v "^INFO dlrmamba_core.engine.trainer" | grep -v "start "
+rc=$?
+cp /tmp/pack/results.json /tmp/pack/logs.tar.gz "$OUT"/ 2>/dev/null
+for f in /tmp/pipe/*/log.txt; do
+  echo "== $f"; grep -v "^INFO dlrmamba_core.engine.trainer" "$f" | tail -80
+done > "$OUT/runlogs.txt"
+cd /tmp/pipe && ls */best.pt */*/best.pt 2>/dev/null | grep -v "^teacher/best.pt" \
+  | tar -cf - -T - | split -b 15M - "$OUT/best.tar.part-"
+if [ "$PH" = A ] && [ -f /tmp/pipe/teacher/best.pt ]; then
+  split -b 15M /tmp/pipe/teacher/best.pt "$OUT/teacher_best.pt.part-"
+fi
+grep -h "schedule set\|budget of" /tmp/pipe/*/log.txt /tmp/pipe/*/*/log.txt 2>/dev/null \
+  | sed 's/INFO dlrmamba_core.engine.trainer: //' | head -30
+ls -la "$OUT"
+exit $rc
