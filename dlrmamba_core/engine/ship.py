@@ -116,13 +116,11 @@ def ship_model(checkpoint: str | os.PathLike[str], run: str,
 
     Raises:
         ConfigError: the run is not in the results or has no test metrics.
-        ModelFileError: export or parity failed, or the local evaluation disagrees (the
-            exported files are removed then).
+        ModelFileError: export or parity failed, or the local evaluation disagrees; a model
+            already at ``out`` is left as it was.
     """
-    from dlrmamba_core.runtime.export import export_onnx
-    from dlrmamba_core.runtime.metadata import read_model_card
-
     res = _read(results_path)
+    res["_file"] = Path(results_path).name
     entry = res["models"].get(run)
     if entry is None:
         raise ConfigError(f"run {run!r} is not in {results_path}: one of "
@@ -130,7 +128,34 @@ def ship_model(checkpoint: str | os.PathLike[str], run: str,
     test = entry.get("test")
     if not test:
         raise ConfigError(f"run {run!r} in {results_path} has no test metrics")
-    result = export_onnx(checkpoint, out)
+    final = Path(out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Export and check next to the destination under a temporary name: a failed export or
+    # check leaves the model already shipped there untouched.
+    staged = final.with_name(f".{final.stem}.shipping.onnx")
+    try:
+        card = _stage(checkpoint, staged, run, res, entry, test, eval_root, eval_tolerance)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        staged.with_suffix(".json").unlink(missing_ok=True)
+        raise
+    card["model"] = final.name
+    os.replace(staged, final)
+    write_json(final.with_suffix(".json"), card)
+    staged.with_suffix(".json").unlink(missing_ok=True)
+    if make_default:
+        write_json(final.parent / "default.json", {"model": final.name})
+    return card
+
+
+def _stage(checkpoint: str | os.PathLike[str], staged: Path, run: str, res: dict[str, Any],
+           entry: dict[str, Any], test: dict[str, Any],
+           eval_root: str | os.PathLike[str] | None, eval_tolerance: float) -> dict[str, Any]:
+    """Export to ``staged``, build the card, run the local check; returns the card."""
+    from dlrmamba_core.runtime.export import export_onnx
+    from dlrmamba_core.runtime.metadata import read_model_card
+
+    result = export_onnx(checkpoint, staged)
     card = read_model_card(result.card_path)
     card["data"] = {"dataset": "SYNTHETIC RGB-thermal benchmark (dlrmamba_core.data.synthetic)",
                     **res["data"]}
@@ -138,7 +163,7 @@ def ship_model(checkpoint: str | os.PathLike[str], run: str,
                        "checkpoint in the results file", **test}
     card["training"] = {"run": run, "role": entry.get("role"), "device": res.get("device"),
                         "seconds": entry.get("train_seconds"),
-                        "results": Path(results_path).name}
+                        "results": res.get("_file", "")}
     if eval_root is not None:
         from dlrmamba_core.engine.runs import evaluate_file
 
@@ -150,16 +175,11 @@ def ship_model(checkpoint: str | os.PathLike[str], run: str,
         log.info("local ONNX evaluation: mAP50 %.2f (recorded %.2f)", local["mAP50"],
                  test["mAP50"])
         if diff > eval_tolerance:
-            result.onnx_path.unlink(missing_ok=True)
-            result.card_path.unlink(missing_ok=True)
             raise ModelFileError(
-                f"the exported {result.onnx_path.name} scores mAP50 {local['mAP50']:.2f} on "
-                f"{eval_root} but {run} recorded {test['mAP50']:.2f}: is {eval_root} the "
-                f"benchmark of the results (seed {res['data'].get('seed')}, splits "
+                f"the exported model scores mAP50 {local['mAP50']:.2f} on {eval_root} but "
+                f"{run} recorded {test['mAP50']:.2f}: is {eval_root} the benchmark of the "
+                f"results (seed {res['data'].get('seed')}, splits "
                 f"{res['data'].get('splits')})? Nothing was shipped")
-    write_json(result.card_path, card)
-    if make_default:
-        write_json(Path(out).parent / "default.json", {"model": Path(out).name})
     return card
 
 

@@ -86,6 +86,13 @@ def test_ship_writes_card_from_results_and_checks_locally(
     with pytest.raises(ModelFileError, match=r"recorded 95.00.*Nothing was shipped"):
         ship_model(nano_teacher, "run", res2, out2, eval_root=synth_root)
     assert not out2.exists() and not out2.with_suffix(".json").exists()
+    assert sorted(p.name for p in tmp_path.glob(".*shipping*")) == []
+    # ... and a model already shipped at the destination stays as it was.
+    shipped = (out.read_bytes(), out.with_suffix(".json").read_text())
+    with pytest.raises(ModelFileError, match="Nothing was shipped"):
+        ship_model(nano_teacher, "run", res2, out, eval_root=synth_root)
+    assert (out.read_bytes(), out.with_suffix(".json").read_text()) == shipped
+    assert sorted(p.name for p in out.parent.glob(".*")) == []
     with pytest.raises(ConfigError, match="not in"):
         ship_model(nano_teacher, "nope", res2, out2)
 
