@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry (see the module docstring)."""
     ap = argparse.ArgumentParser(description="Loader benchmark -> docs/loader_benchmark.md")
     add_arguments(ap)
-    return run(ap.parse_args(argv), "python -m dlrmamba_core.data.bench_loader",
-               argv if argv is not None else sys.argv[1:])
+    return run(ap.parse_args(argv), "python -m dlrmamba_core.data.bench_loader")
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -135,7 +134,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
 
 
-def run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
+def command_line(args: argparse.Namespace, prog: str) -> str:
+    """The command that reproduces ``args`` (for the report)."""
+    parts = [prog] + ([f"--root {args.root}"] if args.root else
+                      [f"--num {args.num}", f"--gen-workers {args.gen_workers}"])
+    parts += [f"--pairs {args.pairs}", "--workers " + " ".join(map(str, args.workers)),
+              f"--input-size {args.input_size[0]} {args.input_size[1]}", f"--out {args.out}"]
+    return " ".join(parts)
+
+
+def run(args: argparse.Namespace, prog: str) -> int:
     """Run the benchmark for parsed ``args``; prints and writes the report."""
     from dlrmamba_core.data.readers import open_dataset
     from dlrmamba_core.data.synthetic import SynthConfig
@@ -163,7 +171,7 @@ def run(args: argparse.Namespace, prog: str, argv: list[str]) -> int:
                 rows.append(r)
         cfg = SynthConfig()
         text = render(gen, rows, hw, root if tmp is None else Path("<temporary folder>"),
-                      " ".join([prog, *argv]), cfg.rgb_size, cfg.thermal_size)
+                      command_line(args, prog), cfg.rgb_size, cfg.thermal_size)
         print(text)
         write_text(args.out, text)
         print(f"wrote {args.out}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 import json
-import sys
 import time
 from typing import Any
 
@@ -95,8 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     b = sub.add_parser("bench", help="time generation and pairs/s into the network "
                                      "-> docs/loader_benchmark.md")
     bench_loader.add_arguments(b)
-    b.set_defaults(func=lambda args: bench_loader.run(args, "dlrmamba data bench",
-                                                      sys.argv[3:]))
+    b.set_defaults(func=lambda args: bench_loader.run(args, "dlrmamba data bench"))
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 

@@ -25,6 +25,7 @@ def test_loader_benchmark_writes_its_table(tmp_path: Path,
         rate = float(ln.strip("|").split("|")[-1])
         assert rate > 0
     assert "160x128 input" in text
+    assert "Command: `dlrmamba data bench --num 20 --gen-workers 1 --pairs 8 --workers 0 1" in text
     assert not list(tmp_path.glob("docs/*.tmp*"))
     assert "wrote" in capsys.readouterr().out
 
