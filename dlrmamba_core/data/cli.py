@@ -24,7 +24,7 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command and its subcommands to the top-level CLI."""
     from dlrmamba_core.data.readers import FORMATS
 
@@ -134,7 +134,7 @@ def _gen(args: argparse.Namespace) -> int:
 def dataset_stats(ds: Any, sizes: int = 20) -> dict[str, Any]:
     """Statistics of an opened dataset (what ``data stats --json`` prints)."""
     per_class: Counter[str] = Counter()
-    vis = Counter()
+    vis: Counter[str] = Counter()
     n_boxes = 0
     for e in ds.entries:
         n_boxes += len(e.labels)

@@ -176,7 +176,9 @@ def coco_metrics(
                 raise ConfigError(f"coco_metrics: image {i} has a {name} class id outside "
                                   f"0..{nc - 1} ({nc} class names given)")
 
-    images, anns, dets = [], [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    dets: list[dict[str, Any]] = []
     for img_id, (p, t) in enumerate(zip(preds, gts, strict=True), start=1):
         w = t.width or math.ceil(max(t.boxes[:, 2].max(initial=1), 1))
         h = t.height or math.ceil(max(t.boxes[:, 3].max(initial=1), 1))
@@ -448,7 +450,8 @@ def evaluate(
             from dlrmamba_core.models.io import load_model
 
             target, meta = load_model(path, map_location=device)
-            input_hw = input_hw or tuple(meta["input_hw"])  # type: ignore[assignment]
+            hw = meta["input_hw"]
+            input_hw = input_hw or (int(hw[0]), int(hw[1]))
             _check_classes(path, list(meta["class_names"]), names)
             modality = (meta.get("extra") or {}).get("modality", modality)
     if hasattr(target, "detect"):

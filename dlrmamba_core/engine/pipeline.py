@@ -368,7 +368,7 @@ def pack(root: Path, dest: Path) -> list[Path]:
 
 
 def probe_speed(variant: str, batch: int, input_hw: tuple[int, int], steps: int = 20,
-                device: str = "cuda", compile_model: bool = False) -> dict[str, float]:
+                device: str = "cuda", compile_model: bool = False) -> dict[str, Any]:
     """Optimizer steps per second of one variant on random inputs (for sizing the epochs).
 
     Random tensors (not data) are used: this measures the model, not the data loader.

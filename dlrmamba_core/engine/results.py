@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     arch_of = {k: m["_arch"] for k, m in results["models"].items() if "_arch" in m}
     hw = tuple(results["input_hw"])
     log.info("measuring %d architectures at %s", len(configs), hw)
-    arch = measure_architectures(configs, hw, args.threads, args.runs)  # type: ignore[arg-type]
+    arch = measure_architectures(configs, hw, args.threads, args.runs)
     md = render(results, arch, arch_of, args.threads, args.runs, cpu_model())
     write_text(args.out, md)
     print(f"wrote {args.out}")

@@ -161,7 +161,8 @@ def _no_decay(name: str, p: nn.Parameter) -> bool:
 
 def build_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW with two groups: with and without weight decay."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in module.named_parameters():
         if p.requires_grad:
             (no_decay if _no_decay(name, p) else decay).append(p)

@@ -38,7 +38,7 @@ def reader_function(fmt: str) -> Callable[..., PairDataset]:
         raise DatasetError(f"unknown dataset format {fmt!r}: use one of {sorted(FORMATS)}")
     mod, fn = FORMATS[fmt]
     module = importlib.import_module(f"dlrmamba_core.data.readers.{mod}")
-    return getattr(module, fn)  # type: ignore[no-any-return]
+    return getattr(module, fn)
 
 
 def parse_options(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
