@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="thermal WxH (default 320x256)")
     g.add_argument("--splits", default="train=0.8,val=0.1,test=0.1",
                    help="split fractions, e.g. train=0.8,val=0.1,test=0.1")
+    g.add_argument("--synth-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="generator setting (SynthConfig field), e.g. night_light=0.0005,0.0015")
     g.add_argument("--png", action="store_true", help="write RGB as PNG instead of JPEG q95")
     g.add_argument("--overwrite", action="store_true",
                    help="allow writing into an existing synthetic dataset directory")
@@ -117,9 +119,15 @@ def _parse_splits(text: str) -> tuple[tuple[str, float], ...]:
 
 
 def _gen(args: argparse.Namespace) -> int:
-    from dlrmamba_core.data.synthetic import SynthConfig, with_sizes, write_frame_dataset
+    from dlrmamba_core.data.synthetic import (
+        SynthConfig,
+        with_options,
+        with_sizes,
+        write_frame_dataset,
+    )
 
-    cfg = with_sizes(SynthConfig(), args.rgb_size, args.thermal_size)
+    cfg = with_options(with_sizes(SynthConfig(), args.rgb_size, args.thermal_size),
+                       args.synth_opt)
     t0 = time.perf_counter()
     info = write_frame_dataset(
         args.out, args.num, _parse_splits(args.splits), args.seed, cfg, workers=args.workers,

@@ -963,6 +963,45 @@ def with_sizes(cfg: SynthConfig, rgb_size: tuple[int, int] | None = None,
                    thermal_size=thermal_size or cfg.thermal_size)
 
 
+def with_options(cfg: SynthConfig, items: list[str] | tuple[str, ...]) -> SynthConfig:
+    """Copy of ``cfg`` with ``KEY=VALUE`` overrides of its scalar and tuple fields.
+
+    ``["night_light=0.0005,0.0015", "crossover_hide=0.9"]`` sets those fields; a tuple field
+    takes comma-separated numbers (as many as its default has).
+
+    Raises:
+        ConfigError: unknown field, wrong count or type of values.
+    """
+    from dataclasses import fields
+
+    known = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        settable = sorted(k for k, v in known.items() if isinstance(v, (int, float))
+                          or (isinstance(v, tuple) and v and all(isinstance(x, (int, float))
+                                                                 for x in v)))
+        if not sep or key not in settable:
+            raise ConfigError(f"synthetic option {item!r}: write KEY=VALUE with KEY one of "
+                              f"{settable}")
+        default = known[key]
+        try:
+            if isinstance(default, tuple):
+                vals = [type(d)(float(x)) if isinstance(d, int) else float(x)
+                        for d, x in zip(default, value.split(","), strict=True)]
+                changes[key] = tuple(vals)
+            elif isinstance(default, int):
+                changes[key] = int(value)
+            else:
+                changes[key] = float(value)
+        except ValueError:
+            raise ConfigError(f"synthetic option {item!r}: {key} takes "
+                              f"{len(default) if isinstance(default, tuple) else 1} "
+                              f"number(s) like {default}") from None
+    return replace(cfg, **changes)
+
+
 # --------------------------------------------------------------------------------------------
 # Frame datasets on disk
 # --------------------------------------------------------------------------------------------

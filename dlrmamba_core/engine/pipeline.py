@@ -41,6 +41,7 @@ import time
 from typing import Any
 
 from dlrmamba_core.engine.fileio import write_json
+from dlrmamba_core.errors import ConfigError
 from dlrmamba_core.models.config import STUDENT_RANK_RATIO, STUDENT_STATE_RATIO
 
 log = logging.getLogger("dlrmamba.pipeline")
@@ -170,21 +171,35 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
 
 
 def generate_data(root: Path, n_train: int, n_val: int, n_test: int, seed: int,
-                  workers: int) -> dict[str, Any]:
-    """Write the synthetic benchmark once (``DONE.json`` marks completion)."""
+                  workers: int, synth_options: list[str] | None = None) -> dict[str, Any]:
+    """Write the synthetic benchmark once (``DONE.json`` marks completion).
+
+    ``synth_options`` (``KEY=VALUE`` SynthConfig overrides) are recorded in the returned info,
+    so results of differently generated benchmarks are never merged into one table. A
+    finished dataset generated with other options is an error, not silently reused.
+    """
+    opts = sorted(synth_options or [])
     done = root / "DONE.json"
     if done.is_file():
-        return json.loads(done.read_text())
-    from dlrmamba_core.data.synthetic import write_frame_dataset
+        info = json.loads(done.read_text())
+        if sorted(info.get("synth_options") or []) != opts:
+            raise ConfigError(f"{root} holds a benchmark generated with synthetic options "
+                              f"{info.get('synth_options') or []}, not {opts}: use another "
+                              "--out or delete it")
+        return info
+    from dlrmamba_core.data.synthetic import SynthConfig, with_options, write_frame_dataset
 
+    cfg = with_options(SynthConfig(), opts)
     t0 = time.monotonic()
     n = n_train + n_val + n_test
     write_frame_dataset(root, n, (("train", n_train / n), ("val", n_val / n),
-                                  ("test", n_test / n)), seed, workers=workers,
+                                  ("test", n_test / n)), seed, cfg, workers=workers,
                         overwrite=True)
     info = {"generator": "dlrmamba_core.data.synthetic.write_frame_dataset", "seed": seed,
             "splits": {"train": n_train, "val": n_val, "test": n_test},
             "seconds": round(time.monotonic() - t0, 1)}
+    if opts:
+        info["synth_options"] = opts
     write_json(done, info)
     return info
 
@@ -421,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m dlrmamba_core.engine.pipeline``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--synth-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="generator setting of the benchmark (SynthConfig field), e.g. "
+                         "night_light=0.0005,0.0015")
     ap.add_argument("--stall-min", type=float, default=6.0,
                     help="stop a run whose log stays silent this long (0: never)")
     ap.add_argument("--deadline-min", type=float, default=None,
@@ -471,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     data = root / "data"
     t0 = time.monotonic()
     data_info = generate_data(data, args.n_train, args.n_val, args.n_test, args.seed,
-                              workers=os.cpu_count() or 4)
+                              workers=os.cpu_count() or 4, synth_options=args.synth_opt)
     log.info("data ready in %.0f s: %s", time.monotonic() - t0, data_info)
     cache = None if args.no_cache else build_caches(data, root / "cache",
                                                      tuple(args.input_size))
@@ -509,5 +527,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(s == "done" for s in status.values()) else 1
 
 
+def _main_cli() -> int:
+    from dlrmamba_core.errors import DlrmambaError
+
+    try:
+        return main()
+    except DlrmambaError as exc:
+        print(f"pipeline: error: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main_cli())

@@ -35,7 +35,7 @@ from dlrmamba_core.errors import ConfigError, DlrmambaError, ModelFileError
 log = logging.getLogger("dlrmamba.ship")
 
 #: Keys of the results' ``data`` entry that must agree for results to be merged.
-DATA_IDENTITY = ("generator", "seed", "splits", "format", "synthetic")
+DATA_IDENTITY = ("generator", "seed", "splits", "format", "synthetic", "synth_options")
 
 
 def _read(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -124,3 +124,19 @@ def test_night_light_and_fog_density_are_settings() -> None:
         SynthConfig(night_light=(0.01, 0.001))
     with pytest.raises(ConfigError, match="fog_density"):
         SynthConfig(fog_density=(0.0, 1.0))
+
+
+def test_synth_options_override_config_fields(tmp_path: Path) -> None:
+    from dlrmamba_core.cli import main as cli_main
+    from dlrmamba_core.data.synthetic import SynthConfig, with_options
+
+    cfg = with_options(SynthConfig(), ["night_light=0.0005,0.0015", "crossover_hide=0.9"])
+    assert cfg.night_light == (0.0005, 0.0015) and cfg.crossover_hide == 0.9
+    with pytest.raises(ConfigError, match="KEY one of"):
+        with_options(SynthConfig(), ["nights=1"])
+    with pytest.raises(ConfigError, match=r"takes 2 number\(s\)"):
+        with_options(SynthConfig(), ["fog_density=3"])
+    out = tmp_path / "g"
+    assert cli_main(["data", "gen", "--out", str(out), "--num", "4", "--rgb-size", "96x64",
+                     "--thermal-size", "48x32", "--synth-opt", "fog_density=5,6"]) == 0
+    assert json.loads((out / "dataset.json").read_text())["config"]["fog_density"] == [5, 6]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 import subprocess
 import sys
@@ -45,3 +46,28 @@ def test_deadline_stops_running_and_skips_pending(tmp_path: Path,
     runs = [pipeline.Run("a", "train", []), pipeline.Run("b", "train", [])]
     status = pipeline.run_all(runs, tmp_path, parallel=1, stall_s=30.0, deadline_s=3.0)
     assert status == {"a": "stopped", "b": "skipped"}
+
+
+def test_benchmark_options_are_recorded_and_checked(tmp_path: Path) -> None:
+    from dlrmamba_core.errors import ConfigError
+
+    info = pipeline.generate_data(tmp_path / "d", 4, 2, 2, seed=1, workers=1,
+                                  synth_options=["night_light=0.0005,0.0015"])
+    assert info["synth_options"] == ["night_light=0.0005,0.0015"]
+    ds = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    assert ds["config"]["night_light"] == [0.0005, 0.0015]
+    # Reused as is with the same options; another option set is refused.
+    assert pipeline.generate_data(tmp_path / "d", 4, 2, 2, seed=1, workers=1,
+                                  synth_options=["night_light=0.0005,0.0015"]) == info
+    with pytest.raises(ConfigError, match="synthetic options"):
+        pipeline.generate_data(tmp_path / "d", 4, 2, 2, seed=1, workers=1)
+    # Results of differently generated benchmarks are not merged.
+    from dlrmamba_core.engine.ship import merge_results
+
+    base = {"created_utc": "x", "input_hw": [96, 128], "models": {"a": {}}, "status": {}}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({**base, "data": {"seed": 1, "splits": {}}}))
+    b.write_text(json.dumps({**base, "data": {"seed": 1, "splits": {},
+                                              "synth_options": info["synth_options"]}}))
+    with pytest.raises(ConfigError, match="other data"):
+        merge_results([a, b])
