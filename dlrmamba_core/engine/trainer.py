@@ -442,6 +442,9 @@ class Trainer:
         heartbeat = time.monotonic()
         while self.epoch < self.cfg.epochs and not stopped:
             t_epoch = time.monotonic()
+            # Train mode every epoch: a model loaded from a file (``--init``) arrives in eval
+            # mode, whose outputs are the decoded boxes, not the per-level maps the loss needs.
+            self.model_ddp.train()
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch * self.cfg.batch_size)
             bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch,
                        desc=f"{self.meta.kind} {self.meta.variant} epoch {self.epoch + 1}/"

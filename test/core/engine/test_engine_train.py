@@ -168,3 +168,22 @@ def test_killed_run_resumes_to_identical_weights(synth_root: Path, tmp_path: Pat
         assert torch.equal(a["task"][k], b["task"][k]), k
     for k in a["ema"]["module"]:
         assert torch.equal(a["ema"]["module"][k], b["ema"]["module"][k]), k
+
+
+def test_fine_tune_from_a_model_file(synth_root: Path, nano_teacher: Path,
+                                     tmp_path: Path) -> None:
+    """--init starts from a saved model (loaded in eval mode) and trains it."""
+    from dlrmamba_core.models.io import load_model
+
+    out = tmp_path / "ft"
+    assert cli_main(["train", "--init", str(nano_teacher), "--data", str(synth_root),
+                     "--out", str(out), "--epochs", "1", "--batch-size", "4", "--workers", "0",
+                     "--device", "cpu", "--no-progress", "--input-size", *HW,
+                     "--val-split", "none", "--lr", "0.01"]) == 0
+    before, _ = load_model(nano_teacher)
+    after, meta = load_model(out / "best.pt")  # the EMA model at the end of the epoch
+    assert meta["variant"] == "nano"
+    changed = any(not torch.equal(a, b) for a, b in zip(before.state_dict().values(),
+                                                        after.state_dict().values(),
+                                                        strict=True))
+    assert changed
