@@ -115,7 +115,8 @@ def _fmt(v: Any, nd: int = 1) -> str:
 
 def _phase_lines(results: dict[str, Any]) -> list[str]:
     """How each pipeline phase trained (merged results list them; see ``engine.ship``)."""
-    phases = results.get("phases") or [{"models": sorted(results["models"]),
+    phases = results.get("phases") or [{"models": sorted(k for k, m in results["models"].items()
+                                                         if not m.get("device")),
                                         "settings": results.get("settings") or {},
                                         **{k: results.get(k) for k in ("created_utc",
                                                                        "device")}}]
@@ -133,6 +134,15 @@ def _phase_lines(results: dict[str, Any]) -> list[str]:
                      f"{ph.get('device', '')} | {str(ph.get('created_utc', ''))[:16]} | "
                      f"{_fmt(minutes, 1)} | {_fmt(st.get('parallel'), 0)} | "
                      f"{_fmt(st.get('batch_size'), 0)} | {_fmt(st.get('lr'), 3)} |")
+    in_phases = {m for ph in phases for m in ph.get("models", [])}
+    for key, m in results["models"].items():
+        if key not in in_phases and m.get("device"):
+            lines.append("")
+            lines.append(f"`{key}` was trained outside the pipeline: {m.get('role', '')}, on "
+                         f"{m['device']}" + (f", {m['train_seconds']:.0f} s" if
+                                             m.get("train_seconds") else "")
+                         + (f", starting from `{m['based_on']}`" if m.get("based_on") else "")
+                         + "; evaluated on the same test split by `engine.ship add-run`.")
     return [*lines, ""]
 
 

@@ -5,6 +5,8 @@
     python -m dlrmamba_core.engine.ship model CHECKPOINT --run student_sad/finetune \\
         --results models/results_synth.json --out models/dlrmamba_student.onnx [--default]
     python -m dlrmamba_core.engine.ship conditions --checkpoints PIPELINE_OUT --data SYNTH_ROOT
+    python -m dlrmamba_core.engine.ship add-run CHECKPOINT --key K --role R --trained-on M \\
+        --data SYNTH_ROOT
 
 The pipeline (``engine.pipeline``) runs on the GPU machine in phases (A: teacher and
 baselines; B: distillation and the rank sweep), each call writing its own ``results.json``.
@@ -16,7 +18,8 @@ test metrics recorded for that run, so the card's numbers come from the evaluati
 produced them; ``--eval-root`` re-evaluates the exported ONNX on a local copy of the test split
 and records that too (it must reproduce the recorded mAP50 within ``--eval-tolerance``).
 ``conditions`` evaluates every run's checkpoint per synthetic condition (day, night, fog, ...)
-for the per-condition table of ``docs/results.md``.
+for the per-condition table of ``docs/results.md``. ``add-run`` evaluates a model trained
+outside the pipeline (e.g. a fine-tune continued on a CPU) on the same test split and adds it.
 """
 
 from __future__ import annotations
@@ -159,9 +162,10 @@ def _stage(checkpoint: str | os.PathLike[str], staged: Path, run: str, res: dict
     card = read_model_card(result.card_path)
     card["data"] = {"dataset": "SYNTHETIC RGB-thermal benchmark (dlrmamba_core.data.synthetic)",
                     **res["data"]}
-    card["metrics"] = {"split": "test (synthetic)", "source": "GPU evaluation of the "
-                       "checkpoint in the results file", **test}
-    card["training"] = {"run": run, "role": entry.get("role"), "device": res.get("device"),
+    card["metrics"] = {"split": "test (synthetic)", "source": "evaluation of the checkpoint "
+                       "recorded in the results file", **test}
+    card["training"] = {"run": run, "role": entry.get("role"),
+                        "device": entry.get("device") or res.get("device"),
                         "seconds": entry.get("train_seconds"),
                         "results": res.get("_file", "")}
     if eval_root is not None:
@@ -222,6 +226,54 @@ def add_condition_breakdown(results_path: str | os.PathLike[str],
     return {"evaluated": done}
 
 
+def add_local_run(results_path: str | os.PathLike[str], checkpoint: str | os.PathLike[str],
+                  key: str, role: str, data_root: str | os.PathLike[str],
+                  trained_on: str, seconds: float | None = None,
+                  based_on: str | None = None, device: str = "cpu") -> dict[str, Any]:
+    """Evaluate a model trained outside the pipeline and add it to the results as ``key``.
+
+    For a run made on another machine than the pipeline's (e.g. a fine-tune continued on a
+    CPU): its checkpoint is evaluated on the test split of ``data_root``, which must be the
+    results' benchmark (same seed and split sizes in its ``dataset.json``), with the same
+    evaluator as the pipeline, per condition included.
+
+    Raises:
+        ConfigError: ``data_root`` is another benchmark, or ``key`` exists already.
+    """
+    from dlrmamba_core.engine.runs import _load_model, evaluate_file
+
+    res = _read(results_path)
+    if key in res["models"]:
+        raise ConfigError(f"{key!r} is already in {results_path}; choose another key")
+    try:
+        ds = json.loads((Path(data_root) / "dataset.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{data_root}: no readable dataset.json of a synthetic benchmark "
+                          f"({exc})") from None
+    want = res["data"]
+    if ds.get("seed") != want.get("seed") or ds.get("splits") != want.get("splits"):
+        raise ConfigError(f"{data_root} is seed {ds.get('seed')}, splits {ds.get('splits')}; "
+                          f"the results are seed {want.get('seed')}, splits "
+                          f"{want.get('splits')}: evaluate on the results' benchmark")
+    _, meta = _load_model(checkpoint)
+    extra = meta.get("extra") or {}
+    modality = extra.get("modality", "fused")
+    m = evaluate_file(checkpoint, "synth", data_root, "test", None, modality=modality,
+                      device=device, plots=False, group_by="condition")
+    entry: dict[str, Any] = {
+        "variant": meta["variant"], "modality": modality, "role": role,
+        "rank_ratio": (meta.get("config") or {}).get("rank_ratio"),
+        "checkpoint": Path(checkpoint).name, "config": meta["config"],
+        "test": {k: m[k] for k in ("mAP50", "mAP50_95", "per_class", "num_images", "num_gt")},
+        "test_by_condition": {"local_mAP50": m["mAP50"], **m["groups"]["values"]},
+        "train_seconds": seconds, "device": trained_on, "based_on": based_on,
+    }
+    res["models"][key] = entry
+    write_json(results_path, res)
+    log.info("%s: test mAP50 %.2f mAP50:95 %.2f", key, m["mAP50"], m["mAP50_95"])
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``merge`` and ``model`` (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -243,6 +295,16 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--checkpoints", required=True, help="the pipeline's output folder")
     c.add_argument("--data", required=True, help="local copy of the synthetic benchmark")
     c.add_argument("--tolerance", type=float, default=1.0)
+    a = sub.add_parser("add-run", help="evaluate a model trained outside the pipeline and "
+                                       "add it to the results")
+    a.add_argument("checkpoint")
+    a.add_argument("--key", required=True)
+    a.add_argument("--role", required=True, help="how it was trained, for the tables")
+    a.add_argument("--trained-on", required=True, help="the machine, e.g. 'CPU: AMD EPYC'")
+    a.add_argument("--seconds", type=float, default=None, help="training time")
+    a.add_argument("--based-on", default=None, help="the run it continued from")
+    a.add_argument("--results", default="models/results_synth.json")
+    a.add_argument("--data", required=True, help="local copy of the synthetic benchmark")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -250,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
             merged = merge_results(args.results)
             write_json(args.out, merged)
             print(f"{args.out}: {len(merged['models'])} models from {len(args.results)} files")
+        elif args.cmd == "add-run":
+            e = add_local_run(args.results, args.checkpoint, args.key, args.role, args.data,
+                              args.trained_on, args.seconds, args.based_on)
+            print(f"{args.key}: test mAP50 {e['test']['mAP50']:.2f}")
         elif args.cmd == "conditions":
             print(add_condition_breakdown(args.results, args.checkpoints, args.data,
                                           args.tolerance))

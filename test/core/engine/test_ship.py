@@ -123,3 +123,25 @@ def test_conditions_adds_per_condition_map_and_checks_the_record(
     with pytest.raises(ModelFileError, match=r"record 97\.0"):
         add_condition_breakdown(before, tmp_path / "pipe", synth_root)
     assert before.read_text() == text
+
+
+def test_add_run_evaluates_a_local_model_on_the_same_benchmark(
+        tmp_path: Path, nano_teacher: Path, synth_root: Path) -> None:
+    from dlrmamba_core.engine.results import _phase_lines
+    from dlrmamba_core.engine.ship import add_local_run
+
+    res = _results(tmp_path / "r.json", {"a": {"test": {"mAP50": 1.0}}}, "2026-01-01")
+    e = add_local_run(res, nano_teacher, "a/cpu", "fine-tuned 2 epochs", synth_root,
+                      "CPU: test", seconds=12.0, based_on="a")
+    saved = json.loads(res.read_text())
+    assert saved["models"]["a/cpu"] == e
+    assert e["test"]["num_images"] == 6 and e["device"] == "CPU: test"
+    assert sum(v["num_images"] for k, v in e["test_by_condition"].items()
+               if k != "local_mAP50") == 6
+    text = "\n".join(_phase_lines(saved))
+    assert "`a/cpu` was trained outside the pipeline: fine-tuned 2 epochs, on CPU: test" in text
+    with pytest.raises(ConfigError, match="already in"):
+        add_local_run(res, nano_teacher, "a/cpu", "x", synth_root, "CPU")
+    other = _results(tmp_path / "o.json", {}, "2026-01-01", seed=99)
+    with pytest.raises(ConfigError, match="evaluate on the results' benchmark"):
+        add_local_run(other, nano_teacher, "b", "x", synth_root, "CPU")
