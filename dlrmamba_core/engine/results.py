@@ -200,11 +200,17 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
         " CPU ms p90 | train s |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    shipped = results.get("_shipped")
+
+    def role(key: str, m: dict[str, Any]) -> str:
+        r = str(m.get("role", "")).replace(" (shipped)", "")
+        return f"**shipped** ({r})" if key == shipped else r
+
     for key, m in models.items():
         test = m.get("test") or {}
         a = arch.get(arch_of.get(key, ""), {})
         lines.append(
-            f"| `{key}` | {m.get('role', '')} | {m.get('modality', '')} | "
+            f"| `{key}` | {role(key, m)} | {m.get('modality', '')} | "
             f"{_fmt(test.get('mAP50'))} | {_fmt(test.get('mAP50_95'))} | "
             f"{_fmt(a.get('params_M'), 2)} | {_fmt(a.get('gflops'), 2)} | "
             f"{_fmt(a.get('cpu_ms_p50'))} | {_fmt(a.get('cpu_ms_p90'))} | "
@@ -222,7 +228,7 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
              ("low rank, random init, task loss", "student_scratch"),
              ("low rank, SVD init, task loss only", "student_nodistill/finetune"),
              ("+ Structure-Aware Distillation", "student_sad/distill"),
-             ("+ fine-tune (shipped)", "student_sad/finetune")]
+             ("+ fine-tune", "student_sad/finetune")]
     for label, key in steps:
         m = models.get(key) or {}
         t = m.get("test") or {}
@@ -246,7 +252,7 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
     shipped_r = (models.get("student_sad/distill") or {}).get("rank_ratio")
     if shipped_r is not None:
         lines.append("")
-        lines.append(f"The {shipped_r:.2f} row is the distillation phase of the shipped student "
+        lines.append(f"The {shipped_r:.2f} row is the distillation phase of `student_sad` "
                      "(before fine-tuning); sweep rows run SAD only, for the same minutes, so "
                      "compare them with each other, not with the fine-tuned model.")
     if not any(k.startswith("sweep_") for _, k in sweep):
@@ -285,6 +291,16 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
     return "\n".join(lines)
 
 
+def shipped_run(models_dir: Path) -> str | None:
+    """The results key of the default model in ``models_dir`` (from its card), if any."""
+    try:
+        default = json.loads((models_dir / "default.json").read_text())["model"]
+        card = json.loads((models_dir / Path(default).with_suffix(".json")).read_text())
+        return str(card["training"]["run"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     ap = argparse.ArgumentParser(description="Regenerate docs/results.md")
@@ -298,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ModelFileError(f"{args.results}: no results JSON; run the pipeline first")
     results = json.loads(args.results.read_text())
     results["_source"] = str(args.results)
+    results["_shipped"] = shipped_run(args.results.parent)
     arch_names: dict[str, str] = {}
     configs: dict[str, dict[str, Any]] = {}
     for key, m in results["models"].items():

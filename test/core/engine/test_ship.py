@@ -145,3 +145,24 @@ def test_add_run_evaluates_a_local_model_on_the_same_benchmark(
     other = _results(tmp_path / "o.json", {}, "2026-01-01", seed=99)
     with pytest.raises(ConfigError, match="evaluate on the results' benchmark"):
         add_local_run(other, nano_teacher, "b", "x", synth_root, "CPU")
+
+
+def test_results_page_marks_the_shipped_run_and_lists_missing_pieces(tmp_path: Path) -> None:
+    from dlrmamba_core.engine.results import render, shipped_run
+
+    models = {"teacher": {"role": "full-rank teacher", "test": {"mAP50": 60.0, "mAP50_95": 30.0}},
+              "student_sad/finetune": {"role": "SAD (shipped)", "rank_ratio": 0.15,
+                                       "test": {"mAP50": 70.0, "mAP50_95": 35.0}},
+              "student_sad/finetune+cpu": {"role": "more epochs", "device": "CPU",
+                                           "test": {"mAP50": 72.0, "mAP50_95": 36.0}}}
+    res = json.loads(_results(tmp_path / "r.json", models, "2026-01-01").read_text())
+    (tmp_path / "default.json").write_text(json.dumps({"model": "m.onnx"}))
+    (tmp_path / "m.json").write_text(json.dumps({"training": {
+        "run": "student_sad/finetune+cpu"}}))
+    res["_shipped"] = shipped_run(tmp_path)
+    assert res["_shipped"] == "student_sad/finetune+cpu"
+    md = render(res, {}, {}, 2, 5, "test CPU")
+    assert "| `student_sad/finetune+cpu` | **shipped** (more epochs) |" in md
+    assert "| `student_sad/finetune` | SAD |" in md  # the old "(shipped)" mark is gone
+    assert "not in these results yet" in md  # no sweep runs
+    assert shipped_run(tmp_path / "nowhere") is None
