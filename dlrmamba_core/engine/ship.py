@@ -263,7 +263,8 @@ def add_local_run(results_path: str | os.PathLike[str], checkpoint: str | os.Pat
     entry: dict[str, Any] = {
         "variant": meta["variant"], "modality": modality, "role": role,
         "rank_ratio": (meta.get("config") or {}).get("rank_ratio"),
-        "checkpoint": Path(checkpoint).name, "config": meta["config"],
+        # Not "checkpoint": that key is a path inside the pipeline's folder (``conditions``).
+        "model_file": str(checkpoint), "config": meta["config"],
         "test": {k: m[k] for k in ("mAP50", "mAP50_95", "per_class", "num_images", "num_gt")},
         "test_by_condition": {"local_mAP50": m["mAP50"], **m["groups"]["values"]},
         "train_seconds": seconds, "device": trained_on, "based_on": based_on,
