@@ -18,7 +18,11 @@ Operations, each with its own probability in :class:`AugmentConfig` (0 turns it 
   misregistration: a random shift and rotation of the thermal image alone, as left by an
   imperfect calibration (boxes stay in the RGB frame, as the labels do).
 - **mosaic** (:func:`mosaic`): four samples cut around a random centre into one canvas at
-  their original scale (used by ``torch_dataset.DetectionDataset``).
+  their original scale (used by ``torch_dataset.DetectionDataset``). Written here rather than
+  with albumentations 2.0.8's ``A.Mosaic``: that transform takes the other cells' data as
+  ``mosaic_metadata`` dicts of image / mask / bboxes / keypoints only, so a second image target
+  (the thermal image of the three other samples) would not be placed, and it picks the extra
+  items itself and resizes every cell to ``cell_shape``.
 
 Every random draw comes from numpy's global RNG (albumentations is re-seeded from it on each
 call), so seeding ``np.random`` per sample, as the trainer does, makes batches reproducible,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 import json
+import os
 import time
 from typing import Any
 
@@ -88,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--out-dir", default="docs/images")
     c.add_argument("--seed", type=int, default=7, help="frame seeds start here")
     c.add_argument("--per-scene", type=int, default=1, help="rows per scene type")
-    c.add_argument("--width", type=int, default=320, help="panel width, pixels")
+    c.add_argument("--width", type=int, default=192,
+                   help="panel width, pixels (192: each docs/images sheet stays under 400 KB)")
     c.set_defaults(func=_sheets)
 
     from dlrmamba_core.data import bench_loader
@@ -265,7 +267,9 @@ def _register(args: argparse.Namespace) -> int:
     if args.out:
         from dlrmamba_core.data.synthetic import _write_text_atomic
 
-        _write_text_atomic(args.out, json.dumps({"homography": res.homography.tolist(),
-                                                 "residual": res.residual}))
+        # abspath: a bare file name (``--out H.json``) has no folder part to create.
+        _write_text_atomic(os.path.abspath(args.out),
+                           json.dumps({"homography": res.homography.tolist(),
+                                       "residual": res.residual}))
         print(f"wrote {args.out}")
     return 0

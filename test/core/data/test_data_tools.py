@@ -38,3 +38,19 @@ def test_condition_sheets(tmp_path: Path) -> None:
         img = cv2.imread(str(tmp_path / f"data_{cond}.png"))
         assert img is not None and img.shape[1] == 3 * 96  # RGB | thermal | overlay
         assert img.shape[0] >= 2 * 60  # a maritime and an aerial row
+
+
+def test_register_writes_a_bare_file_name_in_the_working_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`data register --out H.json` (no folder part) writes ./H.json (was: makedirs(''))."""
+    import json
+
+    from dlrmamba_core.data.synthetic import SynthConfig, write_frame_dataset
+
+    write_frame_dataset(tmp_path / "synth", 4, (("val", 1.0),), seed=3,
+                        cfg=SynthConfig(rgb_size=(160, 120), thermal_size=(80, 64)))
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["data", "register", "--format", "synth", "--root", "synth", "--split",
+                     "val", "--num", "2", "--out", "H.json"]) == 0
+    h = json.loads((tmp_path / "H.json").read_text())["homography"]
+    assert len(h) == 3 and all(len(row) == 3 for row in h)
