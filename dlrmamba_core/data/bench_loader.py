@@ -111,6 +111,14 @@ def render(gen: dict[str, Any] | None, rows: list[dict[str, Any]], input_hw: tup
     for r in rows:
         lines.append(f"| {'on' if r['augment'] else 'off'} | {r['workers']} | {r['pairs']} | "
                      f"{r['seconds']} | {r['pairs_per_s']} |")
+    mb = 4 * 4 * input_hw[0] * input_hw[1] / 1e6  # 3 RGB + 1 thermal channels, float32
+    lines += [
+        "", "Reading the numbers: each pair leaves the dataset as "
+        f"{mb:.1f} MB of float32 (4 channels at {input_hw[1]}x{input_hw[0]}); with worker "
+        "processes it crosses into the training process through shared memory, which is why "
+        "one worker can be slower than none. The loader runs alone here: during training the "
+        "workers share the cores with the model's forward and backward pass, so these rates "
+        "are upper bounds of what a training run gets."]
     return "\n".join(lines) + "\n"
 
 
