@@ -55,6 +55,27 @@ def test_boxes_follow_flip_and_affine_in_both_cameras() -> None:
                                             boxes[:, 3]], 1), atol=1e-4)
 
 
+def test_zoom_drops_a_box_cut_by_the_border_with_its_label() -> None:
+    """A fixed 1.3x zoom about the centre: the corner box keeps ~12 % of its area (< 30 %)."""
+    boxes = np.array([[0, 0, 20, 20], [54, 38, 74, 58]], np.float32)
+    labels = np.array([3, 5])
+    rgb, th = _scene(boxes)
+    np.random.seed(0)
+    r, t, b, lab = augment_pair(rgb, th, boxes, labels,
+                                _only(affine=1.0, scale=(1.3, 1.3), translate=0.0))
+    assert lab.tolist() == [5]  # the corner box went, together with its label
+    cx, cy, s = W / 2, H / 2, 1.3
+    np.testing.assert_allclose(b[0], [cx + s * (54 - cx), cy + s * (38 - cy),
+                                      cx + s * (74 - cx), cy + s * (58 - cy)], atol=0.6)
+    assert _bright_inside(r, b[0], 0.5) > 0.9 and _bright_inside(t, b[0], 0.5) > 0.9
+    # The same zoom keeps a box that loses little: a lower bar keeps the corner box too.
+    np.random.seed(0)
+    _, _, _, lab = augment_pair(rgb, th, boxes, labels,
+                                _only(affine=1.0, scale=(1.3, 1.3), translate=0.0,
+                                      min_visibility=0.05, min_area=1.0))
+    assert sorted(lab.tolist()) == [3, 5]
+
+
 def test_photometric_jitter_touches_one_camera_only() -> None:
     boxes = np.array([[10, 20, 40, 50]], np.float32)
     rgb, th = _scene(boxes)
