@@ -108,7 +108,7 @@ NO_AUGMENT = AugmentConfig(hflip=0, affine=0, rgb_jitter=0, thermal_jitter=0,
 def _albumentations() -> Any:
     try:
         import albumentations as A
-    except ImportError as exc:  # pragma: no cover - the train extra installs it
+    except ImportError as exc:
         raise ConfigError("training augmentation needs albumentations: install the train "
                           "extra (`pip install -e .[train]`)") from exc
     return A

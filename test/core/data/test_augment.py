@@ -174,3 +174,15 @@ def test_detection_dataset_and_collate_on_synthetic_data(tmp_path: Path) -> None
     from dlrmamba_core.engine.datasets import detection_dataset
 
     assert isinstance(detection_dataset(pairs, (96, 128), augment=True), DetectionDataset)
+
+
+def test_missing_albumentations_names_the_train_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from dlrmamba_core.data import augment
+
+    monkeypatch.setitem(sys.modules, "albumentations", None)  # import now raises ImportError
+    augment._pipelines.cache_clear()  # built pipelines would not import it again
+    with pytest.raises(ConfigError, match=r"pip install -e \.\[train\]"):
+        augment.augment_pair(*_scene(np.zeros((0, 4), np.float32)), np.zeros((0, 4)),
+                             np.zeros(0), _only(hflip=0.5))
