@@ -186,3 +186,28 @@ def test_missing_albumentations_names_the_train_extra(monkeypatch: pytest.Monkey
     with pytest.raises(ConfigError, match=r"pip install -e \.\[train\]"):
         augment.augment_pair(*_scene(np.zeros((0, 4), np.float32)), np.zeros((0, 4)),
                              np.zeros(0), _only(hflip=0.5))
+
+
+def test_augmented_batches_do_not_depend_on_the_worker_count(tmp_path: Path) -> None:
+    """Under the trainer's per-sample seeding, 0 and 2 DataLoader workers give equal batches."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from dlrmamba_core.data.readers import open_dataset
+    from dlrmamba_core.data.synthetic import SynthConfig, write_frame_dataset
+    from dlrmamba_core.data.torch_dataset import DetectionDataset, collate
+    from dlrmamba_core.engine.sampling import SeededDataset
+
+    write_frame_dataset(tmp_path, 6, (("train", 1.0),), seed=9,
+                        cfg=SynthConfig(rgb_size=(160, 120), thermal_size=(80, 64)))
+    ds = SeededDataset(DetectionDataset(open_dataset("synth", tmp_path, "train"), (64, 96),
+                                        augment=True), seed=11)
+    keys = [(1, i) for i in (4, 0, 5, 2, 1, 3)]
+    # The workers receive the (epoch, index) keys and load them, as the trainer's loader does.
+    runs = [list(DataLoader(keys, batch_size=3, num_workers=w,
+                            collate_fn=lambda ks: collate([ds[k] for k in ks])))
+            for w in (0, 2)]
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a["rgb"], b["rgb"]) and torch.equal(a["thermal"], b["thermal"])
+        assert torch.equal(a["targets"], b["targets"])
+    assert any("mosaic" in m for batch in runs[0] for m in batch["meta"])  # augmentation ran
