@@ -115,10 +115,10 @@ def render(gen: dict[str, Any] | None, rows: list[dict[str, Any]], input_hw: tup
     lines += [
         "", "Reading the numbers: each pair leaves the dataset as "
         f"{mb:.1f} MB of float32 (4 channels at {input_hw[1]}x{input_hw[0]}); with worker "
-        "processes it crosses into the training process through shared memory, which is why "
-        "one worker can be slower than none. The loader runs alone here: during training the "
-        "workers share the cores with the model's forward and backward pass, so these rates "
-        "are upper bounds of what a training run gets."]
+        "processes it crosses into the training process through shared memory, a copy "
+        "that can make one worker slower than none. The loader runs alone here: during "
+        "training the workers share the cores with the model's forward and backward "
+        "pass, so these rates are upper bounds of what a training run gets."]
     return "\n".join(lines) + "\n"
 
 
