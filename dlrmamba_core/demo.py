@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from dlrmamba_core.errors import DlrmambaError
+from dlrmamba_core.subproc import stop_process
 
 DET_TOPIC = "/dlrmamba/detections"
 NODE_NAME = "dlrmamba_detector"
@@ -117,12 +118,7 @@ def run_demo(out: Path, model: str | None, duration_s: float, seed: int, rate: f
              "--ready-timeout", "60"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     finally:
-        node.terminate()
-        try:
-            node.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
+        stop_process(node)
         node_log.close()
     (out / "player.log").write_text(player.stdout)
     if player.returncode != 0:

@@ -43,6 +43,7 @@ from typing import Any
 from dlrmamba_core.engine.fileio import write_json
 from dlrmamba_core.errors import ConfigError
 from dlrmamba_core.models.config import STUDENT_RANK_RATIO, STUDENT_STATE_RATIO
+from dlrmamba_core.subproc import stop_process
 
 log = logging.getLogger("dlrmamba.pipeline")
 
@@ -232,16 +233,6 @@ def _launch(run: Run, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes
     return proc
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate a run (SIGTERM, then SIGKILL after 20 s)."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def run_all(runs: list[Run], root: Path, parallel: int, stall_s: float | None = None,
             deadline_s: float | None = None) -> dict[str, str]:
     """Run the jobs, ``parallel`` at a time, respecting ``needs``; returns {name: status}.
@@ -272,15 +263,19 @@ def run_all(runs: list[Run], root: Path, parallel: int, stall_s: float | None = 
                 status[n] = "done" if (root / n / "best.pt").is_file() else "failed"
     active: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
     growth: dict[str, tuple[int, float]] = {}  # name -> (log size, when it last grew)
+
+    def end(name: str, why: str) -> None:
+        proc, _ = active.pop(name)
+        stop_process(proc)
+        proc._logf.close()  # type: ignore[attr-defined]
+        status[name] = why
+
     while any(s in ("pending", "running") for s in status.values()):
         if deadline_s is not None and time.monotonic() - t_start >= deadline_s:
-            for name, (proc, _) in list(active.items()):
+            for name in list(active):
                 log.warning("%s: pipeline deadline of %.0f s reached, stopping it", name,
                             deadline_s)
-                _stop(proc)
-                proc._logf.close()  # type: ignore[attr-defined]
-                del active[name]
-                status[name] = "stopped"
+                end(name, "stopped")
             for name, st in status.items():
                 if st == "pending":
                     status[name] = "skipped"
@@ -306,10 +301,7 @@ def run_all(runs: list[Run], root: Path, parallel: int, stall_s: float | None = 
                 elif stall_s is not None and time.monotonic() - since >= stall_s:
                     log.error("%s: no log output for %.0f s, stopping it (see %s)", name,
                               stall_s, root / name / "log.txt")
-                    _stop(proc)
-                    proc._logf.close()  # type: ignore[attr-defined]
-                    del active[name]
-                    status[name] = "stalled"
+                    end(name, "stalled")
                 continue
             proc._logf.close()  # type: ignore[attr-defined]
             del active[name]
