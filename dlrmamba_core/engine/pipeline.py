@@ -179,24 +179,30 @@ def generate_data(root: Path, n_train: int, n_val: int, n_test: int, seed: int,
     so results of differently generated benchmarks are never merged into one table. A
     finished dataset generated with other options is an error, not silently reused.
     """
+    from dlrmamba_core.data.synthetic import (GENERATOR_VERSION, SynthConfig, with_options,
+                                              write_frame_dataset)
+
     opts = sorted(synth_options or [])
     done = root / "DONE.json"
     if done.is_file():
         info = json.loads(done.read_text())
+        if info.get("generator_version") != GENERATOR_VERSION:
+            raise ConfigError(f"{root} holds a benchmark of generator version "
+                              f"{info.get('generator_version', 1)}, this code generates version "
+                              f"{GENERATOR_VERSION}: use another --out or delete it")
         if sorted(info.get("synth_options") or []) != opts:
             raise ConfigError(f"{root} holds a benchmark generated with synthetic options "
                               f"{info.get('synth_options') or []}, not {opts}: use another "
                               "--out or delete it")
         return info
-    from dlrmamba_core.data.synthetic import SynthConfig, with_options, write_frame_dataset
-
     cfg = with_options(SynthConfig(), opts)
     t0 = time.monotonic()
     n = n_train + n_val + n_test
     write_frame_dataset(root, n, (("train", n_train / n), ("val", n_val / n),
                                   ("test", n_test / n)), seed, cfg, workers=workers,
                         overwrite=True)
-    info = {"generator": "dlrmamba_core.data.synthetic.write_frame_dataset", "seed": seed,
+    info = {"generator": "dlrmamba_core.data.synthetic.write_frame_dataset",
+            "generator_version": GENERATOR_VERSION, "seed": seed,
             "splits": {"train": n_train, "val": n_val, "test": n_test},
             "seconds": round(time.monotonic() - t0, 1)}
     if opts:

@@ -38,7 +38,8 @@ from dlrmamba_core.errors import ConfigError, DlrmambaError, ModelFileError
 log = logging.getLogger("dlrmamba.ship")
 
 #: Keys of the results' ``data`` entry that must agree for results to be merged.
-DATA_IDENTITY = ("generator", "seed", "splits", "format", "synthetic", "synth_options")
+DATA_IDENTITY = ("generator", "generator_version", "seed", "splits", "format", "synthetic",
+                 "synth_options")
 
 
 def _read(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -113,9 +113,10 @@ def test_night_light_and_fog_density_are_settings() -> None:
     from dlrmamba_core.data.synthetic import SynthConfig, generate_frame
 
     small = dict(rgb_size=(160, 120), thermal_size=(80, 64))
-    base = generate_frame(SynthConfig(**small), 11, scene="aerial", condition="night")
-    dark = generate_frame(SynthConfig(**small, night_light=(0.0005, 0.001)), 11,
+    # Generator version 1's night against the current (darker) default.
+    base = generate_frame(SynthConfig(**small, night_light=(0.002, 0.006)), 11,
                           scene="aerial", condition="night")
+    dark = generate_frame(SynthConfig(**small), 11, scene="aerial", condition="night")
     # The 40x exposure cap leaves less signal above the (clipped) read noise: darker.
     assert dark.rgb.mean() < base.rgb.mean() - 2.0
     np.testing.assert_array_equal(dark.thermal, base.thermal)  # thermal does not care

@@ -52,15 +52,22 @@ def test_benchmark_options_are_recorded_and_checked(tmp_path: Path) -> None:
     from dlrmamba_core.errors import ConfigError
 
     info = pipeline.generate_data(tmp_path / "d", 4, 2, 2, seed=1, workers=1,
-                                  synth_options=["night_light=0.0005,0.0015"])
-    assert info["synth_options"] == ["night_light=0.0005,0.0015"]
+                                  synth_options=["night_light=0.0002,0.0006"])
+    assert info["synth_options"] == ["night_light=0.0002,0.0006"]
     ds = json.loads((tmp_path / "d" / "dataset.json").read_text())
-    assert ds["config"]["night_light"] == [0.0005, 0.0015]
+    assert ds["config"]["night_light"] == [0.0002, 0.0006]
     # Reused as is with the same options; another option set is refused.
     assert pipeline.generate_data(tmp_path / "d", 4, 2, 2, seed=1, workers=1,
-                                  synth_options=["night_light=0.0005,0.0015"]) == info
+                                  synth_options=["night_light=0.0002,0.0006"]) == info
     with pytest.raises(ConfigError, match="synthetic options"):
         pipeline.generate_data(tmp_path / "d", 4, 2, 2, seed=1, workers=1)
+    # A benchmark written by another generator version is refused too.
+    done = tmp_path / "d" / "DONE.json"
+    done.write_text(json.dumps({**info, "generator_version": 1}))
+    with pytest.raises(ConfigError, match="generator version 1"):
+        pipeline.generate_data(tmp_path / "d", 4, 2, 2, seed=1, workers=1,
+                               synth_options=["night_light=0.0002,0.0006"])
+    assert ds["generator_version"] == info["generator_version"]
     # Results of differently generated benchmarks are not merged.
     from dlrmamba_core.engine.ship import merge_results
 
@@ -69,5 +76,8 @@ def test_benchmark_options_are_recorded_and_checked(tmp_path: Path) -> None:
     a.write_text(json.dumps({**base, "data": {"seed": 1, "splits": {}}}))
     b.write_text(json.dumps({**base, "data": {"seed": 1, "splits": {},
                                               "synth_options": info["synth_options"]}}))
+    with pytest.raises(ConfigError, match="other data"):
+        merge_results([a, b])
+    b.write_text(json.dumps({**base, "data": {"seed": 1, "splits": {}, "generator_version": 2}}))
     with pytest.raises(ConfigError, match="other data"):
         merge_results([a, b])
