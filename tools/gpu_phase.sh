@@ -5,9 +5,12 @@
 #
 # What must sit in .whl/ (git-ignored, carried to the machine with the working tree):
 #   src.tar                     `git archive HEAD -o .whl/src.tar` (the code to run)
-#   *.whl                       wheels the machine lacks (pycocotools: `pip download
-#                               pycocotools --no-deps --only-binary=:all: -d .whl
-#                               --python-version <the machine's>`); torch must be there already
+#   *.whl                       wheels the machine lacks: pycocotools, and albumentations with
+#                               its needs (albucore, pydantic, pydantic_core, annotated_types,
+#                               typing_inspection, typing_extensions, simsimd, stringzilla);
+#                               `pip download NAME==VERSION --no-deps --only-binary=:all: -d .whl
+#                               --python-version <the machine's> --platform manylinux2014_x86_64`;
+#                               torch, numpy, scipy and opencv must be there already
 #   teacher_best.pt.part-*      phase B only: the teacher of phase A (split in 15 MB parts)
 #
 # Output in $OUT (the device tool brings it back): results.json, logs.tar.gz, pipeline.log,
@@ -25,6 +28,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   --target /tmp/site .whl/*.whl || exit 3
 mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
 export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
+# Fail in seconds, not after the data generation, when a training dependency is missing.
+python3 -c "import albumentations, pycocotools, onnx" || { echo "a wheel is missing in .whl" >&2; exit 3; }
 export DLRMAMBA_STACK_DUMP_S=${DLRMAMBA_STACK_DUMP_S:-0}
 cd /tmp/src || exit 4
 if [ "$PH" = B ]; then
