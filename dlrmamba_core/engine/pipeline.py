@@ -179,8 +179,12 @@ def generate_data(root: Path, n_train: int, n_val: int, n_test: int, seed: int,
     so results of differently generated benchmarks are never merged into one table. A
     finished dataset generated with other options is an error, not silently reused.
     """
-    from dlrmamba_core.data.synthetic import (GENERATOR_VERSION, SynthConfig, with_options,
-                                              write_frame_dataset)
+    from dlrmamba_core.data.synthetic import (
+        GENERATOR_VERSION,
+        SynthConfig,
+        with_options,
+        write_frame_dataset,
+    )
 
     opts = sorted(synth_options or [])
     done = root / "DONE.json"
