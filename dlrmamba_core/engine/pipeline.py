@@ -14,6 +14,10 @@ Stages (each skipped when its output exists, so a rerun on the same folder resum
 3. Phase B, needs the teacher: ``student_sad`` (SVD init at ``MAIN_RANK`` -> SAD -> fine-tune),
    ``student_nodistill`` (the same schedule with the SVD/state/feature weights at 0: low-rank
    init + task loss only), and the rank sweep ``sweep_r050 / r055 / r060 / r065`` (SAD only).
+   Phase C runs only when ``--only`` names them: the SAD losses switched off one at a time
+   (``sad_no_svd``, ``sad_no_state``, ``sad_no_feat``) and ``student_sad_seed2`` /
+   ``student_nodistill_seed2`` (phase B again with another seed: how far two runs of one recipe
+   differ, the noise any distillation gain must clear).
 4. Every model's best-on-val checkpoint is evaluated on the TEST split (COCO mAP); everything
    goes to ``results.json``.
 5. ``--pack DIR`` copies results, logs, curves and fp16 checkpoints into a few files for transfer.
@@ -49,6 +53,8 @@ log = logging.getLogger("dlrmamba.pipeline")
 
 DATA_FORMAT = "synth"
 SWEEP = (0.50, 0.55, 0.60, 0.65)
+ABLATE_LOSSES = ("svd", "state", "feat")  # phase C: SAD with one loss switched off
+REPEAT_SEED = 2  # phase C: phase B's two students again with this seed
 # The shipped student is the registered `student` variant (<= 30% of the teacher's params);
 # the paper's rank ratios 0.50..0.65 are measured by the sweep.
 MAIN_RANK = STUDENT_RANK_RATIO
@@ -64,7 +70,7 @@ class Run:
         command: "train" or "distill".
         args: CLI arguments after the command (without --out / --resume).
         needs: names of runs that must have finished first.
-        phase: "A" or "B" (for the log).
+        phase: "A", "B" or "C" (C: only run when ``--only`` names it).
         info: what results.json records about it (variant, modality, rank ratio, ...).
     """
 
@@ -168,6 +174,22 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
                         needs=["teacher"], phase="B",
                         info={"variant": "student", "modality": "fused", "rank_ratio": r,
                               "role": "rank sweep (SAD only)"}))
+    # Phase C (only when named in --only): each distillation loss switched off in turn, and the
+    # two phase-B students again with another seed, to tell an effect from run-to-run noise.
+    sad = ["--rank-ratio", str(MAIN_RANK), "--epochs", str(distill_epochs),
+           "--finetune-epochs", str(finetune_epochs), *distill, *b_time]
+    for loss in ABLATE_LOSSES:
+        runs.append(Run(f"sad_no_{loss}", "distill", [*sad, "--weights", f"{loss}=0"],
+                        needs=["teacher"], phase="C",
+                        info={"variant": "student", "modality": "fused",
+                              "rank_ratio": MAIN_RANK, "ablated_loss": loss,
+                              "role": f"SAD without L_{loss} -> fine-tune"}))
+    for base in ("student_sad", "student_nodistill"):
+        b = next(r for r in runs if r.name == base)
+        runs.append(Run(f"{base}_seed{REPEAT_SEED}", "distill",
+                        [*b.args, "--seed", str(REPEAT_SEED)], needs=["teacher"], phase="C",
+                        info={**b.info, "repeat_of": base, "seed": REPEAT_SEED,
+                              "role": f"{b.info['role']}, seed {REPEAT_SEED}"}))
     return runs
 
 
@@ -502,7 +524,13 @@ def main(argv: list[str] | None = None) -> int:
                 a_min, b_min, root, args.device, args.teacher_variant, cache, args.val_every,
                 args.lr, args.warmup_epochs)
     if args.only:
+        unknown = sorted(set(args.only) - {r.name for r in runs})
+        if unknown:
+            raise ConfigError(f"--only: no run named {', '.join(unknown)}; the runs are "
+                              f"{', '.join(r.name for r in runs)}")
         runs = [r for r in runs if r.name in args.only]
+    else:
+        runs = [r for r in runs if r.phase != "C"]
     status = run_all(runs, root, args.parallel,
                      stall_s=60 * args.stall_min if args.stall_min else None,
                      deadline_s=(60 * args.deadline_min - (time.monotonic() - t0)
