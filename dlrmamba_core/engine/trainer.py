@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import csv
 import dataclasses
 from dataclasses import dataclass
+import gc
 import io
 import logging
 import math
@@ -437,6 +438,9 @@ class Trainer:
         if self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text(self.out / "config.json", _json(dataclasses.asdict(self.cfg)))
+        # Garbage (e.g. a previous Trainer's loader or CUDA tensors in reference cycles) must
+        # be collected here, not inside the forked workers, where freeing it crashes them.
+        gc.collect()
         loader = self._loader()
         stopped = truncated = False
         heartbeat = time.monotonic()
@@ -491,6 +495,10 @@ class Trainer:
                 break
             self._end_epoch(time.monotonic() - t_epoch)
             self._fit_schedule(time.monotonic() - t0, time.monotonic() - t_epoch)
+        # Persistent workers end with the loader: here, in this process, not whenever the
+        # collector meets it (possibly inside the next fit's workers, see above).
+        del loader
+        gc.collect()
         ddp_utils.barrier(self.info)
         if self._tb is not None:
             self._tb.close()

@@ -35,8 +35,9 @@ def _trainer(root: Path, out: Path, **kw: object) -> Trainer:
     pairs = open_dataset("synth", root, split="train")
     torch.manual_seed(0)
     model = build_model("nano", len(pairs.class_names))
-    cfg = TrainConfig(epochs=2, batch_size=4, num_workers=0, progress=False,
-                      warmup_epochs=0.5, device="cpu", **kw)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"epochs": 2, "batch_size": 4, "num_workers": 0,
+                                   "progress": False, "warmup_epochs": 0.5, "device": "cpu"}
+    cfg = TrainConfig(**{**settings, **kw})  # type: ignore[arg-type]
     return Trainer(DetectionTask(model), model, detection_dataset(pairs, INPUT_HW, augment=True),
                    None, cfg, out, RunMeta("train", "nano", list(pairs.class_names), INPUT_HW))
 
@@ -187,3 +188,20 @@ def test_fine_tune_from_a_model_file(synth_root: Path, nano_teacher: Path,
                                                         after.state_dict().values(),
                                                         strict=True))
     assert changed
+
+
+def test_fit_leaves_no_loader_workers_behind(synth_root: Path, tmp_path: Path) -> None:
+    """Workers of a finished fit are shut down by the fit itself, in this process.
+
+    ``distill`` runs a second Trainer (the fine-tune) right after the first: a loader of the
+    first left for the garbage collector would be collected inside the second loader's forked
+    workers, which then crash (seen on CUDA: "can only test a child process", CUDA
+    initialization error in the worker).
+    """
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    tr = _trainer(synth_root, tmp_path / "w", epochs=1, num_workers=2)
+    tr.fit()
+    left = [p for p in multiprocessing.active_children() if p not in before]
+    assert not left, f"loader workers still alive after fit: {left}"
