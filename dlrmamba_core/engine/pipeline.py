@@ -509,25 +509,27 @@ def main(argv: list[str] | None = None) -> int:
                                          compile_model=args.compile)), flush=True)
         return 0
     root: Path = args.out
-    root.mkdir(parents=True, exist_ok=True)
     data = root / "data"
+    a_min = args.phase_a_min if args.phase_a_min is not None else 0.45 * args.budget_min
+    b_min = args.phase_b_min if args.phase_b_min is not None else 0.45 * args.budget_min
+    names = [r.name for r in plan(data, 1, 1, 1, 1, 1, 0, tuple(args.input_size), a_min, b_min,
+                                  root, teacher_variant=args.teacher_variant)]
+    unknown = sorted(set(args.only or []) - set(names))
+    if unknown:  # before minutes of data generation, not after
+        raise ConfigError(f"--only: no run named {', '.join(unknown)}; the runs are "
+                          f"{', '.join(names)}")
+    root.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     data_info = generate_data(data, args.n_train, args.n_val, args.n_test, args.seed,
                               workers=os.cpu_count() or 4, synth_options=args.synth_opt)
     log.info("data ready in %.0f s: %s", time.monotonic() - t0, data_info)
     cache = None if args.no_cache else build_caches(data, root / "cache",
                                                      tuple(args.input_size))
-    a_min = args.phase_a_min if args.phase_a_min is not None else 0.45 * args.budget_min
-    b_min = args.phase_b_min if args.phase_b_min is not None else 0.45 * args.budget_min
     runs = plan(data, args.teacher_epochs, args.distill_epochs, args.finetune_epochs,
                 args.sweep_epochs, args.batch_size, args.workers, tuple(args.input_size),
                 a_min, b_min, root, args.device, args.teacher_variant, cache, args.val_every,
                 args.lr, args.warmup_epochs)
     if args.only:
-        unknown = sorted(set(args.only) - {r.name for r in runs})
-        if unknown:
-            raise ConfigError(f"--only: no run named {', '.join(unknown)}; the runs are "
-                              f"{', '.join(r.name for r in runs)}")
         runs = [r for r in runs if r.name in args.only]
     else:
         runs = [r for r in runs if r.phase != "C"]

@@ -33,6 +33,14 @@ log = logging.getLogger("dlrmamba.results")
 
 DEFAULT_RESULTS = Path("models/results_synth.json")
 DEFAULT_OUT = Path("docs/results.md")
+PHASE_A_ORDER = ("teacher", "student_scratch", "rgb", "thermal", "cnn")
+# Phase C of the pipeline: (row label, runs with that loss setting, weight switched off).
+LOSS_ROWS = (("all four losses (paper weights)", ("student_sad", "student_sad_seed2"), None),
+             ("without L_SVD", ("sad_no_svd",), "svd"),
+             ("without L_state", ("sad_no_state",), "state"),
+             ("without L_feat", ("sad_no_feat",), "feat"),
+             ("task loss only (no distillation)", ("student_nodistill",
+                                                   "student_nodistill_seed2"), "all"))
 
 
 def _arch_key(cfg: dict[str, Any]) -> str:
@@ -138,12 +146,70 @@ def _phase_lines(results: dict[str, Any]) -> list[str]:
     for key, m in results["models"].items():
         if key not in in_phases and m.get("device"):
             lines.append("")
+            if m.get("note"):
+                lines.append(f"`{key}`: {m['note']}; evaluated on the same test split by "
+                             "`engine.ship add-run`.")
+                continue
             lines.append(f"`{key}` was trained outside the pipeline: {m.get('role', '')}, on "
                          f"{m['device']}" + (f", {m['train_seconds']:.0f} s" if
                                              m.get("train_seconds") else "")
                          + (f", starting from `{m['based_on']}`" if m.get("based_on") else "")
                          + "; evaluated on the same test split by `engine.ship add-run`.")
     return [*lines, ""]
+
+
+def _mean_map50(models: dict[str, Any], runs: tuple[str, ...],
+                stage: str) -> tuple[float | None, int]:
+    """Mean test mAP50 of ``run/stage`` over the runs that are in the results, and their count."""
+    vals = [float(models[f"{r}/{stage}"]["test"]["mAP50"]) for r in runs
+            if (models.get(f"{r}/{stage}") or {}).get("test")]
+    return (sum(vals) / len(vals) if vals else None), len(vals)
+
+
+def _loss_lines(models: dict[str, Any]) -> list[str]:
+    """Phase C: each distillation loss switched off, and the seed repeats (when present)."""
+    if not any(k.startswith("sad_no_") for k in models):
+        return []
+    from dlrmamba_core.engine.distill import DistillWeights
+
+    paper = DistillWeights()
+    lines = ["", "## Distillation losses, one switched off at a time", "",
+             "SVD init -> SAD -> fine-tune from the same teacher with one loss weight set to 0 "
+             "(phase C; `student_sad` and `student_nodistill` are the phase-B runs, the "
+             "`_seed2` runs the same recipe with seed 2). mAP50 after the distillation stage and "
+             "after the fine-tune; the mean is over the runs of the row. Every run had the same "
+             "minutes; how many shared the GPU in each phase is in Training runs.", "",
+             "| losses | weights task / svd / state / feat | runs | mAP50 after SAD | "
+             "mAP50 after fine-tune | mean mAP50 | mean mAP50:95 |",
+             "|---|---|---|---|---|---:|---:|"]
+    for label, runs, off in LOSS_ROWS:
+        present = [r for r in runs if f"{r}/finetune" in models]
+        if not present:
+            continue
+        w = {k: getattr(paper, k) for k in ("task", "svd", "state", "feat")}
+        for k in w:
+            if off == k or (off == "all" and k != "task"):
+                w[k] = 0.0
+        per = [(models.get(f"{r}/distill") or {}).get("test") or {} for r in present]
+        fin = [models[f"{r}/finetune"]["test"] for r in present]
+        lines.append(
+            f"| {label} | {' / '.join(f'{v:g}' for v in w.values())} | "
+            + ", ".join(f"`{r}`" for r in present) + " | "
+            + ", ".join(_fmt(t.get("mAP50")) for t in per) + " | "
+            + ", ".join(_fmt(t["mAP50"]) for t in fin) + " | "
+            + f"{_fmt(sum(t['mAP50'] for t in fin) / len(fin))} | "
+            + f"{_fmt(sum(t['mAP50_95'] for t in fin) / len(fin))} |")
+    spreads = []
+    for base in ("student_sad", "student_nodistill"):
+        a, b = (models.get(f"{base}/finetune") or {}).get("test"), (
+            models.get(f"{base}_seed2/finetune") or {}).get("test")
+        if a and b:
+            spreads.append(f"`{base}` {abs(a['mAP50'] - b['mAP50']):.1f}")
+    if spreads:
+        lines += ["", "Two seeds of one recipe differ by " + " and ".join(spreads)
+                  + " mAP50 (after fine-tune): differences between rows smaller than that "
+                  "are noise."]
+    return lines
 
 
 def _condition_lines(models: dict[str, Any]) -> list[str]:
@@ -173,7 +239,10 @@ def _condition_lines(models: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: dict[str, str],
            threads: int, runs: int, cpu: str) -> str:
     """The markdown of docs/results.md."""
-    models = results["models"]
+    # Phase-A runs first (the teacher on top), then the rest in the order of the results.
+    models = dict(sorted(results["models"].items(),
+                         key=lambda kv: PHASE_A_ORDER.index(kv[0]) if kv[0] in PHASE_A_ORDER
+                         else len(PHASE_A_ORDER)))
     hw = results["input_hw"]
     lines = [
         "# Results on the synthetic benchmark",
@@ -260,6 +329,7 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
         lines.append("**The sweep runs (`sweep_r050` .. `sweep_r065`) are not in these "
                      "results yet**: they did not fit in the GPU time of the sessions so far.")
 
+    lines += _loss_lines(models)
     lines += _condition_lines(models)
     lines += ["", "## Targets of issue 5", "", "| target | measured | met |", "|---|---|---|"]
     sad, teacher, nod = get("student_sad/finetune"), get("teacher"), get(
@@ -278,6 +348,10 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
 
     row("distilled student >= teacher - 1.0 mAP50", sad, teacher, -1.0)
     row("distilled student >= undistilled (SVD init, task only) + 2.0", sad, nod, 2.0)
+    sad_m = _mean_map50(models, ("student_sad", "student_sad_seed2"), "finetune")
+    nod_m = _mean_map50(models, ("student_nodistill", "student_nodistill_seed2"), "finetune")
+    if sad_m[1] > 1 and nod_m[1] > 1:
+        row(f"the same, mean of {sad_m[1]} seeds each", sad_m[0], nod_m[0], 2.0)
     row("distilled student >= low rank from scratch + 2.0", sad, scratch, 2.0)
     best_single = max([v for v in (rgb, th) if v is not None], default=None)
     row("fusion >= best single modality + 5.0 (same architecture, from scratch)", fused,

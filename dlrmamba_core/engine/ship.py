@@ -230,13 +230,15 @@ def add_condition_breakdown(results_path: str | os.PathLike[str],
 def add_local_run(results_path: str | os.PathLike[str], checkpoint: str | os.PathLike[str],
                   key: str, role: str, data_root: str | os.PathLike[str],
                   trained_on: str, seconds: float | None = None,
-                  based_on: str | None = None, device: str = "cpu") -> dict[str, Any]:
+                  based_on: str | None = None, device: str = "cpu",
+                  note: str | None = None) -> dict[str, Any]:
     """Evaluate a model trained outside the pipeline and add it to the results as ``key``.
 
     For a run made on another machine than the pipeline's (e.g. a fine-tune continued on a
     CPU): its checkpoint is evaluated on the test split of ``data_root``, which must be the
     results' benchmark (same seed and split sizes in its ``dataset.json``), with the same
-    evaluator as the pipeline, per condition included.
+    evaluator as the pipeline, per condition included. ``note`` replaces the table's "trained
+    outside the pipeline" sentence, e.g. for a pipeline run whose own results record was lost.
 
     Raises:
         ConfigError: ``data_root`` is another benchmark, or ``key`` exists already.
@@ -270,6 +272,8 @@ def add_local_run(results_path: str | os.PathLike[str], checkpoint: str | os.Pat
         "test_by_condition": {"local_mAP50": m["mAP50"], **m["groups"]["values"]},
         "train_seconds": seconds, "device": trained_on, "based_on": based_on,
     }
+    if note:
+        entry["note"] = note
     res["models"][key] = entry
     write_json(results_path, res)
     log.info("%s: test mAP50 %.2f mAP50:95 %.2f", key, m["mAP50"], m["mAP50_95"])
@@ -307,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--based-on", default=None, help="the run it continued from")
     a.add_argument("--results", default="models/results_synth.json")
     a.add_argument("--data", required=True, help="local copy of the synthetic benchmark")
+    a.add_argument("--note", default=None,
+                   help="how the model came about, when not 'trained outside the pipeline'")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -316,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.out}: {len(merged['models'])} models from {len(args.results)} files")
         elif args.cmd == "add-run":
             e = add_local_run(args.results, args.checkpoint, args.key, args.role, args.data,
-                              args.trained_on, args.seconds, args.based_on)
+                              args.trained_on, args.seconds, args.based_on,
+                              note=args.note)
             print(f"{args.key}: test mAP50 {e['test']['mAP50']:.2f}")
         elif args.cmd == "conditions":
             print(add_condition_breakdown(args.results, args.checkpoints, args.data,

@@ -81,3 +81,20 @@ def test_benchmark_options_are_recorded_and_checked(tmp_path: Path) -> None:
     b.write_text(json.dumps({**base, "data": {"seed": 1, "splits": {}, "generator_version": 2}}))
     with pytest.raises(ConfigError, match="other data"):
         merge_results([a, b])
+
+
+def test_phase_c_runs_only_when_named(tmp_path: Path) -> None:
+    """Phase C (loss ablations, seed repeats) stays out of a default run; --only names it."""
+    runs = pipeline.plan(tmp_path / "data", 2, 2, 1, 2, 4, 0, (96, 128), 1.0, 1.0, tmp_path)
+    by_name = {r.name: r for r in runs}
+    c = [r.name for r in runs if r.phase == "C"]
+    assert c == ["sad_no_svd", "sad_no_state", "sad_no_feat", "student_sad_seed2",
+                 "student_nodistill_seed2"]
+    for loss in ("svd", "state", "feat"):
+        args = by_name[f"sad_no_{loss}"].args
+        assert args[args.index("--weights") + 1] == f"{loss}=0"
+    rep = by_name["student_nodistill_seed2"].args
+    assert rep[:-2] == by_name["student_nodistill"].args and rep[-2:] == ["--seed", "2"]
+    with pytest.raises(pipeline.ConfigError, match="no run named sad_no_task"):
+        pipeline.main(["--out", str(tmp_path / "p"), "--only", "teacher", "sad_no_task"])
+    assert not (tmp_path / "p").exists()  # refused before generating any data

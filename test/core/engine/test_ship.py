@@ -166,3 +166,32 @@ def test_results_page_marks_the_shipped_run_and_lists_missing_pieces(tmp_path: P
     assert "| `student_sad/finetune` | SAD |" in md  # the old "(shipped)" mark is gone
     assert "not in these results yet" in md  # no sweep runs
     assert shipped_run(tmp_path / "nowhere") is None
+
+
+def test_results_page_loss_ablation_seed_spread_and_notes(tmp_path: Path) -> None:
+    """Phase C rows: weights per row, per-seed values and means, the seed spread; a note
+    replaces the 'trained outside the pipeline' sentence; the teacher is listed first."""
+    from dlrmamba_core.engine.results import render
+
+    def t(m50: float, m95: float = 40.0) -> dict[str, Any]:
+        return {"test": {"mAP50": m50, "mAP50_95": m95}}
+
+    models: dict[str, Any] = {
+        "student_sad/distill": t(70.0), "student_sad/finetune": t(72.0),
+        "student_sad_seed2/distill": t(69.0), "student_sad_seed2/finetune": t(73.0, 42.0),
+        "student_nodistill/finetune": t(71.0), "student_nodistill_seed2/finetune": t(70.0),
+        "sad_no_feat/distill": t(68.0), "sad_no_feat/finetune": t(71.5),
+        "teacher": {**t(65.0), "device": "GPU", "note": "re-evaluated after a lost record"},
+    }
+    res = json.loads(_results(tmp_path / "r.json", models, "2026-01-01").read_text())
+    md = render(res, {}, {}, 2, 5, "test CPU")
+    assert md.index("| `teacher` |") < md.index("| `student_sad/distill` |")
+    assert ("| all four losses (paper weights) | 1 / 0.5 / 0.1 / 1.5 | `student_sad`, "
+            "`student_sad_seed2` | 70.0, 69.0 | 72.0, 73.0 | 72.5 | 41.0 |") in md
+    assert "| without L_feat | 1 / 0.5 / 0.1 / 0 | `sad_no_feat` | 68.0 | 71.5 | 71.5 |" in md
+    assert "| task loss only (no distillation) | 1 / 0 / 0 / 0 |" in md
+    assert "without L_SVD" not in md  # no such run, no row
+    assert "differ by `student_sad` 1.0 and `student_nodistill` 1.0 mAP50" in md
+    assert "| the same, mean of 2 seeds each | 72.5 vs 70.5 (diff +2.0) | yes |" in md
+    assert "`teacher`: re-evaluated after a lost record; evaluated on the same test" in md
+    assert "`teacher` was trained outside the pipeline" not in md
