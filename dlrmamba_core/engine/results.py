@@ -147,8 +147,8 @@ def _phase_lines(results: dict[str, Any]) -> list[str]:
         if key not in in_phases and m.get("device"):
             lines.append("")
             if m.get("note"):
-                lines.append(f"`{key}`: {m['note']}; evaluated on the same test split by "
-                             "`engine.ship add-run`.")
+                lines.append(f"`{key}`: {m['note']} (`engine.ship add-run`, the same test "
+                             "split).")
                 continue
             lines.append(f"`{key}` was trained outside the pipeline: {m.get('role', '')}, on "
                          f"{m['device']}" + (f", {m['train_seconds']:.0f} s" if

@@ -193,5 +193,5 @@ def test_results_page_loss_ablation_seed_spread_and_notes(tmp_path: Path) -> Non
     assert "without L_SVD" not in md  # no such run, no row
     assert "differ by `student_sad` 1.0 and `student_nodistill` 1.0 mAP50" in md
     assert "| the same, mean of 2 seeds each | 72.5 vs 70.5 (diff +2.0) | yes |" in md
-    assert "`teacher`: re-evaluated after a lost record; evaluated on the same test" in md
+    assert "`teacher`: re-evaluated after a lost record (`engine.ship add-run`, the same" in md
     assert "`teacher` was trained outside the pipeline" not in md
