@@ -17,6 +17,9 @@
 # runlogs.txt (the runs' own logs), best.tar.part-* (every run's best.pt, 15 MB parts; join with
 # `cat best.tar.part-* | tar -x`) and, after phase A, teacher_best.pt.part-*.
 #
+# Copy what comes back out of the device tool's folder at once: the folders are numbered per
+# call and a later call (also of a later session) may reuse the number and replace them.
+#
 # PIPE_LIMIT_S (default 540) bounds the pipeline so the packing above always runs inside a
 # 600 s device call; pass --deadline-min a little below it so training ends in time for the
 # evaluation, and keep --stall-min (default 6) so a hung run cannot eat the call.

@@ -121,6 +121,18 @@ def _fmt(v: Any, nd: int = 1) -> str:
     return str(v)
 
 
+def _phase_letter(runs: list[str], index: int) -> str:
+    """The pipeline phase (A, B, C) a set of runs belongs to, from their names."""
+    base = {r.split("/")[0] for r in runs}
+    if base and base <= set(PHASE_A_ORDER):
+        return "A"
+    if any(b.startswith("sad_no_") or "_seed" in b for b in base):
+        return "C"
+    if any(b.startswith(("student_sad", "student_nodistill", "sweep_")) for b in base):
+        return "B"
+    return str(index + 1)
+
+
 def _phase_lines(results: dict[str, Any]) -> list[str]:
     """How each pipeline phase trained (merged results list them; see ``engine.ship``)."""
     phases = results.get("phases") or [{"models": sorted(k for k, m in results["models"].items()
@@ -138,7 +150,8 @@ def _phase_lines(results: dict[str, Any]) -> list[str]:
         st = ph.get("settings") or {}
         b = st.get("phase_b_min")
         minutes = st.get("phase_a_min") if b is None else b
-        lines.append(f"| {i + 1} | {', '.join(f'`{m}`' for m in ph.get('models', []))} | "
+        lines.append(f"| {_phase_letter(ph.get('models', []), i)} | "
+                     f"{', '.join(f'`{m}`' for m in ph.get('models', []))} | "
                      f"{ph.get('device', '')} | {str(ph.get('created_utc', ''))[:16]} | "
                      f"{_fmt(minutes, 1)} | {_fmt(st.get('parallel'), 0)} | "
                      f"{_fmt(st.get('batch_size'), 0)} | {_fmt(st.get('lr'), 3)} |")

@@ -195,3 +195,9 @@ def test_results_page_loss_ablation_seed_spread_and_notes(tmp_path: Path) -> Non
     assert "| the same, mean of 2 seeds each | 72.5 vs 70.5 (diff +2.0) | yes |" in md
     assert "`teacher`: re-evaluated after a lost record (`engine.ship add-run`, the same" in md
     assert "`teacher` was trained outside the pipeline" not in md
+    from dlrmamba_core.engine.results import _phase_letter
+
+    assert _phase_letter(["cnn", "teacher"], 0) == "A"
+    assert _phase_letter(["student_sad/distill", "sweep_r050/distill"], 1) == "B"
+    assert _phase_letter(["sad_no_svd/finetune", "student_sad_seed2/finetune"], 2) == "C"
+    assert _phase_letter(["my_run"], 3) == "4"
