@@ -188,6 +188,14 @@ def _fmt(v: Any, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _shown(path: str) -> str:
+    """``path`` relative to the checkout when it lies inside it (docs stay machine-neutral)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO.resolve()))
+    except ValueError:
+        return path
+
+
 def _report(s: dict[str, Any]) -> str:
     live, off, cmp = s["live"], s["offline"], s["live_vs_offline"]
     lc = live["coco"] or {}
@@ -195,7 +203,8 @@ def _report(s: dict[str, Any]) -> str:
     lat = live["latency_ms_rgb_publish_to_detections"]
     lines = [
         "# dlrmamba demo (SYNTHETIC data)", "",
-        f"Model `{s['model']}`; bag of {s['bag']['duration_s']} s (seed {s['bag']['seed']}) "
+        f"Model `{_shown(s['model'])}`; bag of {s['bag']['duration_s']} s "
+        f"(seed {s['bag']['seed']}) "
         f"replayed at rate {live['replay_rate']} through the real `detector_node`; "
         f"{s['cpu']}, {s['threads']} inference threads, 1-min load average "
         f"{s['load_average_1min']['start']} -> {s['load_average_1min']['end']} "
