@@ -17,7 +17,9 @@ Stages (each skipped when its output exists, so a rerun on the same folder resum
    Phase C runs only when ``--only`` names them: the SAD losses switched off one at a time
    (``sad_no_svd``, ``sad_no_state``, ``sad_no_feat``) and ``student_sad_seed2`` /
    ``student_nodistill_seed2`` (phase B again with another seed: how far two runs of one recipe
-   differ, the noise any distillation gain must clear).
+   differ, the noise any distillation gain must clear). Phase V, also only when named: the
+   ``fusion_mamba`` and ``mobilemamba`` variants trained like phase A, and ``fusion_mamba_lr``
+   / ``mobilemamba_lr`` distilled from them like ``student_sad``.
 4. Every model's best-on-val checkpoint is evaluated on the TEST split (COCO mAP); everything
    goes to ``results.json``.
 5. ``--pack DIR`` copies results, logs, curves and fp16 checkpoints into a few files for transfer.
@@ -55,6 +57,10 @@ DATA_FORMAT = "synth"
 SWEEP = (0.50, 0.55, 0.60, 0.65)
 ABLATE_LOSSES = ("svd", "state", "feat")  # phase C: SAD with one loss switched off
 REPEAT_SEED = 2  # phase C: phase B's two students again with this seed
+VARIANT_RUNS = (  # phase V: (variant, role); each also gets a distilled "<variant>_lr" run
+    ("fusion_mamba", "Fusion-Mamba dual-stream feature fusion (full rank)"),
+    ("mobilemamba", "MobileMamba MRFFI backbone (full rank)"),
+)
 # The shipped student is the registered `student` variant (<= 30% of the teacher's params);
 # the paper's rank ratios 0.50..0.65 are measured by the sweep.
 MAIN_RANK = STUDENT_RANK_RATIO
@@ -70,7 +76,7 @@ class Run:
         command: "train" or "distill".
         args: CLI arguments after the command (without --out / --resume).
         needs: names of runs that must have finished first.
-        phase: "A", "B" or "C" (C: only run when ``--only`` names it).
+        phase: "A", "B", "C" or "V" (C and V: only run when ``--only`` names them).
         info: what results.json records about it (variant, modality, rank ratio, ...).
     """
 
@@ -190,6 +196,22 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
                         [*b.args, "--seed", str(REPEAT_SEED)], needs=["teacher"], phase="C",
                         info={**b.info, "repeat_of": base, "seed": REPEAT_SEED,
                               "role": f"{b.info['role']}, seed {REPEAT_SEED}"}))
+    # Phase V (only when named in --only): the other seed systems as variants. Their
+    # full-rank models train like phase A, their low-rank forms are distilled from them like
+    # student_sad (SVD init at MAIN_RANK -> SAD -> fine-tune).
+    for variant, role in VARIANT_RUNS:
+        runs.append(Run(variant, "train", ["--variant", variant, *train], phase="V",
+                        info={"variant": variant, "modality": "fused", "role": role}))
+        runs.append(Run(f"{variant}_lr", "distill",
+                        ["--rank-ratio", str(MAIN_RANK), "--epochs", str(distill_epochs),
+                         "--finetune-epochs", str(finetune_epochs),
+                         "--teacher", str(root / variant / "best.pt"),
+                         "--state-ratio", str(STATE_RATIO),
+                         "--warmup-epochs", str(warmup_epochs / 2), *common, *b_time],
+                        needs=[variant], phase="V",
+                        info={"variant": f"{variant}_lr", "modality": "fused",
+                              "rank_ratio": MAIN_RANK,
+                              "role": f"low-rank {variant}: SVD init -> SAD -> fine-tune"}))
     return runs
 
 
@@ -532,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         runs = [r for r in runs if r.name in args.only]
     else:
-        runs = [r for r in runs if r.phase != "C"]
+        runs = [r for r in runs if r.phase not in ("C", "V")]
     status = run_all(runs, root, args.parallel,
                      stall_s=60 * args.stall_min if args.stall_min else None,
                      deadline_s=(60 * args.deadline_min - (time.monotonic() - t0)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from dlrmamba_core.errors import ConfigError
 
 StageType = Literal["conv", "vss"]
+Arch = Literal["dlrmamba", "fusion_mamba", "mobilemamba"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,13 @@ class DetectorConfig:
         neck: channels of the PAN neck outputs at P3, P4, P5.
         head_width: channels of the head's box and class branches.
         reg_max: distribution-focal-loss bins per box side (distances 0..reg_max-1 strides).
+        arch: "dlrmamba" (pixel fusion -> conv/VSS stages), "fusion_mamba" (two backbone
+            streams, Fusion-Mamba Blocks at P3-P5, no pixel fusion) or "mobilemamba" (pixel
+            fusion -> MRFFI stages); see models.backbones.
+        dssf_blocks: fusion_mamba: DSSF modules per Fusion-Mamba Block at P3, P4, P5.
+        mrffi_global: mobilemamba: share of channels in the WTE-Mamba branch per stage.
+        mrffi_local: mobilemamba: share in the MK-DeConv branch per stage (identity: rest).
+        mk_kernels: mobilemamba: MK-DeConv depthwise kernel sizes (one channel group each).
     """
 
     variant: str = "custom"
@@ -47,6 +55,11 @@ class DetectorConfig:
     neck: tuple[int, int, int] = (64, 96, 128)
     head_width: int = 64
     reg_max: int = 16
+    arch: Arch = "dlrmamba"
+    dssf_blocks: tuple[int, int, int] = (1, 1, 1)
+    mrffi_global: tuple[float, float, float] = (0.8, 0.7, 0.6)  # MobileMamba's defaults
+    mrffi_local: tuple[float, float, float] = (0.2, 0.2, 0.3)
+    mk_kernels: tuple[int, ...] = (3, 5, 7)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists for tuples), as stored in checkpoints."""
@@ -144,4 +157,49 @@ register_variant(
         conv_expand=2.0,
     ),
     "same fusion, neck and head with a plain conv backbone: the yardstick",
+)
+FUSION_MAMBA = DetectorConfig(
+    variant="fusion_mamba",
+    arch="fusion_mamba",
+    stem=(16, 32),
+    widths=(32, 96, 192),  # 32 at P3: four SS2D there (L = 5120 at 640x512) set CPU cost
+    depths=(1, 1, 1),
+    stage_types=("conv", "conv", "conv"),  # CNN streams, as the paper's YOLO backbones
+    d_state=8,
+    ssm_ratio=1.0,
+    mlp_ratio=0.0,
+    dssf_blocks=(1, 1, 1),
+)
+register_variant(FUSION_MAMBA, "Fusion-Mamba: two conv streams (RGB, thermal), SSCS + DSSF "
+                 "blocks at P3-P5, no pixel fusion")
+register_variant(
+    replace(
+        FUSION_MAMBA,
+        variant="fusion_mamba_lr",
+        rank_ratio=STUDENT_RANK_RATIO,
+        d_state=round(STUDENT_STATE_RATIO * FUSION_MAMBA.d_state),
+    ),
+    f"fusion_mamba with Low-Rank SS2D (rank ratio {STUDENT_RANK_RATIO}, r_state "
+    f"{round(STUDENT_STATE_RATIO * FUSION_MAMBA.d_state)}), SVD-initialised from it",
+)
+MOBILEMAMBA = DetectorConfig(
+    variant="mobilemamba",
+    arch="mobilemamba",
+    widths=(64, 128, 256),
+    depths=(1, 2, 2),
+    d_state=8,  # N = 16 cost 1.8x in onnxruntime (untrained, 640x512), N = 8 keeps it Pi-sized
+    ssm_ratio=1.0,
+    mlp_ratio=2.0,
+)
+register_variant(MOBILEMAMBA, "MobileMamba: pixel fusion, three stages of MRFFI blocks "
+                 "(WTE-Mamba | MK-DeConv 3/5/7 | identity)")
+register_variant(
+    replace(
+        MOBILEMAMBA,
+        variant="mobilemamba_lr",
+        rank_ratio=STUDENT_RANK_RATIO,
+        d_state=round(STUDENT_STATE_RATIO * MOBILEMAMBA.d_state),
+    ),
+    f"mobilemamba with Low-Rank SS2D (rank ratio {STUDENT_RANK_RATIO}, r_state "
+    f"{round(STUDENT_STATE_RATIO * MOBILEMAMBA.d_state)}), SVD-initialised from it",
 )

@@ -159,6 +159,13 @@ def make_anchors(h: int, w: int, device: torch.device, dtype: torch.dtype) -> Te
     return torch.stack([gx.reshape(-1), gy.reshape(-1)], 0)
 
 
+def build_variant_backbone(cfg: DetectorConfig) -> nn.Module:
+    """The backbone of a non-default ``cfg.arch`` (fusion_mamba, mobilemamba)."""
+    from dlrmamba_core.models.backbones import build_variant_backbone as build
+
+    return build(cfg)  # imported here: models.backbones imports this module
+
+
 class Detector(nn.Module):
     """RGB + thermal detector; see docs/design/interfaces.md for the forward contract.
 
@@ -174,13 +181,17 @@ class Detector(nn.Module):
         self.cfg = cfg
         self.num_classes = cfg.num_classes
         self.reg_max = cfg.reg_max
-        self.fusion = PixelFusion(cfg.fusion_hidden)
-        self.backbone = Backbone(cfg)
+        # fusion_mamba fuses features in its two-stream backbone: no pixel fusion in front.
+        dual = cfg.arch == "fusion_mamba"
+        self.fusion: PixelFusion | None = None if dual else PixelFusion(cfg.fusion_hidden)
+        self.backbone = Backbone(cfg) if cfg.arch == "dlrmamba" else build_variant_backbone(cfg)
         self.neck = PANNeck(cfg.widths, cfg.neck)
         self.head = DetectHead(cfg.neck, cfg.num_classes, cfg.head_width, cfg.reg_max)
 
     def forward_features(self, rgb: Tensor, thermal: Tensor) -> list[Tensor]:
         """Fused image -> backbone -> neck: [N3, N4, N5]."""
+        if self.fusion is None:
+            return self.neck(self.backbone(rgb, thermal))
         return self.neck(self.backbone(self.fusion(rgb, thermal)))
 
     def forward(self, rgb: Tensor, thermal: Tensor) -> list[Tensor] | Tensor:

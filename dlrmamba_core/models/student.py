@@ -95,7 +95,8 @@ def student_from_teacher(
         if not 0.0 < val <= 1.0:
             raise ConfigError(f"{name} must be in (0, 1]; got {val}")
     r_state = max(1, math.ceil(state_ratio * cfg.d_state))
-    s_cfg = replace(cfg, variant="student", rank_ratio=rank_ratio, d_state=r_state)
+    s_variant = "student" if cfg.arch == "dlrmamba" else f"{cfg.variant}_lr"  # fusion_mamba_lr
+    s_cfg = replace(cfg, variant=s_variant, rank_ratio=rank_ratio, d_state=r_state)
     student = Detector(s_cfg).to(next(teacher.parameters()).device)
     s_state = student.state_dict()
     with torch.no_grad():
