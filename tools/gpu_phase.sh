@@ -1,7 +1,7 @@
 #!/bin/bash
 # Run one phase of the training pipeline on a bare GPU machine with no internet access.
 #
-#   bash tools/gpu_phase.sh A|B [pipeline args ...]
+#   bash tools/gpu_phase.sh A|B|<label> [pipeline args ...]
 #
 # What must sit in .whl/ (git-ignored, carried to the machine with the working tree):
 #   src.tar                     `git archive HEAD -o .whl/src.tar` (the code to run)
@@ -12,6 +12,9 @@
 #                               --python-version <the machine's> --platform manylinux2014_x86_64`;
 #                               torch, numpy, scipy and opencv must be there already
 #   teacher_best.pt.part-*      phase B only: the teacher of phase A (split in 15 MB parts)
+#   need.tar.part-*             optional, any phase: a tar of <run>/best.pt files (e.g. the
+#                               best.tar.part-* an earlier call returned), unpacked into the
+#                               pipeline folder first, so runs that need those runs can start
 #
 # Output in $OUT (the device tool brings it back): results.json, logs.tar.gz, pipeline.log,
 # runlogs.txt (the runs' own logs), best.tar.part-* (every run's best.pt, 15 MB parts; join with
@@ -35,6 +38,13 @@ export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
 python3 -c "import albumentations, pycocotools, onnx" || { echo "a wheel is missing in .whl" >&2; exit 3; }
 export DLRMAMBA_STACK_DUMP_S=${DLRMAMBA_STACK_DUMP_S:-0}
 cd /tmp/src || exit 4
+if ls "$ORIG"/.whl/need.tar.part-* >/dev/null 2>&1; then
+  mkdir -p /tmp/pipe && cat "$ORIG"/.whl/need.tar.part-* | tar -x -C /tmp/pipe \
+    || { echo "could not unpack .whl/need.tar.part-*" >&2; exit 5; }
+  (cd /tmp/pipe && ls */best.pt */*/best.pt 2>/dev/null) > /tmp/needs.txt
+  echo "unpacked needs: $(tr '\n' ' ' < /tmp/needs.txt)"
+fi
+touch /tmp/needs.txt
 if [ "$PH" = B ]; then
   mkdir -p /tmp/pipe/teacher && cat "$ORIG"/.whl/teacher_best.pt.part-* > /tmp/pipe/teacher/best.pt \
     || { echo "phase B needs .whl/teacher_best.pt.part-*" >&2; exit 5; }
@@ -47,7 +57,9 @@ cp /tmp/pack/results.json /tmp/pack/logs.tar.gz "$OUT"/ 2>/dev/null
 for f in /tmp/pipe/*/log.txt; do
   echo "== $f"; grep -v "^INFO dlrmamba_core.engine.trainer" "$f" | tail -80
 done > "$OUT/runlogs.txt"
+# Every best.pt this call made (not the ones it was given), phase A's teacher apart.
 cd /tmp/pipe && ls */best.pt */*/best.pt 2>/dev/null | grep -v "^teacher/best.pt" \
+  | grep -v -x -F -f /tmp/needs.txt \
   | tar -cf - -T - | split -b 15M - "$OUT/best.tar.part-"
 if [ "$PH" = A ] && [ -f /tmp/pipe/teacher/best.pt ]; then
   split -b 15M /tmp/pipe/teacher/best.pt "$OUT/teacher_best.pt.part-"
