@@ -3,7 +3,7 @@
 Modules:
     evaluate: COCO mAP (pycocotools) on numpy predictions or on a model / ONNX detector.
     trainer: the training loop (SGD/AdamW, warmup + cosine, bf16 AMP, EMA, exact resume, DDP).
-    distill: Structure-Aware Distillation losses (L_SVD, L_state, L_feat).
+    distill: the distillation task (student + frozen teacher + ``losses.distill``).
     pipeline: the GPU recipe that trains and evaluates the shipped models.
     results: regenerates ``docs/results.md`` from a pipeline's results JSON.
 

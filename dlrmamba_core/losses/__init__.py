@@ -1,4 +1,4 @@
-"""Training losses of the detector (distillation losses live with the trainer)."""
+"""Training losses: detection (``detection``) and Structure-Aware Distillation (``distill``)."""
 
 from dlrmamba_core.losses.detection import (
     DetectionLoss,

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 import contextlib
 
-import torch
 from torch import Tensor, nn
 
 from dlrmamba_core.layers import SS2D, LowRankLinear, Mlp
-from dlrmamba_core.models.student import select_states
+from dlrmamba_core.models.student import dense_weight, kept_states, restrict_x_proj
 
 
 @contextlib.contextmanager
@@ -50,9 +49,8 @@ def factor_pairs(student: nn.Module, teacher: nn.Module) -> list[tuple[nn.Module
 
     Dense weights are (out, in) for :class:`LowRankLinear` and (K, out, in) for ``DirLowRank``.
     For x_proj, the teacher's B and C rows are restricted to the states the student kept
-    (``select_states``, deterministic for a frozen teacher), so shapes match at every state
-    ratio. Each module's ``from_dense(weight,
-    rank)`` gives the SVD targets.
+    (``models.student.kept_states``, deterministic for a frozen teacher), so shapes match at
+    every state ratio. Each module's ``from_dense(weight, rank)`` gives the SVD targets.
 
     Raises:
         ValueError: the two models do not have the same block structure.
@@ -64,24 +62,20 @@ def factor_pairs(student: nn.Module, teacher: nn.Module) -> list[tuple[nn.Module
             t = t_mods.get(name)
             if not isinstance(t, SS2D):
                 raise ValueError(f"teacher has no SS2D block {name!r} matching the student's")
-            x_w = t.x_proj.dense_weight().detach()  # (K, R + 2N, E)
-            r, n = t.dt_rank, t.d_state
-            idx = select_states(x_w, r, n, mod.d_state)  # (K, r_state)
-            gather = idx[:, :, None].expand(-1, -1, x_w.shape[-1])
-            x_sel = (x_w[:, :r], x_w[:, r : r + n].gather(1, gather),
-                     x_w[:, r + n :].gather(1, gather))
-            pairs.append((mod.in_proj, t.in_proj.weight.detach()))
-            pairs.append((mod.x_proj, torch.cat(x_sel, 1)))
-            pairs.append((mod.dt_proj, t.dt_proj.dense_weight().detach()))
-            pairs.append((mod.out_proj, t.out_proj.weight.detach()))
+            x_w = dense_weight(t.x_proj)  # (K, R + 2N, E)
+            x_sel = restrict_x_proj(x_w, t.dt_rank, t.d_state, kept_states(t, mod.d_state))
+            pairs.append((mod.in_proj, dense_weight(t.in_proj)))
+            pairs.append((mod.x_proj, x_sel))
+            pairs.append((mod.dt_proj, dense_weight(t.dt_proj)))
+            pairs.append((mod.out_proj, dense_weight(t.out_proj)))
         elif isinstance(mod, Mlp) and isinstance(mod.fc1, LowRankLinear):
             t = t_mods.get(name)
             if not isinstance(t, Mlp):
                 raise ValueError(f"teacher has no MLP {name!r} matching the student's")
-            pairs.append((mod.fc1, t.fc1.weight.detach()))
-            pairs.append((mod.fc2, t.fc2.weight.detach()))
+            pairs.append((mod.fc1, dense_weight(t.fc1)))
+            pairs.append((mod.fc2, dense_weight(t.fc2)))
     for mod, dense in pairs:
-        expect = tuple(mod.dense_weight().shape)  # type: ignore[operator]
+        expect = tuple(dense_weight(mod).shape)
         if tuple(dense.shape) != expect:
             raise ValueError(f"teacher weight {tuple(dense.shape)} != student {expect}")
     return pairs

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from dlrmamba_core.errors import ConfigError
-from dlrmamba_core.layers import SS2D, DirLowRank, LowRankLinear, Mlp, svd_factors
+from dlrmamba_core.layers import SS2D, DirLinear, DirLowRank, LowRankLinear, Mlp
 from dlrmamba_core.models.config import DetectorConfig
 from dlrmamba_core.models.detector import Detector
 
@@ -35,38 +35,77 @@ def select_states(x_proj_weight: Tensor, dt_rank: int, d_state: int, r_state: in
     return score.topk(r_state, dim=-1).indices.sort(dim=-1).values
 
 
-def _copy_lowrank(module: nn.Module, weight: Tensor, bias: Tensor | None = None) -> None:
-    """Fill a LowRankLinear / DirLowRank with the truncated SVD of a dense weight."""
-    with torch.no_grad():
-        if isinstance(module, LowRankLinear):
-            u, v = svd_factors(weight, module.rank)
-            module.u.weight.copy_(u)
-            module.v.weight.copy_(v)
-            if bias is not None:
-                module.u.bias.copy_(bias)
-        elif isinstance(module, DirLowRank):
-            for k in range(weight.shape[0]):
-                u, v = svd_factors(weight[k], module.rank)
-                module.u[k].copy_(u)
-                module.v[k].copy_(v)
-        else:
-            raise TypeError(f"expected a low-rank module, got {type(module).__name__}")
+def dense_weight(module: nn.Module) -> Tensor:
+    """The dense weight (detached) a projection computes: (out, in), or (K, out, in) per
+    direction.
+
+    Raises:
+        TypeError: ``module`` is not one of the projection layers.
+    """
+    if isinstance(module, nn.Linear):
+        return module.weight.detach()
+    if isinstance(module, (LowRankLinear, DirLinear, DirLowRank)):
+        return module.dense_weight().detach()
+    raise TypeError(f"expected a projection layer, got {type(module).__name__}")
+
+
+def dense_bias(module: nn.Module) -> Tensor | None:
+    """The bias of an ``nn.Linear`` (None when it has none)."""
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        return module.bias.detach()
+    return None
+
+
+def kept_states(teacher: SS2D, r_state: int) -> Tensor:
+    """The states a student block with ``r_state`` states keeps of ``teacher``, per direction.
+
+    The one place the selection is computed: the student's init (:func:`student_from_teacher`),
+    the L_SVD targets (``models.distill.factor_pairs``) and the L_state projections
+    (``losses.distill``) all use it, so they agree. Deterministic for a frozen teacher.
+
+    Returns:
+        (K, r_state) int64 state indices, ascending within each direction.
+    """
+    x_w = dense_weight(teacher.x_proj)  # (K, R + 2N, E)
+    return select_states(x_w, teacher.dt_rank, teacher.d_state, r_state)
+
+
+def restrict_x_proj(x_proj_weight: Tensor, dt_rank: int, d_state: int, kept: Tensor) -> Tensor:
+    """x_proj weight (K, R + 2N, E) -> (K, R + 2 r_state, E): dt rows, then kept B and C rows."""
+    e = x_proj_weight.shape[-1]
+    gather = kept[:, :, None].expand(-1, -1, e)  # (K, r_state, E)
+    w_b = x_proj_weight[:, dt_rank : dt_rank + d_state].gather(1, gather)
+    w_c = x_proj_weight[:, dt_rank + d_state :].gather(1, gather)
+    return torch.cat([x_proj_weight[:, :dt_rank], w_b, w_c], 1)
+
+
+def fill_lowrank(module: nn.Module, weight: Tensor, bias: Tensor | None = None) -> None:
+    """Set a LowRankLinear / DirLowRank to the truncated SVD of a dense weight.
+
+    The factors come from the layer's own ``from_dense`` (the one SVD fill of the project).
+
+    Raises:
+        TypeError: ``module`` is not a low-rank layer.
+    """
+    if isinstance(module, LowRankLinear):
+        ref: nn.Module = LowRankLinear.from_dense(weight, module.rank, bias)
+    elif isinstance(module, DirLowRank):
+        ref = DirLowRank.from_dense(weight, module.rank)
+    else:
+        raise TypeError(f"expected a low-rank module, got {type(module).__name__}")
+    module.load_state_dict(ref.state_dict())
 
 
 def _init_ss2d(student: SS2D, teacher: SS2D) -> None:
     """Initialise one Low-Rank SS2D from its full-rank teacher block."""
     k_dirs, e = teacher.dt_bias.shape
-    n, r_state, r = teacher.d_state, student.d_state, teacher.dt_rank
-    x_w = teacher.x_proj.dense_weight().detach()  # (K, R + 2N, E)
-    idx = select_states(x_w, r, n, r_state)  # (K, r_state)
-    gather = idx[:, :, None].expand(-1, -1, e)  # (K, r_state, E)
-    x_sel = torch.cat(
-        [x_w[:, :r], x_w[:, r : r + n].gather(1, gather), x_w[:, r + n :].gather(1, gather)], 1
-    )  # (K, R + 2 r_state, E)
-    _copy_lowrank(student.in_proj, teacher.in_proj.weight.detach())
-    _copy_lowrank(student.x_proj, x_sel)
-    _copy_lowrank(student.dt_proj, teacher.dt_proj.dense_weight().detach())
-    _copy_lowrank(student.out_proj, teacher.out_proj.weight.detach())
+    n, r_state = teacher.d_state, student.d_state
+    idx = kept_states(teacher, r_state)  # (K, r_state)
+    x_w = dense_weight(teacher.x_proj)  # (K, R + 2N, E)
+    fill_lowrank(student.in_proj, dense_weight(teacher.in_proj))
+    fill_lowrank(student.x_proj, restrict_x_proj(x_w, teacher.dt_rank, n, idx))
+    fill_lowrank(student.dt_proj, dense_weight(teacher.dt_proj))
+    fill_lowrank(student.out_proj, dense_weight(teacher.out_proj))
     a_log = teacher.A_log.detach().view(k_dirs, e, n)  # (K, E, N)
     with torch.no_grad():
         kept = a_log.gather(2, idx[:, None, :].expand(-1, e, -1))  # (K, E, r_state)
@@ -105,10 +144,10 @@ def student_from_teacher(
                 s_state[key].copy_(val)
     t_mods = dict(teacher.named_modules())
     for name, mod in student.named_modules():
-        if isinstance(mod, SS2D):
-            _init_ss2d(mod, t_mods[name])  # type: ignore[arg-type]
-        elif isinstance(mod, Mlp):
-            t_mlp = t_mods[name]
-            _copy_lowrank(mod.fc1, t_mlp.fc1.weight.detach(), t_mlp.fc1.bias.detach())
-            _copy_lowrank(mod.fc2, t_mlp.fc2.weight.detach(), t_mlp.fc2.bias.detach())
+        t_mod = t_mods.get(name)  # None for the student's own factor layers (u, v)
+        if isinstance(mod, SS2D) and isinstance(t_mod, SS2D):
+            _init_ss2d(mod, t_mod)
+        elif isinstance(mod, Mlp) and isinstance(t_mod, Mlp):
+            for s_fc, t_fc in ((mod.fc1, t_mod.fc1), (mod.fc2, t_mod.fc2)):
+                fill_lowrank(s_fc, dense_weight(t_fc), dense_bias(t_fc))
     return student
