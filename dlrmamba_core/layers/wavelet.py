@@ -30,6 +30,8 @@ class HaarDWT(nn.Module):
     The filters are a non-persistent buffer: fixed, not trained, not in checkpoints.
     """
 
+    weight: Tensor
+
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
@@ -45,6 +47,8 @@ class HaarDWT(nn.Module):
 
 class HaarIDWT(nn.Module):
     """Inverse of :class:`HaarDWT`: (B, 4C, H/2, W/2) -> (B, C, H, W)."""
+
+    weight: Tensor
 
     def __init__(self, channels: int):
         super().__init__()
