@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 import os
 from pathlib import Path
-import tempfile
 
 import cv2
 import numpy as np
@@ -13,6 +12,7 @@ import numpy as np
 from dlrmamba_core.data.registration import warp_thermal
 from dlrmamba_core.data.thermal import normalize_thermal
 from dlrmamba_core.data.types import PairSample
+from dlrmamba_core.engine.fileio import temp_file_for
 from dlrmamba_core.errors import InputError
 
 __all__ = ["contact_sheet", "draw_boxes", "write_image_atomic"]
@@ -108,8 +108,7 @@ def write_image_atomic(path: str | os.PathLike[str], img: np.ndarray, rgb: bool 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = img[..., ::-1] if (rgb and img.ndim == 3) else img
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    tmp = temp_file_for(path, suffix=path.suffix)  # the umask's mode, not mkstemp's 0600
     try:
         if not cv2.imwrite(tmp, np.ascontiguousarray(data), list(params)):
             raise OSError(f"OpenCV could not write {path} (unsupported format or dtype?)")

@@ -2,6 +2,8 @@
 
 Every writer goes to a temporary file in the destination folder and then renames it over the
 destination (``os.replace`` is atomic on POSIX when both live on the same filesystem).
+The temporary file gets the mode a plain ``open()`` would give (0666 minus the umask), not
+``mkstemp``'s private 0600, so outputs are readable like every other tool's.
 """
 
 from __future__ import annotations
@@ -12,6 +14,34 @@ import os
 from pathlib import Path
 import tempfile
 from typing import Any
+
+
+def umask_mode(base: int = 0o666) -> int:
+    """``base`` minus the process umask: the mode ``open()`` gives a new file."""
+    try:  # Linux: read the umask without changing it (os.umask is process-wide, racy)
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return base & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return base & ~mask
+
+
+def temp_file_for(dest: Path, suffix: str = ".tmp") -> str:
+    """A new empty temporary file beside ``dest`` with the umask's mode (path returned).
+
+    ``tempfile.mkstemp`` creates files 0600; renamed over the destination they would stay
+    private, so the mode is set to :func:`umask_mode` here, once, for every atomic writer.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
+    try:
+        os.fchmod(fd, umask_mode())
+    finally:
+        os.close(fd)
+    return tmp
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
@@ -26,8 +56,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
+    tmp = temp_file_for(dest)
     try:
         write(tmp)
         os.replace(tmp, dest)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-import tempfile
 from typing import Any
 
 import torch
 from torch import nn
 
+from dlrmamba_core.engine.fileio import temp_file_for
 from dlrmamba_core.errors import ConfigError, ModelFileError
 
 _REQUIRED = ("variant", "config", "num_classes", "class_names", "input_hw", "state_dict")
@@ -56,9 +56,9 @@ def save_model(
     }
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    tmp = temp_file_for(dest)  # the umask's mode, not mkstemp's 0600
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             torch.save(ckpt, f)
         os.replace(tmp, dest)
     except BaseException:
