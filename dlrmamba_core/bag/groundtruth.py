@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dlrmamba_core.bag.messages import FrameDetections
+from dlrmamba_core.data.readers.yolo import yolo_row_problem
 from dlrmamba_core.errors import BagError
 
 
@@ -133,10 +134,15 @@ class GroundTruth:
                     vals = [float(v) for v in parts[1:5]]
                     if len(vals) != 4:
                         raise ValueError("need 5 values")
+                    if c < 0:
+                        raise IndexError(f"class {c} < 0")
                     label = names[c]
                 except (ValueError, IndexError) as exc:
                     raise BagError(f"ground truth {f}:{ln_no}: expected 'class cx cy w h' with a "
                                    f"class in 0..{len(names) - 1} ({exc})") from exc
+                problem = yolo_row_problem(*vals)
+                if problem is not None:
+                    raise BagError(f"ground truth {f}:{ln_no}: {problem}: {line.strip()!r}")
                 rows.append(vals)
                 labels.append(label)
             # float64 until the pixel boxes exist, so w / 96 * 96 comes back as the same pixel.

@@ -17,6 +17,7 @@ __all__ = [
     "IMAGE_EXTS",
     "Entry",
     "PairDataset",
+    "as_bool",
     "class_index",
     "list_images",
     "read_rgb",
@@ -65,6 +66,7 @@ class PairDataset:
             silently: reported here and by ``dlrmamba data stats``).
         name: the format name.
         root: the dataset root.
+        notes: what the reader decided on its own (a split fallback, boxes clipped ...).
     """
 
     def __init__(self, name: str, root: Path, entries: list[Entry], class_names: list[str],
@@ -74,6 +76,8 @@ class PairDataset:
         self.entries = entries
         self.class_names = class_names
         self.unpaired = unpaired
+        #: what the reader decided on its own (split fallback, clipped boxes ...), for the CLI
+        self.notes: list[str] = []
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -97,6 +101,18 @@ class PairDataset:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.name!r}, root={str(self.root)!r}, "
                 f"pairs={len(self)}, unpaired={len(self.unpaired)})")
+
+
+def as_bool(value: bool | int | str, name: str) -> bool:
+    """A reader option given as ``1/0``, ``true/false`` or ``yes/no`` (``--data-format``)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise DatasetError(f"reader option {name}={value!r}: use 1 or 0 (e.g. yolo:{name}=1)")
 
 
 def require_dir(path: Path, what: str) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -10,23 +11,61 @@ import numpy as np
 from dlrmamba_core.data.readers.base import (
     Entry,
     PairDataset,
+    as_bool,
     boxes_array,
     list_images,
     require_dir,
 )
 from dlrmamba_core.errors import DatasetError
 
-__all__ = ["open_yolo", "parse_yolo_txt"]
+__all__ = ["open_yolo", "parse_yolo_txt", "yolo_entries", "yolo_row_problem"]
+
+log = logging.getLogger(__name__)
 
 
-def parse_yolo_txt(path: Path, width: int, height: int,
-                   num_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
+#: Box edges this far outside [0, 1] (a fraction of the image) are rounding of exporters and
+#: are clipped silently; anything further is refused unless the reader's ``clip`` is on.
+EDGE_TOLERANCE = 0.01
+
+
+def yolo_row_problem(cx: float, cy: float, w: float, h: float) -> str | None:
+    """Why a normalized YOLO box is out of range, or None when it is fine.
+
+    Edges up to :data:`EDGE_TOLERANCE` outside the image count as fine (they are clipped).
+    """
+    if max(cx, cy, w, h) > 1.5:
+        return ("values above 1 look like pixel units; YOLO rows are normalized: divide cx "
+                "and w by the image width, cy and h by its height")
+    x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+    lo, hi = -EDGE_TOLERANCE, 1 + EDGE_TOLERANCE
+    if min(x1, y1) < lo or max(x2, y2) > hi:
+        return (f"box edges x {x1:.4g}..{x2:.4g}, y {y1:.4g}..{y2:.4g} fall outside the image "
+                "(normalized 0..1)")
+    return None
+
+
+def parse_yolo_txt(path: Path, width: int, height: int, num_classes: int | None,
+                   clip: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
     """Parse a YOLO label file (``cls cx cy w h``, normalized) into xyxy pixels.
 
+    Args:
+        path: the label file.
+        width: image width (px).
+        height: image height (px).
+        num_classes: number of classes (None: any class id >= 0).
+        clip: clip boxes that leave the image to it (dropping those left empty) instead of
+            refusing them.
+
+    Returns:
+        (boxes (N, 4) float32 xyxy px, labels (N,) int64, number of rows clipped or dropped
+        beyond :data:`EDGE_TOLERANCE`).
+
     Raises:
-        DatasetError: naming the file and line of a malformed row or an unknown class.
+        DatasetError: naming the file and line of a malformed row, an unknown class, or (without
+            ``clip``) a box outside the image or in pixel units.
     """
     rows, labels = [], []
+    clipped = 0
     for ln, line in enumerate(path.read_text().splitlines(), 1):
         parts = line.split()
         if not parts:
@@ -40,13 +79,27 @@ def parse_yolo_txt(path: Path, width: int, height: int,
             raise DatasetError(f"{path}, line {ln}: malformed YOLO row {line!r} ({exc}); "
                                "expected 'class cx cy w h' with normalized floats") from exc
         if cls < 0 or (num_classes is not None and cls >= num_classes):
-            raise DatasetError(f"{path}, line {ln}: class {cls} outside 0..{num_classes}")
+            known = "0 or more" if num_classes is None else (
+                f"0..{num_classes - 1} ({num_classes} classes in classes.txt / class_names)")
+            raise DatasetError(f"{path}, line {ln}: class {cls} outside {known}")
         if not (w > 0 and h > 0):
             raise DatasetError(f"{path}, line {ln}: box width/height must be > 0: {line!r}")
-        rows.append([(cx - w / 2) * width, (cy - h / 2) * height,
-                     (cx + w / 2) * width, (cy + h / 2) * height])
+        problem = yolo_row_problem(cx, cy, w, h)
+        if problem is not None:
+            if not clip:
+                raise DatasetError(
+                    f"{path}, line {ln}: {problem}: {line!r}; fix the labels, or pass "
+                    "--data-format yolo:clip=1 to clip such boxes to the image (counted)")
+            clipped += 1
+        x1 = min(max(cx - w / 2, 0.0), 1.0) * width
+        y1 = min(max(cy - h / 2, 0.0), 1.0) * height
+        x2 = min(max(cx + w / 2, 0.0), 1.0) * width
+        y2 = min(max(cy + h / 2, 0.0), 1.0) * height
+        if x2 <= x1 or y2 <= y1:
+            continue  # entirely outside the image (only reachable with clip)
+        rows.append([x1, y1, x2, y2])
         labels.append(cls)
-    return boxes_array(rows), np.asarray(labels, np.int64)
+    return boxes_array(rows), np.asarray(labels, np.int64), clipped
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -56,10 +109,58 @@ def _image_size(path: Path) -> tuple[int, int]:
     return int(img.shape[1]), int(img.shape[0])
 
 
+def yolo_entries(base: Path, rgb_dir: str, thermal_dir: str, labels_dir: str,
+                 class_names: list[str] | None, clip: bool, what: str
+                 ) -> tuple[list[Entry], list[str], int, list[str]]:
+    """Pairs of a YOLO-style folder ``base/{rgb_dir,thermal_dir,labels_dir}`` (same stems).
+
+    Returns:
+        (entries, unpaired paths, highest class id seen (-1: none), notes about clipping).
+    """
+    rgbs = list_images(require_dir(base / rgb_dir, f"{what} RGB folder"))
+    ths = list_images(require_dir(base / thermal_dir, f"{what} thermal folder"))
+    unpaired = [str(p) for s, p in rgbs.items() if s not in ths]
+    unpaired += [str(p) for s, p in ths.items() if s not in rgbs]
+    entries = []
+    max_cls = -1
+    clipped = files = 0
+    n = len(class_names) if class_names else None
+    for stem, rp in rgbs.items():
+        if stem not in ths:
+            continue
+        lp = base / labels_dir / f"{stem}.txt"
+        boxes, labels = (boxes_array([]), np.zeros(0, np.int64))
+        if lp.is_file():
+            w, h = _image_size(rp)
+            boxes, labels, k = parse_yolo_txt(lp, w, h, n, clip=clip)
+            clipped += k
+            files += k > 0
+        if len(labels):
+            max_cls = max(max_cls, int(labels.max()))
+        entries.append(Entry(stem, rp, ths[stem], boxes, labels))
+    notes = []
+    if not (base / labels_dir).is_dir():
+        notes.append(f"{base / labels_dir} does not exist: every pair has no objects; name the "
+                     f"label folder with {what}:labels_dir=NAME")
+        log.warning("%s", notes[-1])
+    if clipped:
+        notes.append(f"clipped {clipped} boxes outside the image in {files} label files "
+                     f"of {base / labels_dir} (clip=1)")
+        log.warning("%s", notes[-1])
+    return entries, unpaired, max_cls, notes
+
+
+def read_class_names(root: Path) -> list[str] | None:
+    """``root/classes.txt`` (one name per line), or None when absent."""
+    if not (root / "classes.txt").is_file():
+        return None
+    return [c.strip() for c in (root / "classes.txt").read_text().splitlines() if c.strip()]
+
+
 def open_yolo(root: Path, split: str | None = None, class_names: list[str] | None = None,
               rgb_dir: str = "rgb", thermal_dir: str = "thermal",
-              labels_dir: str = "labels") -> PairDataset:
-    """Generic paired-YOLO layout.
+              labels_dir: str = "labels", clip: bool | int | str = False) -> PairDataset:
+    """Generic paired-YOLO layout (docs/data_formats.md, "yolo").
 
     Layout::
 
@@ -70,30 +171,17 @@ def open_yolo(root: Path, split: str | None = None, class_names: list[str] | Non
 
     A missing label file means no objects. The thermal image is taken as registered
     (homography None). Image sizes are read from the files (lazily at open: one header read
-    per image).
+    per image). A box whose edges leave the image by more than 1 % (or with values above 1:
+    pixel units) raises DatasetError naming file and line; ``clip=1`` clips it instead and
+    the count is logged and kept in ``PairDataset.notes``.
     """
     base = root / split if split else root
     require_dir(base, "yolo dataset")
-    if class_names is None and (root / "classes.txt").is_file():
-        class_names = [c.strip() for c in (root / "classes.txt").read_text().splitlines()
-                       if c.strip()]
-    rgbs = list_images(require_dir(base / rgb_dir, "yolo RGB folder"))
-    ths = list_images(require_dir(base / thermal_dir, "yolo thermal folder"))
-    unpaired = [str(p) for s, p in rgbs.items() if s not in ths]
-    unpaired += [str(p) for s, p in ths.items() if s not in rgbs]
-    entries = []
-    max_cls = -1
-    for stem, rp in rgbs.items():
-        if stem not in ths:
-            continue
-        lp = base / labels_dir / f"{stem}.txt"
-        boxes, labels = (boxes_array([]), np.zeros(0, np.int64))
-        if lp.is_file():
-            w, h = _image_size(rp)
-            n = len(class_names) if class_names else None
-            boxes, labels = parse_yolo_txt(lp, w, h, n)
-        if len(labels):
-            max_cls = max(max_cls, int(labels.max()))
-        entries.append(Entry(stem, rp, ths[stem], boxes, labels))
+    if class_names is None:
+        class_names = read_class_names(root)
+    entries, unpaired, max_cls, notes = yolo_entries(
+        base, rgb_dir, thermal_dir, labels_dir, class_names, as_bool(clip, "clip"), "yolo")
     names = class_names or [f"class{i}" for i in range(max_cls + 1)]
-    return PairDataset("yolo", root, entries, names, unpaired)
+    ds = PairDataset("yolo", root, entries, names, unpaired)
+    ds.notes += notes
+    return ds
