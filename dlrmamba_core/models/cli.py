@@ -18,11 +18,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n not in list_variants()]
     if unknown:
         raise ConfigError(f"unknown variant(s) {unknown}; choose from {list_variants()}")
-    print(f"{'variant':<10} {'params (M)':>10} {'GFLOPs':>8}  (input {w}x{h}, "
+    print(f"{'variant':<16} {'params (M)':>10} {'GFLOPs':>8}  (input {w}x{h}, "
           f"{args.num_classes} classes)")
     for name in names:
         r = count(name, args.num_classes, (h, w))
-        print(f"{name:<10} {r['params'] / 1e6:>10.3f} {r['gflops']:>8.2f}  "
+        print(f"{name:<16} {r['params'] / 1e6:>10.3f} {r['gflops']:>8.2f}  "
               f"{variant_description(name)}")
     return 0
 

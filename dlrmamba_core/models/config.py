@@ -187,12 +187,12 @@ MOBILEMAMBA = DetectorConfig(
     arch="mobilemamba",
     widths=(64, 128, 256),
     depths=(1, 2, 2),
-    d_state=8,  # N = 16 cost 1.8x in onnxruntime (untrained, 640x512), N = 8 keeps it Pi-sized
+    d_state=8,  # half the teacher's N: the scan tensor (dirs x channels x N x L) sets CPU cost
     ssm_ratio=1.0,
     mlp_ratio=2.0,
 )
 register_variant(MOBILEMAMBA, "MobileMamba: pixel fusion, three stages of MRFFI blocks "
-                 "(WTE-Mamba | MK-DeConv 3/5/7 | identity)")
+                 "(WTE-Mamba, MK-DeConv 3/5/7, identity)")
 register_variant(
     replace(
         MOBILEMAMBA,

@@ -22,6 +22,8 @@ import torch
 from dlrmamba_core.models.config import list_variants, variant_description
 
 INPUT_HW = (512, 640)
+KEEP_MARKER = "<!-- hand-written below: kept when the table is regenerated -->"
+"""Text from this line on in ``--out`` survives a regeneration (the variants' design notes)."""
 
 
 def count(variant: str, num_classes: int = 7, input_hw: tuple[int, int] = INPUT_HW
@@ -100,12 +102,15 @@ def main(argv: list[str] | None = None) -> int:
             for name, ms in ort_latencies(models, t, args.repeat).items():
                 results[name][f"ms{t}"] = ms
     teacher = results.get("teacher")
+    student = results.get("student") if args.latency else None
     for name in names:
         r = results[name]
         rel = f"{r['params'] / teacher['params']:.2f}" if teacher else "-"
         cells = [f"`{name}`", f"{r['params'] / 1e6:.3f}", rel, f"{r['gflops']:.2f}"]
         if args.latency:
             cells += [f"{r[f'ms{t}']:.1f}" for t in threads]
+            if student is not None:  # ratios within one run are what a loaded machine keeps
+                cells += [f"{r[f'ms{t}'] / student[f'ms{t}']:.2f}" for t in threads]
         cells.append(variant_description(name))
         rows.append("| " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)
@@ -114,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.latency:
         head += "".join(f"ORT p50 ms ({t} thr) | " for t in threads)
         sep += "---|" * len(threads)
+        if student is not None:
+            head += "".join(f"ms / student ({t} thr) | " for t in threads)
+            sep += "---|" * len(threads)
     head += "description |"
     sep += "---|"
     lines = [
@@ -133,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             "within a column, not absolute times)."
         )
     lines += ["", head, sep, *rows, ""]
+    old = args.out.read_text() if args.out.is_file() else ""
+    if KEEP_MARKER in old:
+        lines.append(old[old.index(KEEP_MARKER):].rstrip("\n") + "\n")
     write_atomic(args.out, "\n".join(lines))
     print(f"wrote {args.out}")
     return 0
