@@ -78,15 +78,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from dlrmamba_core.data.readers.base import read_rgb, read_thermal
+    from dlrmamba_core.data.readers.base import read_rgb, read_thermal_raw, thermal_to_gray
     from dlrmamba_core.runtime.detector import Detector
+    from dlrmamba_core.runtime.input_checks import THERMAL_COLOUR, check_pair
 
     det = Detector(args.model, backend=args.backend, threads=args.threads,
                    conf_threshold=args.conf, iou_threshold=args.iou,
                    max_detections=args.max_det)
     rgb = read_rgb(Path(args.rgb))
-    thermal = read_thermal(Path(args.thermal))
-    result = det.detect(rgb, thermal, homography=load_homography(args.homography))
+    raw_thermal = read_thermal_raw(Path(args.thermal))
+    hm = load_homography(args.homography)
+    # colour is only visible before the file is converted to grey; the rest detect() checks
+    det.record_input_warnings([w for w in check_pair(rgb.shape[:2], raw_thermal, hm)
+                               if w.code == THERMAL_COLOUR])
+    result = det.detect(rgb, thermal_to_gray(raw_thermal), homography=hm)
+    if det.input_warnings:  # each was logged once as a WARNING line with what to do
+        print(f"input warnings: {', '.join(det.input_warnings)} (see the WARNING lines)")
     rows = result.to_list()
     print(f"{len(rows)} detections in {args.rgb} ({rgb.shape[1]}x{rgb.shape[0]} px); "
           f"network {result.inference_ms:.1f} ms, total {result.timings_ms['total']:.1f} ms")
@@ -99,7 +106,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
         write_json(args.json, {"rgb": str(args.rgb), "thermal": str(args.thermal),
                                "model": str(args.model), "detections": rows,
-                               "timings_ms": result.timings_ms})
+                               "timings_ms": result.timings_ms,
+                               "input_warnings": det.input_warning_messages})
         print(f"wrote {args.json}")
     if args.draw:
         from dlrmamba_core.data.viz import draw_boxes, write_image_atomic

@@ -21,6 +21,7 @@ import numpy as np
 
 from dlrmamba_core.errors import ConfigError, InputError, ModelFileError
 from dlrmamba_core.runtime.detections import Detections
+from dlrmamba_core.runtime.input_checks import InputWarning, InputWarningCounter, check_pair
 from dlrmamba_core.runtime.metadata import (
     ModelInfo,
     card_path_for,
@@ -291,6 +292,7 @@ class Detector:
             self.card = None
         self.info: ModelInfo = self.backend.info
         self.thermal_norm = self._thermal_norm(thermal_norm)
+        self._input_warnings = InputWarningCounter(log)
 
     def _check_card(self, verify: bool, require: bool) -> dict[str, Any] | None:
         card_path = card_path_for(self.model_path)
@@ -320,6 +322,22 @@ class Detector:
             f"thermal_norm must be a ThermalNorm, a dict of its fields, a RunningAGC or None, got "
             f"{type(override).__name__}"
         )
+
+    @property
+    def input_warnings(self) -> dict[str, int]:
+        """Suspicious input pairs seen so far, counted by warning code (``input_checks``):
+        ``thermal_aspect`` (aspect ratios differ, no homography), ``thermal_colour``."""
+        return dict(self._input_warnings.counts)
+
+    @property
+    def input_warning_messages(self) -> dict[str, str]:
+        """The first message of each warning code in :attr:`input_warnings`."""
+        return dict(self._input_warnings.messages)
+
+    def record_input_warnings(self, warnings: Sequence[InputWarning]) -> list[InputWarning]:
+        """Count warnings found outside :meth:`detect` (e.g. on a file before it was
+        converted to grey); each code is logged once. Returns the codes new to this detector."""
+        return self._input_warnings.record(warnings)
 
     @property
     def class_names(self) -> list[str]:
@@ -369,6 +387,7 @@ class Detector:
         t0 = time.perf_counter()
         rgb, thermal = check_inputs(rgb, thermal, rgb_order)
         hm = self.homography if homography is None else homography
+        self._input_warnings.record(check_pair(rgb.shape[:2], thermal, hm))
         prep = prepare_inputs(rgb, thermal, hm, self.info.input_hw,
                               thermal_norm=self.thermal_norm)
         x_rgb = prep.rgb[None]  # (3, h, w) -> (1, 3, h, w)

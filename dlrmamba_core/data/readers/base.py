@@ -22,7 +22,9 @@ __all__ = [
     "list_images",
     "read_rgb",
     "read_thermal",
+    "read_thermal_raw",
     "require_dir",
+    "thermal_to_gray",
 ]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -140,19 +142,38 @@ def read_rgb(path: Path) -> np.ndarray:
     return img[..., ::-1].copy()
 
 
+def read_thermal_raw(path: Path) -> np.ndarray:
+    """Read a thermal image file as stored: (H, W) or (H, W, 3) BGR, uint8 or uint16.
+
+    Use :func:`thermal_to_gray` to get the detector's input; the raw array lets a caller check
+    whether a 3-channel file is grey saved as RGB or really colour
+    (``runtime.input_checks.check_pair``).
+    """
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise DatasetError(f"cannot read thermal image {path} (missing or not an image)")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise DatasetError(f"thermal image {path} has dtype {img.dtype}: expected 8/16-bit")
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]
+    return img
+
+
+def thermal_to_gray(img: np.ndarray) -> np.ndarray:
+    """(H, W) unchanged; (H, W, 1) squeezed; (H, W, 3) BGR converted to grey."""
+    if img.ndim == 3 and img.shape[2] == 1:
+        return img[..., 0]
+    if img.ndim == 3:
+        return cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY)
+    return img
+
+
 def read_thermal(path: Path) -> np.ndarray:
     """Read a thermal image keeping its bit depth: (H, W) uint16 or uint8.
 
     3-channel files (8-bit false-colour or grey saved as RGB) are converted to grey.
     """
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DatasetError(f"cannot read thermal image {path} (missing or not an image)")
-    if img.ndim == 3:
-        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY)
-    if img.dtype not in (np.uint8, np.uint16):
-        raise DatasetError(f"thermal image {path} has dtype {img.dtype}: expected 8/16-bit")
-    return img
+    return thermal_to_gray(read_thermal_raw(path))
 
 
 def class_index(name: str, class_names: Sequence[str], aliases: dict[str, str],
