@@ -1,15 +1,25 @@
-"""``dlrmamba train | distill | eval`` (torch is imported inside the handlers)."""
+"""``dlrmamba train | distill | eval`` (torch is imported inside the handlers).
+
+The training options are generated from the configuration dataclasses
+(``engine.config.TrainConfig``, ``DistillConfig``: :func:`add_config_args`), so every field is
+settable, with its default and its docstring as help, and a new field needs no CLI code.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
 import logging
-from typing import Any
+import re
+import typing
+from typing import Any, Literal, TypeVar
 
 from dlrmamba_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -20,61 +30,117 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                         "default: synth")
 
 
-def _train_args(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:
+def field_help(cls: type) -> dict[str, str]:
+    """Per-field help of a dataclass: its docstring's ``Attributes:`` entries, one line each.
+
+    Raises:
+        ConfigError: a field has no entry (every option must say what it does).
+    """
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    entries: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    in_attrs = False
+    for line in doc.splitlines():
+        if line.strip() == "Attributes:":
+            in_attrs = True
+            continue
+        if not in_attrs:
+            continue
+        if line and not line.startswith(" "):
+            break  # the next section
+        m = re.match(r"^ {4}(\w+): (.*)$", line)
+        if m:
+            current = entries.setdefault(m.group(1), [])
+            current.append(m.group(2).strip())
+        elif current is not None and line.strip():
+            current.append(line.strip())
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in entries]
+    if missing:
+        raise ConfigError(f"{cls.__name__}: no docstring entry for fields {missing}; document "
+                          "each field under 'Attributes:'")
+    return {k: " ".join(v) for k, v in entries.items()}
+
+
+def _field_type(hint: Any) -> tuple[Any, bool]:
+    """(the type without ``| None``, whether None is allowed)."""
+    args = typing.get_args(hint)
+    if type(None) in args and len(args) == 2:
+        return next(a for a in args if a is not type(None)), True
+    return hint, False
+
+
+def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, defaults: Any,
+                    skip: tuple[str, ...] = ()) -> None:
+    """One option per field of the dataclass instance ``defaults`` (except ``skip``).
+
+    Name ``--field-name`` (or the field's ``metadata["flag"]``), type from the annotation
+    (bool: ``--x/--no-x``; Literal: choices; a dataclass with ``parse``: parsed from text),
+    default from ``defaults``, help from the docstring (:func:`field_help`). The parsed value
+    lands in ``args.<field name>``; :func:`config_from_args` builds the dataclass back.
+
+    Raises:
+        TypeError: a field type this generator does not handle.
+    """
+    cls = type(defaults)
+    hints = typing.get_type_hints(cls)
+    docs = field_help(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        default = getattr(defaults, f.name)
+        kind, _ = _field_type(hints[f.name])
+        kw: dict[str, Any] = {"dest": f.name, "default": default}
+        shown = default
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is Literal:
+            kw["choices"] = typing.get_args(kind)
+        elif kind in (int, float, str):
+            kw["type"] = kind
+            kw["metavar"] = flag.lstrip("-").upper().replace("-", "_")
+        elif dataclasses.is_dataclass(kind) and hasattr(kind, "parse"):
+            kw["type"] = kind.parse
+            kw["metavar"] = "K=V,..."
+            shown = default.format()
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: no command-line form for type {kind}")
+        kw["help"] = f"{docs[f.name].rstrip('.')} (default: {shown})".replace("%", "%%")
+        parser.add_argument(flag, **kw)
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace, **over: Any) -> T:
+    """The dataclass ``cls`` from the options :func:`add_config_args` added (plus ``over``)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)  # type: ignore
+              if hasattr(args, f.name)}
+    return cls(**{**values, **over})
+
+
+def _run_args(p: argparse.ArgumentParser, defaults: Any) -> None:
+    """Run location options, then every TrainConfig field (defaults from ``defaults``)."""
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, plots)")
     p.add_argument("--resume", default=None, help="last.pt of an interrupted run")
-    p.add_argument("--modality", choices=("fused", "rgb", "thermal"), default="fused",
-                   help="rgb/thermal: same detector with the other input zeroed")
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=8, help="per process (paper: 8)")
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    p.add_argument("--lr", type=float, default=lr)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--warmup-epochs", type=float, default=3.0)
-    p.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
-    p.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
-                   help="also write last.pt every N steps (default: epoch ends only)")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="stop after N optimizer steps (checkpointed; resume continues)")
-    p.add_argument("--max-time-min", type=float, default=None,
-                   help="time budget: validate and save the models when it runs out")
-    p.add_argument("--fit-to-time", action="store_true",
-                   help="with --max-time-min: shorten --epochs after the first two so the whole "
-                        "lr schedule fits the budget")
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="pre-process each split once into DIR and train from it (fast on GPU; "
                         "same paired augmentation, applied to the cached arrays)")
     p.add_argument("--cache-workers", type=int, default=None,
                    help="processes that build the cache (default: --workers)")
-    p.add_argument("--val-every", type=int, default=1, metavar="EPOCHS")
-    p.add_argument("--val-max-images", type=int, default=None)
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val", help="'none' to skip validation")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_args(p.add_argument_group("training hyper-parameters (engine.config.TrainConfig)"),
+                    defaults)
 
 
-def _config(args: argparse.Namespace, **over: Any) -> Any:
-    from dlrmamba_core.engine.trainer import TrainConfig
+def _train_config(args: argparse.Namespace) -> Any:
+    from dlrmamba_core.engine.config import TrainConfig
 
-    cfg = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
-        num_workers=args.workers, device=args.device, seed=args.seed, amp=not args.no_amp,
-        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
-        val_every=args.val_every, val_max_images=args.val_max_images, modality=args.modality,
-        progress=not args.no_progress, fit_to_time=args.fit_to_time,
-        max_time_s=None if args.max_time_min is None else 60.0 * args.max_time_min)
-    for k, v in over.items():
-        setattr(cfg, k, v)
+    cfg = config_from_args(TrainConfig, args)
     cfg.validate()
     return cfg
 
 
 def _cache(args: argparse.Namespace) -> dict[str, Any]:
-    workers = args.workers if args.cache_workers is None else args.cache_workers
+    workers = args.num_workers if args.cache_workers is None else args.cache_workers
     return {"cache_dir": args.cache, "cache_workers": workers}
 
 
@@ -96,22 +162,9 @@ def parse_input_size(values: list[int] | None) -> tuple[int, int]:
 
 def parse_weights(text: str) -> Any:
     """``task=1,svd=0.5,state=0.1,feat=1.5`` -> DistillWeights (omitted keys keep defaults)."""
-    from dlrmamba_core.engine.distill import DistillWeights
+    from dlrmamba_core.engine.config import DistillWeights
 
-    w = DistillWeights()
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or key not in ("task", "svd", "state", "feat"):
-            raise ConfigError(f"--weights: bad item {item!r}; expected key=value with key in "
-                              "task, svd, state, feat (e.g. task=1,svd=0.5,state=0.1,feat=1.5)")
-        try:
-            val = float(value)
-        except ValueError as exc:
-            raise ConfigError(f"--weights: {key}={value!r} is not a number") from exc
-        if val < 0:
-            raise ConfigError(f"--weights: {key}={val} must be >= 0 (0 switches it off)")
-        setattr(w, key, val)
-    return w
+    return DistillWeights.parse(text)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -120,7 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in (("rank_ratio", args.rank_ratio), ("d_state", args.d_state))
                  if v is not None}
-    result = train_model(args.variant, args.data_format, args.data, args.out, _config(args),
+    result = train_model(args.variant, args.data_format, args.data, args.out, _train_config(args),
                          input_hw=parse_input_size(args.input_size), resume=args.resume,
                          init=args.init, train_split=args.train_split,
                          val_split=_val_split(args), overrides=overrides,
@@ -131,18 +184,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     """Handler of ``dlrmamba distill``."""
-    import dataclasses
-
+    from dlrmamba_core.engine.config import DistillConfig
     from dlrmamba_core.engine.runs import distill_model
 
-    cfg = _config(args)
-    ft = None
-    if args.finetune_epochs > 0:
-        ft = dataclasses.replace(cfg, epochs=args.finetune_epochs, lr=args.lr * args.finetune_lr,
-                                 warmup_epochs=min(cfg.warmup_epochs, 1.0), seed=cfg.seed + 1)
-    result = distill_model(args.teacher, args.data_format, args.data, args.out, cfg, ft,
-                           rank_ratio=args.rank_ratio, state_ratio=args.state_ratio,
-                           weights=parse_weights(args.weights), resume=args.resume,
+    dcfg = config_from_args(DistillConfig, args)
+    dcfg.validate()
+    result = distill_model(args.teacher, args.data_format, args.data, args.out,
+                           _train_config(args), dcfg, resume=args.resume,
                            train_split=args.train_split, val_split=_val_split(args),
                            **_cache(args))
     print(json.dumps(result, indent=2))
@@ -166,11 +214,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``train``, ``distill`` and ``eval`` to the ``dlrmamba`` command."""
+    from dlrmamba_core.engine.config import DISTILL_EPOCHS, DistillConfig, TrainConfig
+
     p = subparsers.add_parser("train", help="train a detector variant",
                               description="Train a detector (works under torchrun for DDP).")
     p.add_argument("--variant", default="teacher", help="model variant (dlrmamba models)")
     _data_args(p)
-    _train_args(p, epochs=100, lr=0.01)
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="network input, multiples of 32 (default 256 320)")
     p.add_argument("--init", default=None, help="start from this model file's weights")
@@ -178,23 +227,19 @@ def register(subparsers: Any) -> None:
                    help="override the variant's low-rank ratio (student variants)")
     p.add_argument("--d-state", type=int, default=None,
                    help="override the variant's SSM state size N")
+    _run_args(p, TrainConfig())
     p.set_defaults(func=cmd_train)
 
     d = subparsers.add_parser(
         "distill", help="low-rank student from a teacher: SVD init -> SAD -> fine-tune",
-        description="Structure-Aware Distillation (paper schedule). Loss weights "
-                    "task/svd/state/feat; set one to 0 to switch it off (ablations).")
+        description="Structure-Aware Distillation (paper schedule). With no options it builds "
+                    "the registry's student (the shipped one). Loss weights task/svd/state/"
+                    "feat; set one to 0 to switch it off (ablations).")
     d.add_argument("--teacher", required=True, help="teacher model file (best.pt of train)")
     _data_args(d)
-    _train_args(d, epochs=50, lr=0.01)
-    d.add_argument("--rank-ratio", type=float, default=0.6,
-                   help="rank of each factorized matrix / min(m, n) (paper: 0.50..0.65)")
-    d.add_argument("--state-ratio", type=float, default=0.5, help="r_state / N")
-    d.add_argument("--weights", default="task=1,svd=0.5,state=0.1,feat=1.5",
-                   help="loss weights (paper defaults); 0 switches a loss off")
-    d.add_argument("--finetune-epochs", type=int, default=10, help="0: no fine-tune phase")
-    d.add_argument("--finetune-lr", type=float, default=0.2,
-                   help="fine-tune lr as a fraction of --lr")
+    add_config_args(d.add_argument_group("distillation (engine.config.DistillConfig)"),
+                    DistillConfig())
+    _run_args(d, TrainConfig(epochs=DISTILL_EPOCHS))
     d.set_defaults(func=cmd_distill)
 
     e = subparsers.add_parser("eval", help="COCO mAP of a .pt or .onnx model on a dataset",

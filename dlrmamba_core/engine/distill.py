@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dlrmamba_core.engine.config import DistillWeights
 from dlrmamba_core.engine.evaluate import blank_modality
-from dlrmamba_core.losses.distill import DistillWeights, StructureAwareDistillation
+from dlrmamba_core.losses.distill import StructureAwareDistillation
 
 __all__ = ["DistillTask", "DistillWeights"]
 
@@ -60,7 +61,8 @@ class DistillTask(nn.Module):
         """
         w = self.weights
         rgb, thermal = blank_modality(rgb, thermal, self.modality)
-        preds, sad = self.sad(self.detector, self.teacher, rgb, thermal, w)
+        preds, sad = self.sad(self.detector, self.teacher, rgb, thermal,
+                              svd=w.svd > 0, state=w.state > 0, feat=w.feat > 0)
         with torch.autocast(device_type=rgb.device.type, enabled=False):
             task, _ = self.criterion([p.float() for p in preds], targets)
             loss = (w.task * task + w.svd * sad["svd"] + w.state * sad["state"]

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 import datetime as dt
 import json
 import logging
-import math
 import os
 from pathlib import Path
 import shutil
@@ -48,7 +47,7 @@ from typing import Any
 
 from dlrmamba_core.engine.fileio import write_json
 from dlrmamba_core.errors import ConfigError
-from dlrmamba_core.models.config import STUDENT_RANK_RATIO, STUDENT_STATE_RATIO
+from dlrmamba_core.models.config import STUDENT_RANK_RATIO, STUDENT_STATE_RATIO, state_size
 from dlrmamba_core.subproc import stop_process
 
 log = logging.getLogger("dlrmamba.pipeline")
@@ -136,7 +135,7 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
     # the single-modality models use it too, so fused vs single compares like with like.
     from dlrmamba_core.models import get_config
 
-    r_state = max(1, math.ceil(STATE_RATIO * get_config(teacher_variant, 1).d_state))
+    r_state = state_size(STATE_RATIO, get_config(teacher_variant, 1).d_state)
     low = ["--variant", "student", "--rank-ratio", str(MAIN_RANK), "--d-state", str(r_state)]
     runs = [
         Run("teacher", "train", ["--variant", teacher_variant, *train],

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from dlrmamba_core.engine import distributed as ddp_utils
+from dlrmamba_core.engine.config import DistillConfig
 from dlrmamba_core.engine.trainer import (
     DetectionTask,
     RunMeta,
@@ -163,9 +164,8 @@ def train_model(
         if resume is not None:
             _precheck_resume(resume, kind, variant, names)
         task = DetectionTask(model, cfg.modality)
-        trainer = Trainer(task, model, train_set, val_set, cfg, out_dir,
-                          RunMeta(kind, variant, names, tuple(input_hw), dict(extra or {})),
-                          info)
+        meta = RunMeta(kind, variant, names, (input_hw[0], input_hw[1]), dict(extra or {}))
+        trainer = Trainer(task, model, train_set, val_set, cfg, out_dir, meta, info)
         if resume is not None:
             trainer.load_state(resume)
         return trainer.fit()
@@ -193,10 +193,7 @@ def distill_model(
     data_root: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     cfg: TrainConfig,
-    finetune_cfg: TrainConfig | None,
-    rank_ratio: float = 0.6,
-    state_ratio: float = 0.5,
-    weights: Any = None,
+    distill: DistillConfig | None = None,
     resume: str | os.PathLike[str] | None = None,
     train_split: str = "train",
     val_split: str | None = "val",
@@ -214,11 +211,10 @@ def distill_model(
         data_format: reader name.
         data_root: dataset root.
         out_dir: run folder.
-        cfg: distillation-phase hyper-parameters.
-        finetune_cfg: fine-tune hyper-parameters (None: no fine-tune phase).
-        rank_ratio: rank of every factorized matrix as a fraction of min(m, n).
-        state_ratio: ``r_state / N``.
-        weights: ``distill.DistillWeights`` (paper defaults when None).
+        cfg: distillation-phase hyper-parameters (the fine-tune phase's follow from them,
+            ``DistillConfig.finetune_config``).
+        distill: student ratios, loss weights, fine-tune length (defaults: the registry's
+            student, the paper's weights).
         resume: a phase's ``last.pt``.
         train_split: training split.
         val_split: validation split.
@@ -229,15 +225,18 @@ def distill_model(
     """
     import torch
 
-    from dlrmamba_core.engine.distill import DistillTask, DistillWeights
+    from dlrmamba_core.engine.distill import DistillTask
     from dlrmamba_core.models import student_from_teacher
 
-    weights = weights or DistillWeights()
+    distill = distill or DistillConfig()
+    distill.validate()
+    rank_ratio, state_ratio, weights = distill.rank_ratio, distill.state_ratio, distill.weights
+    finetune_cfg = distill.finetune_config(cfg)
     info = ddp_utils.setup(cfg.device)
     try:
         t_start = time.monotonic()
         teacher, tmeta = _load_model(teacher_path)
-        input_hw = tuple(tmeta["input_hw"])
+        input_hw = (int(tmeta["input_hw"][0]), int(tmeta["input_hw"][1]))
         log.info("teacher %s loaded (%s, input %s)", teacher_path, tmeta.get("variant"),
                  input_hw)
         # Check the class map before any (possibly long) cache build.
@@ -252,7 +251,7 @@ def distill_model(
         student = student_from_teacher(teacher, rank_ratio, state_ratio)
         log.info("student built from the teacher by truncated SVD (rank ratio %.2f, state "
                  "ratio %.2f) after %.1f s", rank_ratio, state_ratio, time.monotonic() - t_start)
-        variant = "student"
+        variant = student.cfg.variant
         extra = {"teacher": str(teacher_path), "rank_ratio": rank_ratio,
                  "state_ratio": state_ratio, "distill_weights": dataclasses.asdict(weights)}
         phase = "distill"

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from dlrmamba_core.engine import distributed as ddp_utils
+from dlrmamba_core.engine.config import TrainConfig
 from dlrmamba_core.engine.ema import ModelEMA
 from dlrmamba_core.engine.evaluate import blank_modality, evaluate
 from dlrmamba_core.engine.fileio import save_figure, torch_save, write_text
@@ -56,84 +57,6 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 60.0
 
 STATE_FORMAT = "dlrmamba-train-state"
-MODALITIES = ("fused", "rgb", "thermal")
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of one training run.
-
-    Attributes:
-        epochs: passes over the training split.
-        batch_size: images per optimizer step *per process*.
-        optimizer: "sgd" (paper) or "adamw".
-        lr: peak learning rate.
-        momentum: SGD momentum (AdamW beta1).
-        weight_decay: L2 decay on weights (not on norms, biases, A_log, D).
-        nesterov: Nesterov momentum for SGD.
-        warmup_epochs: linear warmup length (fractions allowed).
-        warmup_start_factor: lr multiplier at step 0.
-        min_lr_ratio: final lr as a fraction of ``lr`` (cosine floor).
-        ema_decay: asymptotic EMA decay.
-        ema_tau: EMA ramp length in steps.
-        grad_clip: max global gradient L2 norm (0 disables).
-        amp: bf16 autocast on CUDA.
-        num_workers: DataLoader worker processes.
-        seed: seeds the init, the data order and the augmentations.
-        checkpoint_every: also write ``last.pt`` every N steps (0: only at epoch ends).
-        val_every: validate every N epochs (and always after the last one).
-        val_max_images: validate on at most this many images (None: all).
-        max_steps: stop after this many optimizer steps in total, checkpointed (None: run all
-            epochs). The schedule still spans ``epochs``, so a resumed run continues it.
-        max_time_s: stop (checkpointed) once this many seconds of this process have passed.
-        fit_to_time: with ``max_time_s``, shorten ``epochs`` after the first and second
-            epochs so the whole schedule (warmup + cosine to its floor) fits the time left,
-            measured from those epochs (``epochs`` stays the upper bound).
-        modality: "fused", or "rgb"/"thermal" to train a single-modality model (the other
-            input is zeroed).
-        progress: show tqdm progress bars.
-        device: "cpu", "cuda" or None (CUDA if available).
-        find_unused_parameters: DDP option, needed when some parameters get no gradient.
-    """
-
-    epochs: int = 100
-    batch_size: int = 16
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.937
-    weight_decay: float = 5e-4
-    nesterov: bool = True
-    warmup_epochs: float = 3.0
-    warmup_start_factor: float = 0.1
-    min_lr_ratio: float = 0.01
-    ema_decay: float = 0.9998
-    ema_tau: float = 1000.0
-    grad_clip: float = 10.0
-    amp: bool = True
-    num_workers: int = 4
-    seed: int = 0
-    checkpoint_every: int = 0
-    val_every: int = 1
-    val_max_images: int | None = None
-    max_steps: int | None = None
-    max_time_s: float | None = None
-    fit_to_time: bool = False
-    modality: str = "fused"
-    progress: bool = True
-    device: str | None = None
-    find_unused_parameters: bool = False
-
-    def validate(self) -> None:
-        """Raise ConfigError on out-of-range values."""
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ConfigError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
-        if self.modality not in MODALITIES:
-            raise ConfigError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError(f"epochs ({self.epochs}) and batch size ({self.batch_size}) "
-                              "must be >= 1")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, start_factor: float,
@@ -223,6 +146,10 @@ class RunMeta:
     input_hw: tuple[int, int]
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def hw(self) -> tuple[int, int]:
+        """``input_hw`` as a tuple of two ints (it may arrive as a list from a checkpoint)."""
+        return int(self.input_hw[0]), int(self.input_hw[1])
+
 
 class Trainer:
     """Runs a task over a dataset with the recipe of the module docstring.
@@ -243,7 +170,7 @@ class Trainer:
                  cfg: TrainConfig, out_dir: str | os.PathLike[str], meta: RunMeta,
                  info: ddp_utils.DistInfo | None = None) -> None:
         cfg.validate()
-        self.cfg = cfg
+        self.cfg = dataclasses.replace(cfg)  # a copy: fit_to_time changes ``epochs``
         self.info = info or ddp_utils.DistInfo(
             device=torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")))
         self.out = Path(out_dir)
@@ -421,7 +348,7 @@ class Trainer:
         if self.val_set is None:
             return {}
         return evaluate(self.ema.module, self.val_set, list(self.meta.class_names),
-                        tuple(self.meta.input_hw), batch_size=max(self.cfg.batch_size, 8),
+                        self.meta.hw(), batch_size=max(self.cfg.batch_size, 8),
                         device=str(self.info.device), modality=self.cfg.modality,
                         limit=self.cfg.val_max_images)
 
@@ -554,7 +481,7 @@ class Trainer:
         info = {"modality": self.cfg.modality, "kind": self.meta.kind, **self.meta.extra,
                 **extra}
         save_model(path, self.ema.module, list(self.meta.class_names),
-                   tuple(self.meta.input_hw), extra=info)
+                   self.meta.hw(), extra=info)
 
     # ---------------------------------------------------------------- logs
     def _tb_scalars(self, scalars: dict[str, float]) -> None:

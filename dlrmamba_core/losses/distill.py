@@ -2,8 +2,9 @@
 full-rank teacher.
 
 ``L = w_task L_task + w_svd L_SVD + w_state L_state + w_feat L_feat`` (paper weights
-1.0 / 0.5 / 0.1 / 1.5; a weight of 0 switches that term off, for ablations). This module
-computes the three structural terms; ``engine.distill.DistillTask`` adds the task loss.
+1.0 / 0.5 / 0.1 / 1.5, ``engine.config.DistillWeights``; a weight of 0 switches that term off,
+for ablations). This module computes the three structural terms; ``engine.distill.DistillTask``
+weights them and adds the task loss.
 
 * ``L_SVD`` (matrix level): for every factorized matrix of the student (``U V ~= W``), the
   squared distance of its factors to the sqrt(Sigma)-scaled truncated-SVD factors of the
@@ -33,7 +34,6 @@ differ by orders of magnitude between blocks and would let one block dominate th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import cast
 
 import torch
@@ -41,16 +41,6 @@ from torch import Tensor, nn
 import torch.nn.functional as F
 
 from dlrmamba_core.errors import ConfigError
-
-
-@dataclass
-class DistillWeights:
-    """Loss weights (paper: task 1.0, SVD 0.5, state 0.1, feat 1.5); 0 switches a term off."""
-
-    task: float = 1.0
-    svd: float = 0.5
-    state: float = 0.1
-    feat: float = 1.5
 
 
 def scaled_mse(student: Tensor, target: Tensor) -> Tensor:
@@ -192,7 +182,8 @@ class StructureAwareDistillation(nn.Module):
                 torch.stack(f_terms).mean() if f_terms else None)
 
     def forward(self, student: nn.Module, teacher: nn.Module, rgb: Tensor, thermal: Tensor,
-                weights: DistillWeights) -> tuple[list[Tensor], dict[str, Tensor]]:
+                svd: bool = True, state: bool = True, feat: bool = True
+                ) -> tuple[list[Tensor], dict[str, Tensor]]:
         """Run both models; return the student's predictions and the structural losses.
 
         Args:
@@ -201,7 +192,7 @@ class StructureAwareDistillation(nn.Module):
                 is on).
             rgb: (B, 3, H, W) in [0, 1].
             thermal: (B, 1, H, W) in [0, 1].
-            weights: which terms to compute (a weight of 0 skips its term: reported as 0).
+            svd, state, feat: which terms to compute (a term not computed is reported as 0).
 
         Returns:
             ``(student predictions, {"svd", "state", "feat"})``, the losses unweighted.
@@ -210,7 +201,7 @@ class StructureAwareDistillation(nn.Module):
 
         zero = torch.zeros((), device=rgb.device)
         losses = {"svd": zero, "state": zero, "feat": zero}
-        need_inner = weights.state > 0 or weights.feat > 0
+        need_inner = state or feat
         if not need_inner:
             preds = student(rgb, thermal)
         else:
@@ -219,11 +210,10 @@ class StructureAwareDistillation(nn.Module):
             with capture(student) as s_rec:
                 preds = student(rgb, thermal)
         with torch.autocast(device_type=rgb.device.type, enabled=False):
-            if weights.svd > 0:
+            if svd:
                 losses["svd"] = self.svd_loss(student)
             if need_inner:
-                state, feat = self.inner_losses(s_rec, t_rec, weights.state > 0,
-                                                weights.feat > 0)
-                losses["state"] = zero if state is None else state
-                losses["feat"] = zero if feat is None else feat
+                l_state, l_feat = self.inner_losses(s_rec, t_rec, state, feat)
+                losses["state"] = zero if l_state is None else l_state
+                losses["feat"] = zero if l_feat is None else l_feat
         return preds, losses

@@ -1,8 +1,14 @@
-"""Detector variants: ``build_model(name, num_classes)``, the registry, student from teacher."""
+"""Detector variants: ``build_model(name, num_classes)``, the registry, student from teacher.
+
+Importing this package does not import torch: the registry (``models.config``) is read by
+command-line parsers that must work on a robot without torch; the torch modules (``Detector``,
+``student_from_teacher``) are imported on first use.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from dlrmamba_core.models.config import (
     DetectorConfig,
@@ -11,8 +17,20 @@ from dlrmamba_core.models.config import (
     register_variant,
     variant_description,
 )
-from dlrmamba_core.models.detector import Detector
-from dlrmamba_core.models.student import student_from_teacher
+
+if TYPE_CHECKING:
+    from dlrmamba_core.models.detector import Detector
+    from dlrmamba_core.models.student import student_from_teacher
+
+_LAZY = {"Detector": "dlrmamba_core.models.detector",
+         "student_from_teacher": "dlrmamba_core.models.student"}
+
+
+def __getattr__(name: str) -> Any:
+    """``Detector`` and ``student_from_teacher``, imported (with torch) on first access."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_model(variant: str, num_classes: int, **overrides: Any) -> Detector:
@@ -26,6 +44,8 @@ def build_model(variant: str, num_classes: int, **overrides: Any) -> Detector:
 
 def build_from_config(cfg: DetectorConfig) -> Detector:
     """Build a detector from a full config (e.g. one read from a checkpoint)."""
+    from dlrmamba_core.models.detector import Detector
+
     return Detector(cfg)
 
 

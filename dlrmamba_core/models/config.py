@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+import math
 from typing import Any, Literal
 
 from dlrmamba_core.errors import ConfigError
@@ -73,7 +74,7 @@ class DetectorConfig:
         unknown = set(d) - names
         if unknown:
             raise ConfigError(f"unknown detector config keys {sorted(unknown)}")
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**kw)
 
 
@@ -122,17 +123,33 @@ TEACHER = DetectorConfig(
     mlp_ratio=4.0,
 )
 STUDENT_RANK_RATIO = 0.15
+"""Default rank ratio of a Low-Rank SS2D student (the shipped student's; ``dlrmamba distill``,
+``student_from_teacher`` and the ``*_lr`` variants all default to it)."""
 STUDENT_STATE_RATIO = 0.25
+"""Default ``r_state / N`` of a student (N = 16 -> r_state = 4, the shipped student's)."""
+
+
+def state_size(state_ratio: float, d_state: int) -> int:
+    """``r_state = ceil(state_ratio * N)``, at least 1: the one rounding rule of the state size.
+
+    Raises:
+        ConfigError: ``state_ratio`` outside (0, 1].
+    """
+    if not 0.0 < state_ratio <= 1.0:
+        raise ConfigError(f"state_ratio must be in (0, 1]; got {state_ratio}")
+    return max(1, math.ceil(state_ratio * d_state))
+
+
 register_variant(TEACHER, "full-rank SS2D teacher (VSS stages at strides 16 and 32, N = 16)")
 register_variant(
     replace(
         TEACHER,
         variant="student",
         rank_ratio=STUDENT_RANK_RATIO,
-        d_state=round(STUDENT_STATE_RATIO * TEACHER.d_state),
+        d_state=state_size(STUDENT_STATE_RATIO, TEACHER.d_state),
     ),
     f"Low-Rank SS2D student of the teacher (rank ratio {STUDENT_RANK_RATIO}, "
-    f"r_state {round(STUDENT_STATE_RATIO * TEACHER.d_state)})",
+    f"r_state {state_size(STUDENT_STATE_RATIO, TEACHER.d_state)})",
 )
 register_variant(
     DetectorConfig(
@@ -177,10 +194,10 @@ register_variant(
         FUSION_MAMBA,
         variant="fusion_mamba_lr",
         rank_ratio=STUDENT_RANK_RATIO,
-        d_state=round(STUDENT_STATE_RATIO * FUSION_MAMBA.d_state),
+        d_state=state_size(STUDENT_STATE_RATIO, FUSION_MAMBA.d_state),
     ),
     f"fusion_mamba with Low-Rank SS2D (rank ratio {STUDENT_RANK_RATIO}, r_state "
-    f"{round(STUDENT_STATE_RATIO * FUSION_MAMBA.d_state)}), SVD-initialised from it",
+    f"{state_size(STUDENT_STATE_RATIO, FUSION_MAMBA.d_state)}), SVD-initialised from it",
 )
 MOBILEMAMBA = DetectorConfig(
     variant="mobilemamba",
@@ -198,8 +215,8 @@ register_variant(
         MOBILEMAMBA,
         variant="mobilemamba_lr",
         rank_ratio=STUDENT_RANK_RATIO,
-        d_state=round(STUDENT_STATE_RATIO * MOBILEMAMBA.d_state),
+        d_state=state_size(STUDENT_STATE_RATIO, MOBILEMAMBA.d_state),
     ),
     f"mobilemamba with Low-Rank SS2D (rank ratio {STUDENT_RANK_RATIO}, r_state "
-    f"{round(STUDENT_STATE_RATIO * MOBILEMAMBA.d_state)}), SVD-initialised from it",
+    f"{state_size(STUDENT_STATE_RATIO, MOBILEMAMBA.d_state)}), SVD-initialised from it",
 )

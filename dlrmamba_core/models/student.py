@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
-import math
 
 import torch
 from torch import Tensor, nn
 
 from dlrmamba_core.errors import ConfigError
 from dlrmamba_core.layers import SS2D, DirLinear, DirLowRank, LowRankLinear, Mlp
-from dlrmamba_core.models.config import DetectorConfig
+from dlrmamba_core.models.config import (
+    STUDENT_RANK_RATIO,
+    STUDENT_STATE_RATIO,
+    DetectorConfig,
+    state_size,
+)
 from dlrmamba_core.models.detector import Detector
 
 
@@ -113,16 +117,20 @@ def _init_ss2d(student: SS2D, teacher: SS2D) -> None:
 
 
 def student_from_teacher(
-    teacher: Detector, rank_ratio: float = 0.25, state_ratio: float = 0.25
+    teacher: Detector,
+    rank_ratio: float = STUDENT_RANK_RATIO,
+    state_ratio: float = STUDENT_STATE_RATIO,
 ) -> Detector:
     """A Low-Rank SS2D student initialised from ``teacher`` (paper: low-rank init).
 
     Every dense SS2D projection (and VSS MLP layer) becomes the rank
     ``ceil(rank_ratio * min(m, n))`` truncated SVD of the teacher's weight with sqrt(Sigma)-scaled
-    factors; the state size becomes ``r_state = ceil(state_ratio * N)``, keeping the states
-    chosen by :func:`select_states`. All other weights (fusion, convs, norms, neck, head,
-    dt biases, D) are copied. At ``rank_ratio = state_ratio = 1`` the student computes the
-    teacher's function (up to float rounding).
+    factors; the state size becomes ``r_state = ceil(state_ratio * N)`` (``config.state_size``),
+    keeping the states chosen by :func:`kept_states`. The default ratios are the registry's
+    (``config.STUDENT_RANK_RATIO``, ``STUDENT_STATE_RATIO``: the shipped student). All other
+    weights (fusion, convs, norms, neck, head, dt biases, D) are copied. At
+    ``rank_ratio = state_ratio = 1`` the student computes the teacher's function (up to float
+    rounding).
 
     Raises:
         ConfigError: teacher already low-rank, or ratios outside (0, 1].
@@ -133,7 +141,7 @@ def student_from_teacher(
     for name, val in (("rank_ratio", rank_ratio), ("state_ratio", state_ratio)):
         if not 0.0 < val <= 1.0:
             raise ConfigError(f"{name} must be in (0, 1]; got {val}")
-    r_state = max(1, math.ceil(state_ratio * cfg.d_state))
+    r_state = state_size(state_ratio, cfg.d_state)
     s_variant = "student" if cfg.arch == "dlrmamba" else f"{cfg.variant}_lr"  # fusion_mamba_lr
     s_cfg = replace(cfg, variant=s_variant, rank_ratio=rank_ratio, d_state=r_state)
     student = Detector(s_cfg).to(next(teacher.parameters()).device)
