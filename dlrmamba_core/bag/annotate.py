@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,8 @@ import cv2
 import numpy as np
 
 from dlrmamba_core.bag.messages import FrameDetections
+
+log = logging.getLogger(__name__)
 
 # Distinct BGR-free RGB colours per class index (cycled).
 _PALETTE = np.array([(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0),
@@ -109,7 +113,15 @@ class AnnotatedVideo:
         if self.first_frame is None:
             self.first_frame = frame
         if self._writer is not None:
-            self._writer.append_data(frame)
+            try:
+                self._writer.append_data(frame)
+            except KeyboardInterrupt:
+                # Ctrl-C inside the encoder's generator ends it for good (the next frame would
+                # raise StopIteration): give the MP4 up, the PNG strip still collects frames.
+                self._give_up_mp4("interrupted while encoding")
+                raise
+            except (OSError, RuntimeError, StopIteration) as exc:
+                self._give_up_mp4(f"the encoder failed ({exc!r})")
         # The strip keeps every k-th frame; k doubles when it is full (bounded memory).
         if self.frames % self._strip_every == 0:
             self._strip.append(frame)
@@ -124,6 +136,22 @@ class AnnotatedVideo:
             return self._strip[len(self._strip) // 2]
         return self.first_frame
 
+    def _give_up_mp4(self, why: str) -> None:
+        """Stop the MP4 (its file is removed); :meth:`close` then writes the PNG strip."""
+        writer, self._writer = self._writer, None
+        self.kind = "png"
+        log.warning("annotated video: %s; writing %s instead", why, self.strip_path.name)
+        if writer is not None:
+            with contextlib.suppress(Exception):  # a dead encoder may fail to close: it's gone
+                writer.close()
+        self.mp4_path.unlink(missing_ok=True)
+
+    def close_as_strip(self) -> Path | None:
+        """Finish quickly without the MP4 (after Ctrl-C while encoding): the PNG strip."""
+        if self._writer is not None:
+            self._give_up_mp4("stopped before the end of the encoding")
+        return self.close()
+
     def abort(self) -> None:
         """Close the encoder after an error (the file is discarded with its directory)."""
         if self._writer is not None:
@@ -133,8 +161,16 @@ class AnnotatedVideo:
     def close(self) -> Path | None:
         """Finish the file; returns the MP4 or PNG path (None when no frame was added)."""
         if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.close()
+            writer = self._writer
+            try:
+                writer.close()
+            except KeyboardInterrupt:
+                self._give_up_mp4("interrupted while finishing the encoding")
+                raise
+            except (OSError, RuntimeError, StopIteration) as exc:
+                self._give_up_mp4(f"the encoder failed at the end ({exc!r})")
+                return self.close()
+            self._writer = None
             if self.frames == 0:
                 self.mp4_path.unlink(missing_ok=True)
                 return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+import sys
 from typing import Any
 
 from dlrmamba_core.errors import BagError, ConfigError
@@ -108,7 +109,7 @@ def _parse_homography(text: str | None) -> Any:
 
 
 def _bag_eval(args: argparse.Namespace) -> int:
-    from dlrmamba_core.bag.evaluate import EvalOptions, evaluate_bag
+    from dlrmamba_core.bag.evaluate import EvalInterrupted, EvalOptions, evaluate_bag
 
     opts = EvalOptions(
         rgb_topic=args.rgb_topic, thermal_topic=args.thermal_topic, gt=args.gt,
@@ -116,7 +117,14 @@ def _bag_eval(args: argparse.Namespace) -> int:
         conf_threshold=args.conf, homography=_parse_homography(args.homography),
         video=not args.no_video, out_storage=args.out_storage, overwrite=args.overwrite,
         progress=True, max_pairs=args.max_pairs)
-    res = evaluate_bag(args.bag, args.out, opts)
+    try:
+        res = evaluate_bag(args.bag, args.out, opts)
+    except EvalInterrupted as exc:
+        print_summary(exc.result.metrics, exc.result.out)
+        print(f"dlrmamba bag-eval: interrupted while {exc.result.metrics['interrupted_during']}"
+              f"; the partial output in {exc.result.out} is closed and marked \"partial\": "
+              "true (run again without Ctrl-C for the whole bag)", file=sys.stderr)
+        return 130
     print_summary(res.metrics, res.out)
     return 0
 

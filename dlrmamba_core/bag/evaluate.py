@@ -18,12 +18,15 @@ removes it; Ctrl-C finishes it as a valid, closed, partial result.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+import contextlib
 from dataclasses import dataclass, field
 import json
 import logging
 import os
 from pathlib import Path
+import signal
+import threading
 import time
 from typing import Any
 
@@ -66,6 +69,8 @@ class EvalOptions:
         progress: show a tqdm progress bar.
         max_pairs: stop after this many pairs (None = whole bag).
         on_pair: called with the number of pairs done after each pair (progress hooks).
+        on_phase: called with the name of each phase as it starts: "reading", "inference"
+            (before each pair), "metrics", "video", "report" (tests interrupt each one).
     """
 
     rgb_topic: str
@@ -83,6 +88,7 @@ class EvalOptions:
     progress: bool = True
     max_pairs: int | None = None
     on_pair: Callable[[int], None] | None = None
+    on_phase: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -218,8 +224,7 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
         latency_infer: list[float] = []
         skews_ms: list[float] = []
         pending: list[_Pending] = []
-        partial = False
-        interrupted = False
+        state = _Interrupts()
         first_log = last_log = None
         bar = None
         try:
@@ -238,6 +243,7 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
                 bar = tqdm(total=n_rgb, unit="rgb", desc="bag-eval", leave=False)
             topics = [opts.rgb_topic, opts.thermal_topic] + ([gt_topic] if gt_topic else [])
             try:
+                _phase(opts, "reading")
                 for bm in reader.messages(topics):
                     first_log = bm.log_ns if first_log is None else first_log
                     last_log = bm.log_ns
@@ -252,6 +258,7 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
                         bar.update(1)
                     msg = bm.decode()
                     for pair in pairer.add(stream, m.stamp_of(msg), bm):
+                        _phase(opts, "inference")
                         t0 = time.perf_counter()
                         rgb_msg = pair.rgb.decode()
                         rgb = m.decode_rgb(rgb_msg, rgb_type, f"topic {opts.rgb_topic}")
@@ -264,19 +271,24 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
                             np.asarray(res.boxes, np.float32).reshape(-1, 4),
                             np.asarray(res.scores, np.float32).reshape(-1),
                             [res.class_names[int(c)] for c in res.class_ids])
-                        if not label_written:
-                            writer.write(label_conn, pair.rgb.log_ns, m.serialize(
-                                m.label_info_message(class_names, pair.rgb_stamp_ns,
-                                                     fd.frame_id, _threshold(detector, opts)),
-                                m.LABEL_INFO))
-                            label_written = True
-                        writer.write(det_conn, pair.rgb.log_ns, m.serialize(
-                            m.detections_message(fd, class_names), m.DETECTIONS))
-                        detections[fd.stamp_ns] = fd
-                        sizes[fd.stamp_ns] = (rgb.shape[1], rgb.shape[0])
-                        latency_total.append(total_ms)
-                        latency_infer.append(float(getattr(res, "inference_ms", total_ms)))
-                        skews_ms.append(pair.skew_ns / 1e6)
+                        with _deferred_sigint(state):  # a message is written whole or not
+                            if not label_written:
+                                writer.write(label_conn, pair.rgb.log_ns, m.serialize(
+                                    m.label_info_message(class_names, pair.rgb_stamp_ns,
+                                                         fd.frame_id,
+                                                         _threshold(detector, opts)),
+                                    m.LABEL_INFO))
+                                label_written = True
+                            writer.write(det_conn, pair.rgb.log_ns, m.serialize(
+                                m.detections_message(fd, class_names), m.DETECTIONS))
+                            detections[fd.stamp_ns] = fd
+                            sizes[fd.stamp_ns] = (rgb.shape[1], rgb.shape[0])
+                            latency_total.append(total_ms)
+                            latency_infer.append(float(getattr(res, "inference_ms",
+                                                               total_ms)))
+                            skews_ms.append(pair.skew_ns / 1e6)
+                        if state.hit:
+                            raise KeyboardInterrupt
                         if video is not None:
                             cap = (f"t={fd.stamp_ns / 1e9:.3f}s  {len(fd)} det  "
                                    f"{total_ms:.0f} ms")
@@ -287,10 +299,8 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
                     if opts.max_pairs is not None and len(detections) >= opts.max_pairs:
                         break
             except KeyboardInterrupt:
-                partial = interrupted = True
-                log.warning("interrupted: finishing a partial output")
-            _flush_video(video, pending, gt, class_names, force=True)
-            if not detections and not interrupted:
+                state.interrupt("reading the bag")
+            if not detections and not state.hit:
                 raise BagError(
                     f"{bag}: no RGB/thermal pair matched on {opts.rgb_topic} + "
                     f"{opts.thermal_topic} with slop {opts.slop_s} s and queue size "
@@ -298,27 +308,62 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
                     f"{pairer.stats.thermal.received} msgs): check the topics, or raise "
                     "--slop if the cameras' stamps differ more than that"
                 )
-            writer.close()
-            video_path = video.close() if video is not None else None
-            preview = None
-            frame = video.preview_frame() if video is not None else None
-            if frame is not None:
-                preview = target.tmp / "preview.png"
-                cv2.imwrite(str(preview), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            metrics = _metrics(
-                bag=bag, storage=reader.storage, model_path=model_path, opts=opts,
-                class_names=class_names, synthetic=synthetic, partial=partial,
-                pairer=pairer, skews_ms=skews_ms, latency_total=latency_total,
-                latency_infer=latency_infer, detections=detections, gt=gt, rgb_type=rgb_type,
-                thermal_type=thermal_type, span_ns=(last_log or 0) - (first_log or 0),
-                outputs={"detections_bag": "detections",
-                         "video": video_path.name if video_path else None,
-                         "preview": preview.name if preview else None,
-                         "report": "report.md"},
-                homography=homography, sizes=sizes,
-            )
-            (target.tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            (target.tmp / "report.md").write_text(render_report(metrics))
+            # From here on every step finishes a valid output. The detections bag is closed
+            # with Ctrl-C deferred (a half-written index would make it unreadable); the costly
+            # steps (COCO, video encoding) are skipped on Ctrl-C, and the result says so.
+            with _deferred_sigint(state):
+                writer.close()
+            coco = None
+            if gt is not None:
+                coco = _interruptible(state, opts, "metrics",
+                                      lambda: coco_on_frames(detections, gt, class_names,
+                                                             sizes))
+            video_path = preview = None
+            if video is not None:
+                v = video
+
+                def finish_video() -> Path | None:
+                    _flush_video(v, pending, gt, class_names, force=True)
+                    return v.close()
+
+                if state.hit:  # interrupted earlier: close what was drawn (a few frames left)
+                    with _deferred_sigint(state):
+                        video_path = finish_video()
+                else:  # interrupted while encoding: drop the MP4, keep the PNG strip
+                    video_path = _interruptible(state, opts, "video", finish_video,
+                                                fallback=v.close_as_strip)
+            with _deferred_sigint(state):
+                _phase(opts, "report")
+                frame = video.preview_frame() if video is not None else None
+                if frame is not None:
+                    preview = target.tmp / "preview.png"
+                    cv2.imwrite(str(preview), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                while True:  # rewritten if a Ctrl-C arrives while the files are written
+                    partial = state.hit
+                    metrics = _metrics(
+                        bag=bag, storage=reader.storage, model_path=model_path, opts=opts,
+                        class_names=class_names, synthetic=synthetic, partial=partial,
+                        pairer=pairer, skews_ms=skews_ms, latency_total=latency_total,
+                        latency_infer=latency_infer, detections=detections, coco=coco,
+                        rgb_type=rgb_type, thermal_type=thermal_type,
+                        span_ns=(last_log or 0) - (first_log or 0),
+                        outputs={"detections_bag": "detections",
+                                 "video": video_path.name if video_path else None,
+                                 "preview": preview.name if preview else None,
+                                 "report": "report.md"},
+                        homography=homography, sizes=sizes,
+                        input_warnings=getattr(detector, "input_warning_messages", {}),
+                        interrupted_during=state.where,
+                    )
+                    (target.tmp / "metrics.json").write_text(json.dumps(metrics, indent=2)
+                                                             + "\n")
+                    (target.tmp / "report.md").write_text(render_report(metrics))
+                    if state.hit == partial:
+                        break
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                final = target.commit()
         except BaseException:
             if bar is not None:
                 bar.close()
@@ -328,13 +373,76 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
                 video.abort()
             target.discard()
             raise
-        if bar is not None:
-            bar.close()
-        final = target.commit()
     result = EvalResult(final, metrics, detections)
-    if interrupted:
-        raise KeyboardInterrupt(f"bag-eval interrupted; partial output in {final}")
+    if state.hit:
+        raise EvalInterrupted(result)
     return result
+
+
+class EvalInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``bag-eval``: the partial (valid, closed) output is in ``result.out``."""
+
+    def __init__(self, result: EvalResult) -> None:
+        super().__init__(f"bag-eval interrupted; partial output in {result.out}")
+        self.result = result
+
+
+class _Interrupts:
+    """Whether (and in which phase first) a Ctrl-C arrived."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self.where: str | None = None
+
+    def interrupt(self, where: str) -> None:
+        if not self.hit:
+            log.warning("interrupted while %s: finishing a partial output (Ctrl-C again is "
+                        "deferred until the output is closed)", where)
+            self.hit, self.where = True, where
+
+
+@contextlib.contextmanager
+def _deferred_sigint(state: _Interrupts) -> Iterator[None]:
+    """Hold SIGINT back (recording it in ``state``) while a step that must not be cut runs.
+
+    Only the main thread can install signal handlers; elsewhere the step runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:  # a background job: SIGINT is ignored anyway
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda *_: state.interrupt("finishing the output"))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _phase(opts: EvalOptions, name: str) -> None:
+    if opts.on_phase is not None:
+        opts.on_phase(name)
+
+
+def _interruptible(state: _Interrupts, opts: EvalOptions, name: str, step: Callable[[], Any],
+                   fallback: Callable[[], Any] | None = None) -> Any:
+    """Run an optional, costly finishing step; after a Ctrl-C (before or during it) run the
+    quick ``fallback`` instead (deferred) and return its result (None without one)."""
+    if not state.hit:
+        try:
+            _phase(opts, name)
+            return step()
+        except KeyboardInterrupt:
+            state.interrupt(_PHASE_NAMES.get(name, name))
+    if fallback is None:
+        return None
+    with _deferred_sigint(state):
+        return fallback()
+
+
+_PHASE_NAMES = {"metrics": "computing the COCO metrics", "video": "writing the video"}
 
 
 def _make_detector(model_path: Path, opts: EvalOptions, homography: np.ndarray | None) -> Any:
@@ -389,16 +497,18 @@ def _flush_video(video: AnnotatedVideo | None, pending: list[_Pending], gt: Grou
 def _metrics(*, bag: Path, storage: str, model_path: Path, opts: EvalOptions,
              class_names: list[str], synthetic: bool, partial: bool, pairer: Any,
              skews_ms: list[float], latency_total: list[float], latency_infer: list[float],
-             detections: dict[int, m.FrameDetections], gt: GroundTruth | None,
+             detections: dict[int, m.FrameDetections], coco: dict[str, Any] | None,
              rgb_type: str, thermal_type: str, span_ns: int, outputs: dict[str, Any],
-             homography: np.ndarray | None,
-             sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
+             homography: np.ndarray | None, sizes: dict[int, tuple[int, int]],
+             input_warnings: dict[str, str], interrupted_during: str | None
+             ) -> dict[str, Any]:
     stats = pairer.stats.as_dict()
     for st in ("rgb", "thermal"):  # still queued at the end of the bag: neither paired nor dropped
         stats[st]["pending"] = stats[st]["received"] - stats[st]["paired"] - stats[st]["dropped"]
     n_det = sum(len(d) for d in detections.values())
     metrics: dict[str, Any] = {
         "partial": partial,
+        "interrupted_during": interrupted_during,
         "bag": str(bag),
         "storage": storage,
         "synthetic_data": synthetic,
@@ -421,11 +531,10 @@ def _metrics(*, bag: Path, storage: str, model_path: Path, opts: EvalOptions,
         },
         "detections": {"frames": len(detections), "total": n_det,
                        "per_frame_mean": round(n_det / max(len(detections), 1), 3)},
-        "coco": None,
+        "coco": coco,
+        "input_warnings": dict(input_warnings),
         "outputs": outputs,
     }
-    if gt is not None:
-        metrics["coco"] = coco_on_frames(detections, gt, class_names, sizes)
     return metrics
 
 

@@ -131,6 +131,76 @@ def test_interrupt_leaves_a_closed_partial_output(grid_model: Path, tmp_path: Pa
     assert "PARTIAL" in (tmp_path / "out" / "report.md").read_text()
 
 
+@pytest.mark.parametrize("phase", ["reading", "inference", "metrics", "video", "report"])
+def test_interrupt_in_each_phase_leaves_a_closed_partial_output(
+        grid_model: Path, tmp_path: Path, phase: str) -> None:
+    """A real SIGINT at the start of each phase (the first pair for "inference")."""
+    s = write_frames_bag(tmp_path / "b", scene_frames(12, thermal_every=1), GRID_CLASSES)
+    seen: list[str] = []
+
+    def sigint_at(name: str) -> None:
+        seen.append(name)
+        if name == phase:
+            signal.raise_signal(signal.SIGINT)
+            # a second Ctrl-C while the output is finished is held back, not fatal
+            signal.raise_signal(signal.SIGINT)
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="partial output in"):
+            evaluate_bag(s.path, tmp_path / "out", _opts(grid_model, on_phase=sigint_at))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert phase in seen
+    out = tmp_path / "out"
+    met = json.loads((out / "metrics.json").read_text())
+    assert met["partial"] is True and met["interrupted_during"]
+    assert "PARTIAL" in (out / "report.md").read_text()
+    dets = read_detections_bag(out / "detections")  # a closed, readable bag
+    assert len(dets) == met["pairing"]["pairs"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+    after_reading = phase in ("metrics", "video", "report")
+    assert met["pairing"]["pairs"] == (12 if after_reading else 0)
+    if phase == "metrics":
+        assert met["coco"] is None  # skipped, the rest is complete
+    if phase in ("video", "report"):
+        assert met["coco"]["frames_evaluated"] == 12
+    if phase == "video":  # the MP4 was given up mid-encoding: the PNG strip instead
+        assert met["outputs"]["video"] == "annotated_strip.png"
+        assert (out / "annotated_strip.png").is_file() and not (out / "annotated.mp4").exists()
+    if phase in ("metrics", "report"):
+        assert met["outputs"]["video"] == "annotated.mp4"
+        assert (out / "annotated.mp4").stat().st_size > 0
+
+
+def test_cli_interrupt_prints_the_summary_and_exits_130(
+        grid_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A SIGINT to the `dlrmamba bag-eval` process itself, while it runs inference."""
+    import subprocess
+    import sys
+    import time
+
+    s = write_frames_bag(tmp_path / "b", scene_frames(300, thermal_every=1), GRID_CLASSES)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlrmamba_core.cli", "bag-eval", str(s.path), "--model",
+         str(grid_model), "--out", str(tmp_path / "out"), "--gt", GT_TOPIC],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.tmp-*/detections")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "partial" in err
+    assert "pairs:" in out
+    met = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert met["partial"] is True
+    assert len(read_detections_bag(tmp_path / "out" / "detections")) == met["pairing"]["pairs"]
+
+
 def test_missing_topic_lists_the_bag_topics(scene_bag: Path, grid_model: Path,
                                             tmp_path: Path) -> None:
     with pytest.raises(BagError, match=r"'/cam/ir' is not in the bag; it has: .*"
