@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make install   create $(VENV) and install everything (torch, ROS 2 wheels, vision_msgs)"
 	@echo "make demo      run the detector node on a synthetic rosbag with the shipped model"
-	@echo "make test      install if needed, then ruff + pytest (slow/gpu tests skip cleanly)"
+	@echo "make test      install if needed, then ruff + mypy + pytest (slow/gpu tests skip cleanly)"
 	@echo "make lint      ruff;   make typecheck  mypy;   make bench  CPU benchmarks -> docs/"
 
 install: $(STAMP)
@@ -28,11 +28,16 @@ $(STAMP): $(INSTALL_DEPS)
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Checked at zero errors by `make test` (see pyproject.toml [tool.mypy]); the whole tree:
+# `make typecheck MYPY_PATHS="dlrmamba_core dlrmamba_ros"`.
+MYPY_PATHS ?= dlrmamba_core/runtime dlrmamba_ros
+
 typecheck: install
-	$(VENV)/bin/mypy dlrmamba_core dlrmamba_ros
+	$(VENV)/bin/mypy --follow-imports=silent $(MYPY_PATHS)
 
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy --follow-imports=silent $(MYPY_PATHS)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install

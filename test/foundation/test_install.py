@@ -22,12 +22,14 @@ def test_share_directory_has_launch_config_models() -> None:
     assert (share / "launch" / "detector.launch.py").is_file()
     assert (share / "config" / "detector.yaml").is_file()
     assert (share / "models").is_dir()
-    # The shipped default model, once it exists, is resolvable from the share directory.
-    default = share / "models" / "default.json"
-    if default.exists():
-        import json
+    # The shipped default model (models/default.json names it) is resolvable from the share
+    # directory, with its model card beside it.
+    import json
 
-        assert (share / "models" / json.loads(default.read_text())["model"]).is_file()
+    default = share / "models" / "default.json"
+    assert default.is_file(), f"{default}: the shipped default model is not installed"
+    model = share / "models" / json.loads(default.read_text())["model"]
+    assert model.is_file() and model.with_suffix(".json").is_file(), model
 
 
 def test_console_scripts_installed() -> None:

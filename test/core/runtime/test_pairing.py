@@ -188,7 +188,13 @@ def test_rejects_bad_config(kwargs: dict, match: str) -> None:
 
 
 def test_exact_mode_ignores_slop() -> None:
-    ApproximateTimePairer(slop_s=0.0, exact=True)
+    """slop_s plays no part in exact mode: 0 is accepted (approximate mode refuses it) and a
+    slop of 1 s still pairs only equal stamps."""
+    for slop in (0.0, 1.0):
+        p = ApproximateTimePairer(queue_size=4, slop_s=slop, exact=True)
+        p.add("rgb", 10 * MS, "r")
+        assert p.add("thermal", 15 * MS, "t_5ms_off") == []
+        assert _names(p.add("thermal", 10 * MS, "t")) == [("r", "t")]
 
 
 @pytest.mark.parametrize(
