@@ -22,6 +22,7 @@ import logging
 import math
 import os
 from pathlib import Path
+import sys
 from typing import Any
 
 import numpy as np
@@ -331,9 +332,23 @@ def blank_modality(rgb: Any, thermal: Any, modality: str) -> tuple[Any, Any]:
     raise ConfigError(f"modality must be fused, rgb or thermal, got {modality!r}")
 
 
+def _progress_bar(enabled: bool | None, total: int) -> Any:
+    """A tqdm bar over ``total`` images like ``train`` and ``bag-eval`` (None: disabled).
+
+    ``enabled`` None shows it only when stderr is a terminal (library calls stay quiet).
+    """
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="eval", leave=False)
+
+
 def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batch_size: int,
                        device: str, modality: str, conf: float, iou: float, max_det: int,
-                       num_workers: int, limit: int | None
+                       num_workers: int, limit: int | None, progress: bool | None = None
                        ) -> tuple[list[ImagePredictions], list[ImageTruth]]:
     import torch
 
@@ -352,6 +367,7 @@ def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batc
     truths: list[ImageTruth] = []
     dev = torch.device(device)
     h, w = input_hw
+    bar = _progress_bar(progress, len(ds))
     try:
         with torch.inference_mode():
             for batch in loader:
@@ -365,16 +381,32 @@ def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batc
                     sel = tg[:, 0] == b
                     truths.append(ImageTruth(tg[sel, 2:6].astype(np.float32),
                                              tg[sel, 1].astype(np.int64), w, h))
+                if bar is not None:
+                    bar.update(len(dets))
     finally:
         model.train(was_training)
+        if bar is not None:
+            bar.close()
     return preds, truths
 
 
-def _detector_predictions(detector: Any, dataset: Any, modality: str, limit: int | None
+def _detector_predictions(detector: Any, dataset: Any, modality: str, limit: int | None,
+                          progress: bool | None = None
                           ) -> tuple[list[ImagePredictions], list[ImageTruth]]:
     preds: list[ImagePredictions] = []
     truths: list[ImageTruth] = []
     n = len(dataset) if limit is None else min(limit, len(dataset))
+    bar = _progress_bar(progress, n)
+    try:
+        _detect_all(detector, dataset, modality, n, preds, truths, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return preds, truths
+
+
+def _detect_all(detector: Any, dataset: Any, modality: str, n: int,
+                preds: list[ImagePredictions], truths: list[ImageTruth], bar: Any) -> None:
     for i in range(n):
         s = dataset[i]
         rgb, thermal = s.rgb, s.thermal
@@ -385,7 +417,8 @@ def _detector_predictions(detector: Any, dataset: Any, modality: str, limit: int
         d = detector.detect(rgb, thermal, homography=s.homography)
         preds.append(ImagePredictions(d.boxes, d.scores, d.class_ids))
         truths.append(ImageTruth(s.boxes, s.labels, s.rgb.shape[1], s.rgb.shape[0]))
-    return preds, truths
+        if bar is not None:
+            bar.update(1)
 
 
 def evaluate(
@@ -402,6 +435,7 @@ def evaluate(
     num_workers: int = 0,
     limit: int | None = None,
     group_by: str | None = None,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Run a model over a dataset and compute COCO metrics.
 
@@ -424,6 +458,7 @@ def evaluate(
         group_by: also compute mAP per value of this image attribute of the reader (e.g.
             ``condition`` or ``scene`` of the synthetic benchmark); images without it form
             the group ``"n/a"``.
+        progress: a progress bar over the images (None: only when stderr is a terminal).
 
     Returns:
         The dict of :func:`coco_metrics`; with ``group_by`` also ``"groups"``: ``{"by":
@@ -457,7 +492,7 @@ def evaluate(
     if hasattr(target, "detect"):
         model_names = list(getattr(target, "class_names", names))
         _check_classes(model_or_detector, model_names, names)
-        preds, truths = _detector_predictions(target, dataset, modality, limit)
+        preds, truths = _detector_predictions(target, dataset, modality, limit, progress)
     else:
         import torch
 
@@ -471,7 +506,7 @@ def evaluate(
         target = target.to(torch.device(device))
         preds, truths = _torch_predictions(target, dataset, tuple(input_hw), batch_size,
                                            device, modality, conf_threshold, iou_threshold,
-                                           max_detections, num_workers, limit)
+                                           max_detections, num_workers, limit, progress)
     metrics = coco_metrics(preds, truths, names, max_detections=max_detections)
     if group_by:
         metrics["groups"] = group_metrics(preds, truths, names,

@@ -16,7 +16,16 @@ from typing import Any
 from dlrmamba_core.data.readers.base import Entry, PairDataset
 from dlrmamba_core.errors import DatasetError
 
-__all__ = ["FORMATS", "Entry", "PairDataset", "open_dataset", "parse_options", "split_format"]
+__all__ = [
+    "FORMATS",
+    "Entry",
+    "PairDataset",
+    "format_help",
+    "open_dataset",
+    "parse_options",
+    "resolve_split",
+    "split_format",
+]
 
 # format -> (module, function); modules are imported on use.
 FORMATS: dict[str, tuple[str, str]] = {
@@ -30,6 +39,80 @@ FORMATS: dict[str, tuple[str, str]] = {
     "vedai": ("vedai", "open_vedai"),
     "dronevehicle": ("dronevehicle", "open_dronevehicle"),
 }
+
+
+#: one line per format for ``--data-format`` help texts (layouts: docs/data_formats.md)
+FORMAT_SUMMARY: dict[str, str] = {
+    "synth": "the synthetic benchmark of `dlrmamba data gen` (splits from dataset.json)",
+    "yolo": "[split/]rgb/, thermal/, labels/ YOLO txt; options rgb_dir, thermal_dir, "
+            "labels_dir, clip=1",
+    "coco": "[split/]annotations.json (COCO + thermal_file) and the images",
+    "llvip": "visible/{train,test}/, infrared/{train,test}/, Annotations/ VOC",
+    "m3fd": "Vis/, Ir/, Annotations/ VOC, optional splits/<split>.txt",
+    "flir": "FLIR_aligned: JPEGImages/, Annotations/, optional ImageSets/<split>.txt",
+    "kaist": "images/setXX/V00Y/{visible,lwir}/, annotations/, optional imageSets/",
+    "vedai": "Vehicules<size>/, Annotations<size>/ (fold files as splits); option size",
+    "dronevehicle": "original <s>/<s>img, <s>imgr, XML labels; or the YOLO export "
+                    "[split/]rgb/, ir/, labels/ (IR) + labels_rgb/; option labels",
+}
+
+
+def format_help() -> str:
+    """The formats with their layouts in one short paragraph (for CLI help texts)."""
+    return "; ".join(f"{k}: {v}" for k, v in FORMAT_SUMMARY.items())
+
+
+def _split_present(fmt: str, root: Path, split: str, kw: dict[str, Any]) -> bool | None:
+    """Whether ``split`` exists in the dataset at ``root``; None when the dataset has no
+    splits at all (a flat folder, no split files) so the whole folder is the only choice."""
+    if fmt in ("yolo", "coco"):
+        if (root / split).is_dir():
+            return True
+        flat = (root / kw.get("rgb_dir", "rgb")).is_dir() if fmt == "yolo" else (
+            root / kw.get("annotations", "annotations.json")).is_file()
+        return None if flat else False
+    if fmt == "dronevehicle":
+        if (root / split).is_dir():
+            return True
+        return None if (root / "rgb").is_dir() else False
+    for fmt_, folder in (("kaist", "imageSets"), ("flir", "ImageSets"), ("m3fd", "splits")):
+        if fmt == fmt_:
+            if (root / folder / f"{split}.txt").is_file():
+                return True
+            if fmt == "m3fd" and split in ("train", "test", "all"):
+                return True  # M3FD's deterministic split of the sorted ids
+            has_files = (root / folder).is_dir() and any((root / folder).glob("*.txt"))
+            return False if has_files else None
+    if fmt == "vedai":
+        folder = root / f"Annotations{kw.get('size', 512)}"
+        if (folder / f"{split}.txt").is_file():
+            return True
+        return False if any(folder.glob("fold*.txt")) else None
+    return True  # synth, llvip: the reader itself checks and explains
+
+
+def resolve_split(fmt: str, root: str | os.PathLike[str], split: str | None
+                  ) -> tuple[str | None, str | None]:
+    """The split to open for ``split`` and, when it was changed, a sentence saying why.
+
+    A dataset without any split (a flat yolo / DroneVehicle folder, KAIST or FLIR without
+    split files) is used whole instead of failing on a default split name. A split that is
+    missing while others exist is kept (the reader's error lists what to pass).
+
+    Returns:
+        (split to pass to :func:`open_dataset`, note or None).
+    """
+    if not split:
+        return None, None
+    name, kw = split_format(fmt)
+    rootp = Path(root)
+    if name not in FORMATS or not rootp.is_dir():
+        return split, None
+    if _split_present(name, rootp, split, kw) is None:
+        return None, (f"{rootp} has no {split!r} split (no split folders or split files): "
+                      "using the whole folder; pass --split NAME to pick one where the "
+                      "layout has them (docs/data_formats.md)")
+    return split, None
 
 
 def reader_function(fmt: str) -> Callable[..., PairDataset]:

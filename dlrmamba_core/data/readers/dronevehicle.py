@@ -13,6 +13,19 @@ also accepted). Classes: car, truck, bus, van, freight car; the misspellings "fe
 "feright_car", "feright", "freight_car" and "truvk" are mapped. ``labels``: "rgb" (default),
 "ir" or "union" (both label sets concatenated). Image sizes are read at open (one read per
 image) to place the crop.
+
+The common YOLO export of DroneVehicle (white border already cropped, one label set per
+modality) is recognised by its ``rgb/`` folder and read as well::
+
+    root/[split/]rgb/<id>.jpg         RGB
+    root/[split/]ir/<id>.jpg          IR (3-channel JPEG with R=G=B is fine)
+    root/[split/]labels/<id>.txt      IR labels, YOLO 'cls cx cy w h' normalized
+    root/[split/]labels_rgb/<id>.txt  RGB labels (same format)
+    root/classes.txt                  optional: Car, Truck, Bus, Van, Freight_Car
+
+(``rgb/images`` + ``rgb/labels`` and ``ir/images`` + ``ir/labels`` sub-folders are accepted
+too). There ``labels`` defaults to "ir" (the export's primary set, ``labels/``); "rgb" reads
+``labels_rgb/`` and "union" both. Without split folders the whole folder is one split.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from dlrmamba_core.data.readers.base import (
     list_images,
     require_dir,
 )
+from dlrmamba_core.data.readers.yolo import read_class_names, yolo_entries
 from dlrmamba_core.errors import DatasetError
 
 __all__ = ["BORDER", "DRONEVEHICLE_CLASSES", "open_dronevehicle"]
@@ -72,12 +86,68 @@ def _parse(path: Path, w: int, h: int) -> tuple[list[list[float]], list[int]]:
     return rows, labels
 
 
+def _yolo_export_base(root: Path, split: str | None) -> Path | None:
+    """The folder holding ``rgb/`` of a YOLO export (``root/split`` or ``root``), or None."""
+    for base in ([root / split] if split else []) + [root]:
+        if (base / "rgb").is_dir() and (base / "ir").is_dir():
+            return base
+    return None
+
+
+def _open_yolo_export(root: Path, base: Path, labels: str) -> PairDataset:
+    names = read_class_names(root) or read_class_names(base)
+    if names is not None:
+        got = [ALIASES.get(n.lower(), n.lower()).replace("_", " ") for n in names]
+        if got != DRONEVEHICLE_CLASSES[:len(got)]:
+            raise DatasetError(
+                f"{root / 'classes.txt'}: classes {names} are not DroneVehicle's "
+                f"{DRONEVEHICLE_CLASSES} in that order; read it with --data-format yolo "
+                "(yolo:thermal_dir=ir) to keep its own class map")
+    nested = (base / "rgb" / "images").is_dir()
+    rgb_dir, ir_dir = ("rgb/images", "ir/images") if nested else ("rgb", "ir")
+    label_dirs = {"ir": "ir/labels" if nested else "labels",
+                  "rgb": "rgb/labels" if nested else "labels_rgb"}
+    chosen = ["ir", "rgb"] if labels == "union" else [labels]
+    entries: list[Entry] = []
+    unpaired: list[str] = []
+    for k, which in enumerate(chosen):
+        if not (base / label_dirs[which]).is_dir():
+            raise DatasetError(f"DroneVehicle YOLO export: {base / label_dirs[which]} not "
+                               f"found for labels={which}; pass --data-format "
+                               "dronevehicle:labels=ir (labels/) or dronevehicle:labels=rgb "
+                               "(labels_rgb/), see docs/data_formats.md")
+        ents, unp, _, _ = yolo_entries(base, rgb_dir, ir_dir, label_dirs[which],
+                                       list(DRONEVEHICLE_CLASSES), False, "DroneVehicle")
+        if k == 0:
+            entries, unpaired = ents, unp
+        else:  # union: append the other modality's boxes to the same pairs
+            for e, o in zip(entries, ents, strict=True):
+                e.boxes = np.concatenate([e.boxes, o.boxes])
+                e.labels = np.concatenate([e.labels, o.labels])
+    ds = PairDataset("dronevehicle", root, entries, list(DRONEVEHICLE_CLASSES), unpaired)
+    ds.notes.append(f"DroneVehicle YOLO export in {base}: {labels} labels "
+                    f"({', '.join(label_dirs[w] + '/' for w in chosen)})")
+    return ds
+
+
 def open_dronevehicle(root: Path, split: str | None = None,
-                      labels: str = "rgb") -> PairDataset:
-    """Open DroneVehicle ``split`` (default train) with the ``labels`` set rgb / ir / union."""
-    if labels not in ("rgb", "ir", "union"):
+                      labels: str | None = None) -> PairDataset:
+    """Open DroneVehicle ``split`` with the ``labels`` set rgb / ir / union.
+
+    The original XML layout (default split train, default labels rgb) or the YOLO export
+    (default labels ir; without split folders the whole folder), see the module docstring.
+    """
+    if labels not in (None, "rgb", "ir", "union"):
         raise DatasetError(f"DroneVehicle labels={labels!r}: use rgb, ir or union")
+    export = _yolo_export_base(root, split)
+    if export is not None:
+        return _open_yolo_export(root, export, labels or "ir")
+    labels = labels or "rgb"
     s = split or "train"
+    if not (root / s).is_dir():
+        raise DatasetError(
+            f"DroneVehicle: {root / s} not found, and {root} is not the YOLO export either "
+            "(rgb/ + ir/ folders); see docs/data_formats.md for both layouts")
     base = require_dir(root / s, "DroneVehicle split folder")
     rgb = list_images(require_dir(base / f"{s}img", "DroneVehicle RGB folder"))
     ir = list_images(require_dir(base / f"{s}imgr", "DroneVehicle IR folder"))

@@ -1,0 +1,31 @@
+"""``engine.evaluate.evaluate`` shows a progress bar over the images when asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dlrmamba_core.data.readers import open_dataset
+
+
+def test_eval_progress_bar_counts_the_images(grid_model: Path, tmp_path: Path,
+                                             capfd: pytest.CaptureFixture[str]) -> None:
+    from dlrmamba_core.engine.evaluate import evaluate
+
+    for i in range(5):
+        for sub, img in (("rgb", np.full((96, 128, 3), 40 * i, np.uint8)),
+                         ("thermal", np.full((48, 64), 1000, np.uint16))):
+            (tmp_path / sub).mkdir(exist_ok=True)
+            cv2.imwrite(str(tmp_path / sub / f"{i}.png"), img)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "0.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    (tmp_path / "classes.txt").write_text("bright\nhot\n")
+    ds = open_dataset("yolo", tmp_path)
+    evaluate(str(grid_model), ds, progress=True)
+    err = capfd.readouterr().err
+    assert "eval:" in err and "/5 [" in err and "img/s" in err
+    evaluate(str(grid_model), ds, progress=False)
+    assert "eval" not in capfd.readouterr().err
