@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from variant_checks import (
+    check_distill_task,
     check_export_and_torch_free_runtime,
     check_forward_backward,
     check_full_rank_reproduces_teacher,
@@ -81,6 +82,10 @@ def test_forward_backward_and_thermal_path(variant: str) -> None:
 
 def test_lr_from_trained_fusion_mamba_at_full_rank_reproduces_it() -> None:
     check_full_rank_reproduces_teacher("fusion_mamba", "fusion_mamba_lr", TINY)
+
+
+def test_structure_aware_distillation_runs_on_it() -> None:
+    check_distill_task("fusion_mamba", TINY)
 
 
 @pytest.mark.filterwarnings("ignore")

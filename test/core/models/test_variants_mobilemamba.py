@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from variant_checks import (
+    check_distill_task,
     check_export_and_torch_free_runtime,
     check_forward_backward,
     check_full_rank_reproduces_teacher,
@@ -105,6 +106,10 @@ def test_registered_sizes() -> None:
 
 def test_lr_from_trained_mobilemamba_at_full_rank_reproduces_it() -> None:
     check_full_rank_reproduces_teacher("mobilemamba", "mobilemamba_lr", TINY)
+
+
+def test_structure_aware_distillation_runs_on_it() -> None:
+    check_distill_task("mobilemamba", TINY)
 
 
 @pytest.mark.filterwarnings("ignore")

@@ -222,3 +222,27 @@ def check_overfits(variant: str, tiny: dict[str, Any], iterations: int, lr: floa
     after = evaluate()
     assert before < 0.3
     assert after >= min_map50, f"mAP50 {after:.3f} after {iterations} steps (before {before:.3f})"
+
+
+def check_distill_task(variant: str, tiny: dict[str, Any]) -> None:
+    """Structure-Aware Distillation runs on the variant: every SS2D block of the low-rank
+    model (DSSF / WTE-Mamba ones included) is paired with the teacher's, the state and
+    feature terms are finite and non-zero, and the student's SS2D blocks get gradients."""
+    from dlrmamba_core.engine.distill import DistillTask, DistillWeights
+
+    teacher = perturbed(variant, 3, tiny).eval()
+    student = student_from_teacher(teacher, rank_ratio=0.5, state_ratio=0.5)
+    task = DistillTask(student, teacher, DistillWeights()).train()
+    rgb, th = inputs()
+    targets = torch.tensor([[0, 1, 8.0, 8.0, 40.0, 30.0], [1, 2, 50.0, 20.0, 90.0, 60.0]])
+    loss, parts = task(rgb, th, targets)
+    assert torch.isfinite(loss)
+    for term in ("svd", "state", "feat"):
+        assert torch.isfinite(torch.as_tensor(parts[term])), term
+    assert float(parts["state"]) > 0 and float(parts["feat"]) > 0
+    loss.backward()
+    ssm = [n for n, m in student.named_modules() if type(m).__name__ == "LowRankSS2D"]
+    grads = dict(student.named_parameters())
+    for name in ssm:
+        g = grads[f"{name}.A_log"].grad
+        assert g is not None and float(g.abs().sum()) > 0, f"no gradient into {name}"
