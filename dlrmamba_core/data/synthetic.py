@@ -32,13 +32,13 @@ import functools
 import json
 import math
 import os
-import tempfile
 from typing import Any
 
 import cv2
 import numpy as np
 
 from dlrmamba_core.data.types import PairSample
+from dlrmamba_core.engine.fileio import write_text
 from dlrmamba_core.errors import ConfigError
 
 __all__ = [
@@ -1051,7 +1051,7 @@ def _write_one(job: tuple[SynthConfig, str, str, int, int, str]) -> dict[str, An
     for b, c in zip(s.boxes, s.labels, strict=True):
         cx, cy = (b[0] + b[2]) / 2 / w, (b[1] + b[3]) / 2 / h
         lines.append(f"{int(c)} {cx:.6f} {cy:.6f} {(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}")
-    _write_text_atomic(os.path.join(base, "labels", f"{stem}.txt"), "\n".join(lines) + "\n")
+    write_text(os.path.join(base, "labels", f"{stem}.txt"), "\n".join(lines) + "\n")
     return {
         "index": index, "split": split, "stem": stem, "file_name": rgb_rel,
         "thermal_file": th_rel, "width": w, "height": h,
@@ -1062,18 +1062,6 @@ def _write_one(job: tuple[SynthConfig, str, str, int, int, str]) -> dict[str, An
         "boxes": s.boxes.tolist(), "labels": s.labels.tolist(),
         "visible": np.asarray(s.visible).astype(int).tolist(),
     }
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp.", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _coco(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1182,7 +1170,7 @@ def write_frame_dataset(
     for split, _ in counts:
         recs = [r for r in records if r["split"] == split]
         os.makedirs(os.path.join(rootp, split), exist_ok=True)
-        _write_text_atomic(os.path.join(rootp, split, "annotations.json"),
+        write_text(os.path.join(rootp, split, "annotations.json"),
                            json.dumps(_coco(recs)))
     info = {
         "format": DATASET_FORMAT, "version": DATASET_VERSION, "synthetic": True,
@@ -1193,5 +1181,5 @@ def write_frame_dataset(
         "homography": rig_homography(cfg).tolist(),
         "conditions": {c: sum(r["condition"] == c for r in records) for c in CONDITIONS},
     }
-    _write_text_atomic(os.path.join(rootp, "dataset.json"), json.dumps(info, indent=1))
+    write_text(os.path.join(rootp, "dataset.json"), json.dumps(info, indent=1))
     return info
