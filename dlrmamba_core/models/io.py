@@ -67,6 +67,26 @@ def save_model(
     return dest
 
 
+def checkpoint_problem(path: Path, exc: BaseException) -> str:
+    """One short phrase for why ``torch.load`` failed (torch's own text runs ~400 chars)."""
+    import zipfile
+
+    text = str(exc)
+    try:
+        with open(path, "rb") as fh:
+            starts_like_zip = fh.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+        cut_zip = starts_like_zip and not zipfile.is_zipfile(path)  # no end record: cut short
+    except OSError:
+        cut_zip = False
+    if cut_zip or "central directory" in text or isinstance(exc, EOFError):
+        return f"the file is truncated or corrupt ({path.stat().st_size} bytes; an interrupted " \
+               "copy or write?)"
+    if "weights_only" in text or "Unsupported global" in text:
+        return "it holds Python objects beyond tensors and plain data, so it is not a " \
+               "dlrmamba model file (those load with weights_only=True)"
+    return f"it is not a PyTorch checkpoint ({type(exc).__name__}: {text.splitlines()[0][:80]})"
+
+
 def load_model(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -89,14 +109,17 @@ def load_model(
         ckpt = torch.load(src, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt/foreign files
         raise ModelFileError(
-            f"{src} is not a readable dlrmamba checkpoint ({type(exc).__name__}: {exc}); "
-            "re-export it with save_model"
+            f"{src} is not a readable dlrmamba model file: {checkpoint_problem(src, exc)}; "
+            "copy it again or pass the best.pt / final.pt of `dlrmamba train` or `distill`"
         ) from exc
     if not isinstance(ckpt, dict):
-        raise ModelFileError(f"{src} holds a {type(ckpt).__name__}, not a checkpoint dict")
+        raise ModelFileError(f"{src} holds a {type(ckpt).__name__}, not a dlrmamba model file; "
+                             "pass the best.pt that `dlrmamba train` or `distill` wrote")
     missing = [k for k in _REQUIRED if k not in ckpt]
     if missing:
-        raise ModelFileError(f"{src} lacks checkpoint keys {missing}; re-save it with save_model")
+        raise ModelFileError(f"{src} lacks checkpoint keys {missing} (a last.pt training state "
+                             "or another program's checkpoint?); pass the best.pt or final.pt "
+                             "that `dlrmamba train` or `distill` wrote")
     try:
         cfg = DetectorConfig.from_dict(ckpt["config"])
     except (ConfigError, TypeError) as exc:

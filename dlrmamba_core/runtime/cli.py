@@ -165,7 +165,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("export", help="export a checkpoint to ONNX (+ model card)",
                               description="Export a .pt checkpoint to ONNX with metadata, "
                               "onnx.checker and a parity check against torch.")
-    p.add_argument("checkpoint", help=".pt checkpoint (models.io.save_model)")
+    p.add_argument("checkpoint", help=".pt checkpoint (best.pt of `dlrmamba train` / `distill`)")
     p.add_argument("--out", required=True, help="destination .onnx (card: same stem .json)")
     p.add_argument("--input-size", default=None, metavar="HxW",
                    help="fixed input size, e.g. 512x640 (default: the checkpoint's)")

@@ -28,19 +28,13 @@ from dlrmamba_core.runtime.metadata import (
     read_model_card,
     verify_model_card,
 )
+from dlrmamba_core.runtime.ort_session import GRAPH_OPTIMIZATION
 
 __all__ = ["BACKENDS", "GRAPH_OPTIMIZATION", "Detector", "OrtBackend", "check_inputs"]
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("onnxruntime", "torch")
-#: ``graph_optimization`` names -> onnxruntime.GraphOptimizationLevel member names.
-GRAPH_OPTIMIZATION = {
-    "disable": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
 _THERMAL_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32),
                    np.dtype(np.float64))
 
@@ -82,44 +76,11 @@ class OrtBackend:
         inter_op_threads: int = 1,
         profile_prefix: str | None = None,
     ) -> None:
-        import onnxruntime as ort
+        from dlrmamba_core.runtime.ort_session import ort_session
 
         self.path = Path(path)
-        if graph_optimization not in GRAPH_OPTIMIZATION:
-            raise ConfigError(
-                f"graph_optimization={graph_optimization!r}: use one of "
-                f"{sorted(GRAPH_OPTIMIZATION)}"
-            )
-        if threads < 1 or inter_op_threads < 1:
-            raise ConfigError(
-                f"threads={threads}, inter_op_threads={inter_op_threads}: need >= 1"
-            )
-        available = ort.get_available_providers()
-        chosen = list(providers) if providers else ["CPUExecutionProvider"]
-        unknown = [p for p in chosen if p not in available]
-        if unknown:
-            raise ConfigError(
-                f"execution providers {unknown} are not available in this onnxruntime "
-                f"build (available: {available}); pick from those"
-            )
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = int(inter_op_threads)
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = getattr(
-            ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION[graph_optimization]
-        )
-        opts.log_severity_level = 3  # errors only: warnings about unused initializers are noise
-        if profile_prefix:
-            opts.enable_profiling = True
-            opts.profile_file_prefix = profile_prefix
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=chosen)
-        except Exception as exc:  # ORT raises its own untyped errors (Fail, InvalidGraph, ...)
-            raise ModelFileError(
-                f"{self.path}: onnxruntime cannot load it ({type(exc).__name__}: {exc}); "
-                "the file is corrupt or not an ONNX model: re-export it with `dlrmamba export`"
-            ) from exc
+        self.session = ort_session(self.path, threads, inter_op_threads, graph_optimization,
+                                   providers, profile_prefix)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_metadata(meta, str(self.path))
         self._check_io()
@@ -259,8 +220,9 @@ class Detector:
             raise ConfigError(f"backend={backend!r}: use one of {BACKENDS}")
         if not 0.0 <= conf_threshold <= 1.0 or not 0.0 < iou_threshold <= 1.0:
             raise ConfigError(
-                f"conf_threshold={conf_threshold}, iou_threshold={iou_threshold}: need "
-                "0 <= conf <= 1 and 0 < iou <= 1"
+                f"score threshold {conf_threshold} (--conf, node parameter conf_threshold) "
+                f"and NMS IoU {iou_threshold} (--iou, iou_threshold): need 0 <= score <= 1 "
+                "and 0 < IoU <= 1"
             )
         if max_detections < 1:
             raise ConfigError(f"max_detections={max_detections}: need >= 1")
@@ -280,8 +242,9 @@ class Detector:
         if backend == "onnxruntime":
             if path.suffix != ".onnx":
                 raise ModelFileError(
-                    f"{path}: the onnxruntime backend needs a .onnx file; use backend='torch' "
-                    "for a .pt checkpoint, or export it with `dlrmamba export`"
+                    f"{path}: the default (onnxruntime) backend needs a .onnx file; run a .pt "
+                    "checkpoint with `dlrmamba detect --backend torch`, or export it: "
+                    f"`dlrmamba export {path} --out model.onnx`"
                 )
             self.backend = OrtBackend(path, threads, graph_optimization, providers)
             self.card = self._check_card(verify_card, require_card)

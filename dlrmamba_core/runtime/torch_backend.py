@@ -57,7 +57,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], 
     p = Path(path)
     if not p.is_file():
         raise ModelFileError(
-            f"{p}: no such checkpoint; pass a .pt file written by training (models.io)"
+            f"{p}: no such checkpoint; pass the best.pt that `dlrmamba train` or "
+            "`dlrmamba distill` wrote"
         )
     model, meta = load_model(p, map_location="cpu")
     model.eval()

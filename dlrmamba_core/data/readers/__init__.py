@@ -1,7 +1,7 @@
 """Dataset readers: ``open_dataset(format, root, split=None, **kw) -> PairDataset``.
 
 Formats: synth, yolo, coco, llvip, m3fd, flir, kaist, vedai, dronevehicle. Each reader's
-docstring (and docs/data.md) describes the on-disk layout it expects.
+docstring (and docs/data_formats.md) describes the on-disk layout it expects.
 """
 
 from __future__ import annotations

@@ -120,8 +120,9 @@ def as_bool(value: bool | int | str, name: str) -> bool:
 def require_dir(path: Path, what: str) -> Path:
     """Return ``path`` if it is a directory, else raise DatasetError naming it."""
     if not path.is_dir():
-        raise DatasetError(f"{what}: directory {path} not found; check --root and the layout "
-                           "described in docs/data.md")
+        raise DatasetError(f"{what}: directory {path} not found; check the dataset root "
+                           "(--data, or --root for `dlrmamba data`) and --data-format against "
+                           "the layouts in docs/data_formats.md")
     return path
 
 
@@ -183,8 +184,9 @@ def class_index(name: str, class_names: Sequence[str], aliases: dict[str, str],
     lowered = [c.lower() for c in class_names]
     if key not in lowered:
         raise DatasetError(
-            f"{where}: unknown class {name!r}; known classes are {list(class_names)} "
-            "(pass class_names=... to the reader to use another class map)"
+            f"{where}: unknown class {name!r}; this format's classes are "
+            f"{list(class_names)}: fix the annotation, or convert the dataset to the yolo "
+            "layout with its own classes.txt (docs/data_formats.md)"
         )
     return lowered.index(key)
 
