@@ -200,6 +200,7 @@ class Trainer:
         self.best_metrics: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
         self.epoch_sums: dict[str, float] = {}
+        self.epoch_wait_s = 0.0  # seconds this epoch spent waiting for the data loader
         self.model_ddp: nn.Module = self.task
         if self.info.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -382,7 +383,11 @@ class Trainer:
                             f"{self.cfg.epochs}",
                        disable=not (self.cfg.progress and self.info.is_main),
                        mininterval=5.0, leave=False)
+            t_ready = time.monotonic()
             for batch in loader:
+                # Time from the end of the previous step to a batch in hand: the loader wait
+                # (its share of the epoch tells a data-bound run from a compute-bound one).
+                self.epoch_wait_s += time.monotonic() - t_ready
                 parts = self._step(batch)
                 self.batch_in_epoch += 1
                 for k, v in parts.items():
@@ -409,6 +414,7 @@ class Trainer:
                         time.monotonic() - t0 >= self.cfg.max_time_s:
                     stopped = truncated = True
                     break
+                t_ready = time.monotonic()
             bar.close()
             if truncated:
                 # Time budget spent: validate and save the models now (the schedule is cut).
@@ -441,7 +447,8 @@ class Trainer:
         n = max(self.batch_in_epoch, 1)
         row: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.global_step,
                                "lr": self.optimizer.param_groups[0]["lr"],
-                               "epoch_s": round(epoch_s, 2)}
+                               "epoch_s": round(epoch_s, 2),
+                               "data_wait_s": round(self.epoch_wait_s, 2)}
         row.update({f"train_{k}": round(v / n, 5) for k, v in self.epoch_sums.items()})
         last_epoch = final or self.epoch + 1 == self.cfg.epochs
         metrics: dict[str, Any] = {}
@@ -455,6 +462,7 @@ class Trainer:
         self.epoch += 1
         self.batch_in_epoch = 0
         self.epoch_sums = {}
+        self.epoch_wait_s = 0.0
         self.history.append(row)
         if self.info.is_main:
             fitness = (0.1 * metrics["mAP50"] + 0.9 * metrics["mAP50_95"]) if metrics else None
