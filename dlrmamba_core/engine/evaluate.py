@@ -436,6 +436,8 @@ def evaluate(
     limit: int | None = None,
     group_by: str | None = None,
     progress: bool | None = None,
+    class_map: Any = None,
+    model_class_names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run a model over a dataset and compute COCO metrics.
 
@@ -459,10 +461,17 @@ def evaluate(
             ``condition`` or ``scene`` of the synthetic benchmark); images without it form
             the group ``"n/a"``.
         progress: a progress bar over the images (None: only when stderr is a terminal).
+        class_map: when the model's classes differ from the dataset's: ``--class-map`` text
+            (``MODEL=DATA,...``), a ``data.classmap.ClassMapping``, or None (match by name
+            automatically, ``data.classmap.match_classes``). Detections of model classes the
+            data lacks are dropped, boxes of data classes the model lacks are not scored;
+            both are listed in ``metrics["class_map"]``.
+        model_class_names: the classes of a torch ``nn.Module`` (default: ``class_names``).
 
     Returns:
-        The dict of :func:`coco_metrics`; with ``group_by`` also ``"groups"``: ``{"by":
-        group_by, "values": {value: {"mAP50", "mAP50_95", "num_images", "num_gt"}}}``.
+        The dict of :func:`coco_metrics` over the scored data classes; with ``group_by``
+        also ``"groups"``: ``{"by": group_by, "values": {value: {"mAP50", "mAP50_95",
+        "num_images", "num_gt"}}}``; with a class mapping also ``"class_map"``.
 
     Raises:
         DatasetError: the dataset is empty.
@@ -471,6 +480,7 @@ def evaluate(
     if len(dataset) == 0:
         raise DatasetError("evaluate: the dataset has no samples; check the path and split")
     names = list(class_names if class_names is not None else _dataset_class_names(dataset))
+    model_names = list(model_class_names) if model_class_names is not None else None
     target = model_or_detector
     if isinstance(target, (str, os.PathLike)):
         path = Path(target)
@@ -487,11 +497,11 @@ def evaluate(
             target, meta = load_model(path, map_location=device)
             hw = meta["input_hw"]
             input_hw = input_hw or (int(hw[0]), int(hw[1]))
-            _check_classes(path, list(meta["class_names"]), names)
+            model_names = list(meta["class_names"])
             modality = (meta.get("extra") or {}).get("modality", modality)
     if hasattr(target, "detect"):
         model_names = list(getattr(target, "class_names", names))
-        _check_classes(model_or_detector, model_names, names)
+        mapping = _class_mapping(model_or_detector, model_names, names, class_map)
         preds, truths = _detector_predictions(target, dataset, modality, limit, progress)
     else:
         import torch
@@ -499,20 +509,80 @@ def evaluate(
         if input_hw is None:
             raise ConfigError("evaluate: input_hw is required for a torch model")
         nc = getattr(target, "num_classes", len(names))
-        if nc != len(names):
+        model_names = model_names or (names if nc == len(names) else None)
+        if model_names is None or len(model_names) != nc:
             raise ModelFileError(f"evaluate: the model predicts {nc} classes but the dataset "
-                                 f"has {len(names)} ({names}); evaluate on a dataset with the "
-                                 "model's classes")
+                                 f"has {len(names)} ({names}); pass the model's class names "
+                                 "(model_class_names=) to map them onto the dataset's")
+        mapping = _class_mapping(model_or_detector, model_names, names, class_map)
         target = target.to(torch.device(device))
         preds, truths = _torch_predictions(target, dataset, tuple(input_hw), batch_size,
                                            device, modality, conf_threshold, iou_threshold,
                                            max_detections, num_workers, limit, progress)
-    metrics = coco_metrics(preds, truths, names, max_detections=max_detections)
+    scored = names
+    if mapping is not None:
+        preds, truths, scored, not_scored = map_to_data(preds, truths, mapping)
+    metrics = coco_metrics(preds, truths, scored, max_detections=max_detections)
+    if mapping is not None:
+        metrics["class_map"] = {**mapping.to_dict(), "boxes_not_scored": not_scored}
     if group_by:
-        metrics["groups"] = group_metrics(preds, truths, names,
+        metrics["groups"] = group_metrics(preds, truths, scored,
                                           image_attribute(dataset, group_by, len(preds)),
                                           group_by, max_detections)
     return metrics
+
+
+def _class_mapping(source: Any, model_names: list[str], data_names: list[str],
+                   class_map: Any) -> Any:
+    """None when the classes agree and no map is given; else the ``ClassMapping``.
+
+    Raises:
+        ModelFileError: no model class matches any data class.
+    """
+    from dlrmamba_core.data.classmap import ClassMapping, match_classes
+
+    if class_map is None and model_names == data_names:
+        return None
+    mapping = class_map if isinstance(class_map, ClassMapping) else match_classes(
+        model_names, data_names, class_map)
+    if not mapping.model_to_data:
+        raise ModelFileError(
+            f"{source}: none of the model's classes {model_names} matches the dataset's "
+            f"{data_names} by name; pass --class-map MODEL_CLASS=DATA_CLASS,... (e.g. "
+            f"{model_names[0]}={data_names[0]})")
+    if not mapping.is_identity:
+        for line in mapping.describe():
+            log.info("class map: %s", line)
+    return mapping
+
+
+def map_to_data(preds: Sequence[ImagePredictions], truths: Sequence[ImageTruth], mapping: Any
+                ) -> tuple[list[ImagePredictions], list[ImageTruth], list[str], dict[str, int]]:
+    """Predictions in model classes and truth in data classes -> both in the scored classes.
+
+    The scored classes are the data classes some model class maps to (in data order).
+    Detections of unmapped model classes are dropped; truth boxes of data classes the model
+    does not know are removed (and counted).
+
+    Returns:
+        (predictions, truths, scored class names, {data class: boxes not scored}).
+    """
+    scored_ids = mapping.evaluated_data_ids()
+    to_scored = np.full(len(mapping.data_names), -1, np.int64)
+    to_scored[scored_ids] = np.arange(len(scored_ids))
+    out_p: list[ImagePredictions] = []
+    for p in preds:
+        boxes, scores, cls = mapping.predictions_to_data(p.boxes, p.scores, p.class_ids)
+        out_p.append(ImagePredictions(boxes, scores, to_scored[cls]))
+    out_t: list[ImageTruth] = []
+    not_scored: dict[str, int] = {}
+    for t in truths:
+        lab = to_scored[t.labels] if len(t.labels) else t.labels
+        for j in t.labels[lab < 0]:
+            name = mapping.data_names[int(j)]
+            not_scored[name] = not_scored.get(name, 0) + 1
+        out_t.append(ImageTruth(t.boxes[lab >= 0], lab[lab >= 0], t.width, t.height))
+    return out_p, out_t, [mapping.data_names[j] for j in scored_ids], not_scored
 
 
 def image_attribute(dataset: Any, key: str, n: int) -> list[str]:
@@ -545,14 +615,6 @@ def _dataset_class_names(dataset: Any) -> list[str]:
     raise ConfigError("evaluate: the dataset has no class_names; pass class_names=")
 
 
-def _check_classes(source: Any, model_names: list[str], data_names: list[str]) -> None:
-    if model_names != data_names:
-        raise ModelFileError(
-            f"{source}: the model's {len(model_names)} classes {model_names} differ from the "
-            f"dataset's {len(data_names)} classes {data_names}; evaluate on data with the "
-            "model's class map")
-
-
 def summarize(metrics: dict[str, Any]) -> str:
     """A short human-readable summary (one line per class)."""
     lines = [f"mAP50 {metrics['mAP50']:.2f}  mAP50:95 {metrics['mAP50_95']:.2f}  "
@@ -560,6 +622,20 @@ def summarize(metrics: dict[str, Any]) -> str:
     for name, pc in metrics["per_class"].items():
         ap50 = "  n/a" if pc["AP50"] is None else f"{pc['AP50']:5.1f}"
         lines.append(f"  {name:<16} AP50 {ap50}  objects {pc['num_gt']}")
+    no_gt = [n for n, pc in metrics["per_class"].items() if not pc["num_gt"]]
+    if no_gt:
+        lines.append(f"not in the mean (no ground truth in this data): {', '.join(no_gt)}")
+    cmap = metrics.get("class_map")
+    if cmap:
+        pairs = ", ".join(f"{m}->{d}" for m, d in cmap["matched"].items())
+        lines.append(f"class map: {pairs}")
+        if cmap["model_classes_ignored"]:
+            lines.append("model classes not in the data (detections dropped, not in the "
+                         f"mean): {', '.join(cmap['model_classes_ignored'])}")
+        if cmap["data_classes_unknown_to_model"]:
+            counts = cmap.get("boxes_not_scored", {})
+            lines.append("data classes the model does not know (boxes not scored): " + ", ".join(
+                f"{n} ({counts.get(n, 0)} boxes)" for n in cmap["data_classes_unknown_to_model"]))
     groups = metrics.get("groups")
     if groups:
         lines.append(f"by {groups['by']}:")

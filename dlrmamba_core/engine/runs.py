@@ -305,10 +305,13 @@ def evaluate_file(
     limit: int | None = None,
     plots: bool = True,
     group_by: str | None = None,
+    class_map: str | None = None,
 ) -> dict[str, Any]:
     """COCO-evaluate a ``.pt`` or ``.onnx`` model file on a dataset split.
 
     ``group_by`` adds mAP per value of a reader image attribute (see ``evaluate.evaluate``).
+    ``class_map`` (``MODEL=DATA,...``; None: match by name) maps the model's classes onto
+    the dataset's when they differ (``data.classmap``; the report lists what was ignored).
 
     ``.onnx`` files run through the runtime ``Detector`` (boxes in original RGB pixels);
     ``.pt`` files through torch at the checkpoint's input size. Writes ``metrics.json`` and
@@ -324,18 +327,18 @@ def evaluate_file(
     if path.suffix == ".onnx":
         modality = modality or _card_modality(path)
         metrics = evaluate(str(path), pairs, names, modality=modality or "fused",
-                           limit=limit, group_by=group_by)
+                           limit=limit, group_by=group_by, class_map=class_map)
     else:
         model, meta = _load_model(path)
-        check_class_names(str(path), list(meta["class_names"]), names)
         modality = modality or (meta.get("extra") or {}).get("modality", "fused")
         metrics = evaluate(model, pairs, names, tuple(meta["input_hw"]), batch_size=batch_size,
                            device=device, modality=modality or "fused", limit=limit,
-                           group_by=group_by)
+                           group_by=group_by, class_map=class_map,
+                           model_class_names=list(meta["class_names"]))
     metrics["model"] = str(path)
     metrics["modality"] = modality or "fused"
     if out_dir is not None:
-        write_report(metrics, names, out_dir, plots=plots)
+        write_report(metrics, list(metrics["per_class"]), out_dir, plots=plots)  # scored
     return metrics
 
 
