@@ -61,7 +61,6 @@ def measure_architectures(configs: dict[str, dict[str, Any]], input_hw: tuple[in
         {name: {"params_M", "gflops", "cpu_ms_p50", "cpu_ms_p90"}}.
     """
     import numpy as np
-    import onnxruntime as ort
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -69,6 +68,7 @@ def measure_architectures(configs: dict[str, dict[str, Any]], input_hw: tuple[in
     from dlrmamba_core.models.config import DetectorConfig
     from dlrmamba_core.runtime.export import export_model_to_onnx
     from dlrmamba_core.runtime.metadata import ModelInfo
+    from dlrmamba_core.runtime.ort_session import ort_session
 
     torch.set_num_threads(threads)
     h, w = input_hw
@@ -89,11 +89,7 @@ def measure_architectures(configs: dict[str, dict[str, Any]], input_hw: tuple[in
                              "results", "n/a")
             path = Path(tmp) / f"{name}.onnx"
             export_model_to_onnx(model, info, path)
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-            sessions[name] = ort.InferenceSession(str(path), so,
-                                                  providers=["CPUExecutionProvider"])
+            sessions[name] = ort_session(path, threads)
             out[name] = {"params_M": round(params / 1e6, 3),
                          "gflops": round(counter.get_total_flops() / 1e9, 2),
                          "onnx_MB": round(path.stat().st_size / 1e6, 2)}

@@ -51,7 +51,7 @@ def ort_latencies(models: dict[str, tuple[torch.nn.Module, tuple[torch.Tensor, t
     """
     import warnings
 
-    import onnxruntime as ort
+    from dlrmamba_core.runtime.ort_session import ort_session
 
     sessions, feeds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,10 +61,7 @@ def ort_latencies(models: dict[str, tuple[torch.nn.Module, tuple[torch.Tensor, t
                 warnings.simplefilter("ignore")
                 torch.onnx.export(model, inputs, str(f), opset_version=17, dynamo=False,
                                   input_names=["rgb", "thermal"], output_names=["predictions"])
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-            sessions[name] = ort.InferenceSession(str(f), so, providers=["CPUExecutionProvider"])
+            sessions[name] = ort_session(f, threads)
             feeds[name] = {"rgb": inputs[0].numpy(), "thermal": inputs[1].numpy()}
     times: dict[str, list[float]] = {name: [] for name in models}
     for name, sess in sessions.items():

@@ -82,7 +82,8 @@ def onnx_row(args: dict[str, torch.Tensor], threads: int, repeat: int
     import warnings
 
     import onnx
-    import onnxruntime as ort
+
+    from dlrmamba_core.runtime.ort_session import ort_session
 
     m = _ScanModule(args["A"], args["D"]).eval()
     inputs = (args["u"], args["delta"], args["B"], args["C"])
@@ -92,10 +93,7 @@ def onnx_row(args: dict[str, torch.Tensor], threads: int, repeat: int
         torch.onnx.export(m, inputs, buf, opset_version=17, dynamo=False,
                           input_names=["u", "delta", "B", "C"], output_names=["y"])
     nodes = len(onnx.load_from_string(buf.getvalue()).graph.node)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(buf.getvalue(), so, providers=["CPUExecutionProvider"])
+    sess = ort_session(buf.getvalue(), threads)
     feeds = dict(zip(["u", "delta", "B", "C"], (x.numpy() for x in inputs), strict=True))
     ms = timed(lambda: sess.run(None, feeds), repeat)
     with torch.no_grad():

@@ -141,14 +141,12 @@ def check_parity(
     ``conf_threshold`` and the detection comparison is vacuous (``detections`` shows the
     counts); the raw-output difference still applies.
     """
-    import onnxruntime as ort
     import torch
 
+    from dlrmamba_core.runtime.ort_session import ort_session
     from dlrmamba_core.runtime.postprocess import nms
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_path)
     worst = worst_box = worst_score = worst_det = 0.0
     counts: list[int] = []
     matches: list[bool] = []

@@ -33,6 +33,9 @@ from dlrmamba_core.runtime import Detector, Detections
 from dlrmamba_core.runtime import metadata, postprocess, pairing, quantize, cli  # noqa: F401
 import dlrmamba_core.data
 from dlrmamba_core.data.synthetic import SynthConfig, generate_frame
+from dlrmamba_core.cli import build_parser  # the `dlrmamba` command (every subcommand's parser)
+
+build_parser()
 
 s = generate_frame(SynthConfig(), 11)
 det = Detector(sys.argv[1], threads=1, require_card=True)
@@ -62,7 +65,7 @@ def test_runtime_runs_with_torch_blocked(nano_onnx: Path, synth_frames: list[Any
 
 def test_blocker_really_blocks_torch_users() -> None:
     """Control: the same blocker makes a torch-side module fail, so the test above can fail."""
-    code = _BLOCKED_RUN.split("import numpy as np")[0] + "import dlrmamba_core.models\n"
+    code = _BLOCKED_RUN.split("import numpy as np")[0] + "import dlrmamba_core.models.detector\n"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=False)
     assert proc.returncode != 0
