@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlrmamba_core.engine.fileio import temp_file_for
+from dlrmamba_core.engine.fileio import torch_save
 from dlrmamba_core.errors import ConfigError, ModelFileError
 
 _REQUIRED = ("variant", "config", "num_classes", "class_names", "input_hw", "state_dict")
@@ -54,17 +54,7 @@ def save_model(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": dict(extra or {}),
     }
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_file_for(dest)  # the umask's mode, not mkstemp's 0600
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(ckpt, f)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+    return torch_save(path, ckpt)  # atomic, with the umask's mode
 
 
 def checkpoint_problem(path: Path, exc: BaseException) -> str:

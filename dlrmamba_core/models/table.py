@@ -76,7 +76,8 @@ def ort_latencies(models: dict[str, tuple[torch.nn.Module, tuple[torch.Tensor, t
 
 def main(argv: list[str] | None = None) -> int:
     """Print the table and write it to ``--out`` (atomic)."""
-    from dlrmamba_core.ops.bench_scan import cpu_model, write_atomic
+    from dlrmamba_core.engine.fileio import write_text
+    from dlrmamba_core.ops.bench_scan import cpu_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("docs/models.md"))
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     old = args.out.read_text() if args.out.is_file() else ""
     if KEEP_MARKER in old:
         lines.append(old[old.index(KEEP_MARKER):].rstrip("\n") + "\n")
-    write_atomic(args.out, "\n".join(lines))
+    write_text(args.out, "\n".join(lines))
     print(f"wrote {args.out}")
     return 0
 

@@ -18,13 +18,13 @@ import io
 import os
 from pathlib import Path
 import statistics
-import tempfile
 import time
 from typing import Any
 
 import numpy as np
 import torch
 
+from dlrmamba_core.engine.fileio import write_text
 from dlrmamba_core.ops.selective_scan import selective_scan_chunked, selective_scan_ref
 from dlrmamba_core.sysinfo import cpu_model
 
@@ -176,15 +176,6 @@ def gpu_rows(repeat: int, lengths: list[int]) -> list[str]:
     return rows
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to path via a temporary file and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; see the module docstring."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -261,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.gpu_table is not None:
         lines += [args.gpu_table.read_text().split("\n", 4)[-1].strip(), ""]
     text = "\n".join(lines)
-    write_atomic(args.out, text)
+    write_text(args.out, text)
     print(f"wrote {args.out}")
     return 0
 
