@@ -19,7 +19,10 @@ Stages (each skipped when its output exists, so a rerun on the same folder resum
    ``student_nodistill_seed2`` (phase B again with another seed: how far two runs of one recipe
    differ, the noise any distillation gain must clear). Phase V, also only when named: the
    ``fusion_mamba`` and ``mobilemamba`` variants trained like phase A, and ``fusion_mamba_lr``
-   / ``mobilemamba_lr`` distilled from them like ``student_sad``.
+   / ``mobilemamba_lr`` distilled from them like ``student_sad``. Phase S, also only when
+   named: the faster architectures (``models.config.FAST_PAIRS``, e.g. ``teacher_p5`` then
+   ``student_p5``), each teacher trained like phase A, its student distilled like
+   ``student_sad``.
 4. Every model's best-on-val checkpoint is evaluated on the TEST split (COCO mAP); everything
    goes to ``results.json``.
 5. ``--pack DIR`` copies results, logs, curves and fp16 checkpoints into a few files for transfer.
@@ -75,7 +78,7 @@ class Run:
         command: "train" or "distill".
         args: CLI arguments after the command (without --out / --resume).
         needs: names of runs that must have finished first.
-        phase: "A", "B", "C" or "V" (C and V: only run when ``--only`` names them).
+        phase: "A", "B", "C", "V" or "S" (C, V and S: only run when ``--only`` names them).
         info: what results.json records about it (variant, modality, rank ratio, ...).
     """
 
@@ -211,6 +214,26 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
                         info={"variant": f"{variant}_lr", "modality": "fused",
                               "rank_ratio": MAIN_RANK,
                               "role": f"low-rank {variant}: SVD init -> SAD -> fine-tune"}))
+    # Phase S (only when named in --only): the faster architectures of [speed]
+    # (models.config.FAST_PAIRS): each full-rank teacher trained like phase A, then its
+    # registered student distilled from it like student_sad (SVD init -> SAD -> fine-tune).
+    from dlrmamba_core.models.config import FAST_PAIRS, variant_description
+
+    for t_variant, s_variant in FAST_PAIRS:
+        runs.append(Run(t_variant, "train", ["--variant", t_variant, *train], phase="S",
+                        info={"variant": t_variant, "modality": "fused",
+                              "role": f"fast teacher: {variant_description(t_variant)}"}))
+        runs.append(Run(s_variant, "distill",
+                        ["--rank-ratio", str(MAIN_RANK), "--epochs", str(distill_epochs),
+                         "--finetune-epochs", str(finetune_epochs),
+                         "--teacher", str(root / t_variant / "best.pt"),
+                         "--state-ratio", str(STATE_RATIO),
+                         "--warmup-epochs", str(warmup_epochs / 2), *common, *b_time],
+                        needs=[t_variant], phase="S",
+                        info={"variant": s_variant, "modality": "fused",
+                              "rank_ratio": MAIN_RANK,
+                              "role": f"fast student of {t_variant}: SVD init -> SAD -> "
+                                      "fine-tune"}))
     return runs
 
 
@@ -553,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         runs = [r for r in runs if r.name in args.only]
     else:
-        runs = [r for r in runs if r.phase not in ("C", "V")]
+        runs = [r for r in runs if r.phase not in ("C", "V", "S")]
     status = run_all(runs, root, args.parallel,
                      stall_s=60 * args.stall_min if args.stall_min else None,
                      deadline_s=(60 * args.deadline_min - (time.monotonic() - t0)

@@ -22,20 +22,40 @@ from dlrmamba_core.layers.lowrank import (
 from dlrmamba_core.ops import selective_scan_chunked, selective_scan_ref
 
 K_DIRECTIONS = 4
-"""Scan directions: row-major, column-major, and both reversed."""
+"""Default scan directions: row-major, column-major, and both reversed (VMamba's cross scan)."""
+DIRECTIONS = (2, 4)
+"""Supported direction counts: 4 = cross scan; 2 = row-major forward + backward (no transposes:
+half the scan tensor and no column-major copies, at the cost of vertical context arriving only
+through the depthwise conv and the stacked blocks)."""
 
 
-def cross_scan(x: Tensor) -> Tensor:
-    """(B, E, H, W) -> (B, 4, E, H*W): row-major, column-major, reversed row, reversed column."""
+def _check_directions(directions: int) -> None:
+    if directions not in DIRECTIONS:
+        raise ValueError(f"scan directions must be one of {DIRECTIONS}; got {directions}")
+
+
+def cross_scan(x: Tensor, directions: int = K_DIRECTIONS) -> Tensor:
+    """(B, E, H, W) -> (B, K, E, H*W).
+
+    K = 4: row-major, column-major, reversed row, reversed column. K = 2: row-major and
+    reversed row-major.
+    """
+    _check_directions(directions)
     row = x.flatten(2)  # (B, E, L) in row-major order
+    if directions == 2:
+        return torch.stack([row, row.flip(-1)], 1)  # (B, 2, E, L)
     col = x.transpose(2, 3).flatten(2)  # (B, E, L) in column-major order
     fwd = torch.stack([row, col], 1)  # (B, 2, E, L)
     return torch.cat([fwd, fwd.flip(-1)], 1)  # (B, 4, E, L)
 
 
 def cross_merge(y: Tensor, h: int, w: int) -> Tensor:
-    """(B, 4, E, L) -> (B, E, H*W) row-major: each direction mapped back and summed."""
-    b, _, e, _ = y.shape
+    """(B, K, E, L) -> (B, E, H*W) row-major: each direction mapped back and summed (K = 4 or
+    2, the layouts of :func:`cross_scan`)."""
+    b, k, e, _ = y.shape
+    _check_directions(k)
+    if k == 2:
+        return y[:, 0] + y[:, 1].flip(-1)  # (B, E, L)
     y = y[:, :2] + y[:, 2:].flip(-1)  # (B, 2, E, L) undo the reversal
     row = y[:, 0]
     col = y[:, 1].reshape(b, e, w, h).transpose(2, 3).reshape(b, e, h * w)  # back to row-major
@@ -56,6 +76,8 @@ class SS2D(nn.Module):
         dt_rank: rank of the dt projection (default ceil(C / 16), as in Mamba).
         d_conv: depthwise kernel size.
         scan: "chunked" (fast, default) or "ref" (reference loop, tests only).
+        directions: scan directions K, 4 (cross scan) or 2 (row-major forward + backward);
+            the per-direction parameters (x_proj, dt_proj, A_log, D, dt_bias) have K slices.
     """
 
     def __init__(
@@ -66,8 +88,11 @@ class SS2D(nn.Module):
         dt_rank: int | None = None,
         d_conv: int = 3,
         scan: Literal["chunked", "ref"] = "chunked",
+        directions: int = K_DIRECTIONS,
     ):
         super().__init__()
+        _check_directions(directions)
+        self.directions = directions
         self.d_model = d_model
         self.d_inner = int(ssm_ratio * d_model)
         self.d_state = d_state
@@ -75,7 +100,7 @@ class SS2D(nn.Module):
         self.scan = scan
         self.capture = False  # set by models.distill.capture
         self.captured: dict[str, Tensor] = {}
-        e, k = self.d_inner, K_DIRECTIONS
+        e, k = self.d_inner, directions
         self._build_projections()
         self.conv = nn.Conv2d(e, e, d_conv, padding=d_conv // 2, groups=e)
         # A_log = log(1..N) per channel: the S4D-real init, a spread of time scales.
@@ -90,7 +115,7 @@ class SS2D(nn.Module):
         self.out_norm = nn.LayerNorm(e)
 
     def _build_projections(self) -> None:
-        c, e, k, r, n = self.d_model, self.d_inner, K_DIRECTIONS, self.dt_rank, self.d_state
+        c, e, k, r, n = self.d_model, self.d_inner, self.directions, self.dt_rank, self.d_state
         self.in_proj: nn.Module = nn.Linear(c, 2 * e, bias=False)
         self.x_proj: nn.Module = DirLinear(k, e, r + 2 * n, init_std=e**-0.5)
         self.dt_proj: nn.Module = DirLinear(k, r, e, init_std=r**-0.5)
@@ -99,11 +124,11 @@ class SS2D(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x (B, H, W, C) -> (B, H, W, C)."""
         b, h, w, _ = x.shape
-        e, k, n, r = self.d_inner, K_DIRECTIONS, self.d_state, self.dt_rank
+        e, k, n, r = self.d_inner, self.directions, self.d_state, self.dt_rank
         xz = self.in_proj(x)  # (B, H, W, 2E)
         xi, z = xz.chunk(2, dim=-1)
         xi = F.silu(self.conv(xi.permute(0, 3, 1, 2)))  # (B, E, H, W)
-        xs = cross_scan(xi)  # (B, K, E, L)
+        xs = cross_scan(xi, k)  # (B, K, E, L)
         x_dbl = self.x_proj(xs)  # (B, K, R + 2N, L)
         dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=2)
         dts = self.dt_proj(dts)  # (B, K, E, L)
@@ -151,12 +176,13 @@ class LowRankSS2D(SS2D):
         d_conv: int = 3,
         scan: Literal["chunked", "ref"] = "chunked",
         rank_ratio: float = 0.5,
+        directions: int = K_DIRECTIONS,
     ):
         self.rank_ratio = rank_ratio
-        super().__init__(d_model, d_state, ssm_ratio, dt_rank, d_conv, scan)
+        super().__init__(d_model, d_state, ssm_ratio, dt_rank, d_conv, scan, directions)
 
     def _build_projections(self) -> None:
-        c, e, k, r, n = self.d_model, self.d_inner, K_DIRECTIONS, self.dt_rank, self.d_state
+        c, e, k, r, n = self.d_model, self.d_inner, self.directions, self.dt_rank, self.d_state
         rr = self.rank_ratio
         self.in_proj = LowRankLinear(c, 2 * e, rank_for(rr, 2 * e, c), bias=False)
         self.x_proj = DirLowRank(k, e, r + 2 * n, rank_for(rr, r + 2 * n, e))
@@ -191,6 +217,7 @@ class VSSBlock(nn.Module):
         mlp_ratio: MLP hidden = mlp_ratio * dim; 0 disables the MLP.
         rank_ratio: None for full rank, else the Low-Rank SS2D (and MLP) rank ratio.
         scan: selective-scan implementation.
+        directions: SS2D scan directions (4 or 2).
     """
 
     def __init__(
@@ -201,13 +228,15 @@ class VSSBlock(nn.Module):
         mlp_ratio: float = 2.0,
         rank_ratio: float | None = None,
         scan: Literal["chunked", "ref"] = "chunked",
+        directions: int = K_DIRECTIONS,
     ):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         if rank_ratio is None:
-            self.ssm: SS2D = SS2D(dim, d_state, ssm_ratio, scan=scan)
+            self.ssm: SS2D = SS2D(dim, d_state, ssm_ratio, scan=scan, directions=directions)
         else:
-            self.ssm = LowRankSS2D(dim, d_state, ssm_ratio, scan=scan, rank_ratio=rank_ratio)
+            self.ssm = LowRankSS2D(dim, d_state, ssm_ratio, scan=scan, rank_ratio=rank_ratio,
+                                   directions=directions)
         self.mlp: Mlp | None = None
         if mlp_ratio > 0:
             self.norm2 = nn.LayerNorm(dim)

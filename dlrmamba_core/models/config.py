@@ -25,6 +25,8 @@ class DetectorConfig:
         depths: blocks per stage.
         stage_types: "conv" (inverted residual blocks) or "vss" (VSS blocks) per stage.
         d_state: SSM state size N (the student's r_state).
+        scan_dirs: SS2D scan directions per stage: 4 = VMamba cross scan (row, column and both
+            reversed), 2 = row-major forward + backward (half the scan, no transposes).
         ssm_ratio: SS2D expansion (d_inner = ssm_ratio * width).
         mlp_ratio: MLP expansion inside VSS blocks (0 = no MLP).
         conv_expand: expansion of the inverted residual blocks.
@@ -49,6 +51,7 @@ class DetectorConfig:
     depths: tuple[int, int, int] = (1, 2, 2)
     stage_types: tuple[StageType, StageType, StageType] = ("conv", "vss", "vss")
     d_state: int = 16
+    scan_dirs: tuple[int, int, int] = (4, 4, 4)
     ssm_ratio: float = 2.0
     mlp_ratio: float = 2.0
     conv_expand: float = 2.0
@@ -86,6 +89,18 @@ def register_variant(cfg: DetectorConfig, description: str) -> None:
     """Add a named variant to the registry (name = ``cfg.variant``)."""
     _VARIANTS[cfg.variant] = cfg
     _DESCRIPTIONS[cfg.variant] = description
+
+
+_STUDENT_OF: dict[str, str] = {"teacher": "student"}
+
+
+def student_variant(teacher: DetectorConfig) -> str:
+    """Registry name of the low-rank student distilled from ``teacher``: the registered pair
+    (``teacher`` -> ``student``, ``teacher_fast`` -> ``student_fast``, ...), else
+    ``student`` for the default architecture and ``<variant>_lr`` for the others."""
+    if teacher.variant in _STUDENT_OF:
+        return _STUDENT_OF[teacher.variant]
+    return "student" if teacher.arch == "dlrmamba" else f"{teacher.variant}_lr"
 
 
 def list_variants() -> list[str]:
@@ -151,6 +166,39 @@ register_variant(
     f"Low-Rank SS2D student of the teacher (rank ratio {STUDENT_RANK_RATIO}, "
     f"r_state {state_size(STUDENT_STATE_RATIO, TEACHER.d_state)})",
 )
+
+
+def register_pair(teacher: DetectorConfig, student_name: str, description: str) -> None:
+    """Register a full-rank teacher and its Low-Rank SS2D student (the shipped recipe: rank
+    ratio ``STUDENT_RANK_RATIO``, ``r_state = state_size(STUDENT_STATE_RATIO, N)``), and record
+    the pair so ``student_from_teacher`` names the distilled model ``student_name``."""
+    r_state = state_size(STUDENT_STATE_RATIO, teacher.d_state)
+    register_variant(teacher, f"full-rank teacher: {description}")
+    register_variant(
+        replace(teacher, variant=student_name, rank_ratio=STUDENT_RANK_RATIO, d_state=r_state),
+        f"Low-Rank SS2D student of {teacher.variant} (rank ratio {STUDENT_RANK_RATIO}, "
+        f"r_state {r_state}): {description}",
+    )
+    _STUDENT_OF[teacher.variant] = student_name
+
+
+# The faster architectures ([speed], docs/profile.md): measured untrained at 640x512, 2 threads,
+# against the cnn in one run; retrained by the pipeline's phase S.
+register_pair(
+    replace(TEACHER, variant="teacher_p5", stage_types=("conv", "conv", "vss"),
+            scan_dirs=(2, 2, 2)),
+    "student_p5",
+    "SS2D only at stride 32 (a conv stage at stride 16), 2 scan directions",
+)
+register_pair(
+    replace(TEACHER, variant="teacher_bidir", scan_dirs=(2, 2, 2), ssm_ratio=0.5, d_state=8),
+    "student_bidir",
+    "SS2D at strides 16 and 32 with 2 scan directions, half the inner width, N = 8",
+)
+FAST_PAIRS: tuple[tuple[str, str], ...] = (("teacher_p5", "student_p5"),
+                                           ("teacher_bidir", "student_bidir"))
+"""(teacher, student) registry names of the faster architectures (pipeline phase S)."""
+
 register_variant(
     DetectorConfig(
         variant="nano",

@@ -22,10 +22,11 @@ STRIDES = (8, 16, 32)
 class VSSStage(nn.Module):
     """A stack of VSS blocks on a (B, C, H, W) map (converted to channels-last inside)."""
 
-    def __init__(self, cfg: DetectorConfig, dim: int, depth: int):
+    def __init__(self, cfg: DetectorConfig, dim: int, depth: int, directions: int = 4):
         super().__init__()
         self.blocks = nn.ModuleList(
-            VSSBlock(dim, cfg.d_state, cfg.ssm_ratio, cfg.mlp_ratio, cfg.rank_ratio)
+            VSSBlock(dim, cfg.d_state, cfg.ssm_ratio, cfg.mlp_ratio, cfg.rank_ratio,
+                     directions=directions)
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
@@ -48,10 +49,11 @@ class Backbone(nn.Module):
         self.downs = nn.ModuleList()
         self.stages = nn.ModuleList()
         c_prev = s1
-        for width, depth, kind in zip(cfg.widths, cfg.depths, cfg.stage_types, strict=True):
+        for width, depth, kind, dirs in zip(cfg.widths, cfg.depths, cfg.stage_types,
+                                            cfg.scan_dirs, strict=True):
             self.downs.append(DWConvBlock(c_prev, width, 3, 2))
             if kind == "vss":
-                self.stages.append(VSSStage(cfg, width, depth))
+                self.stages.append(VSSStage(cfg, width, depth, dirs))
             else:
                 blocks = [InvertedResidual(width, cfg.conv_expand) for _ in range(depth)]
                 self.stages.append(nn.Sequential(*blocks))

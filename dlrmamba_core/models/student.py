@@ -14,6 +14,7 @@ from dlrmamba_core.models.config import (
     STUDENT_STATE_RATIO,
     DetectorConfig,
     state_size,
+    student_variant,
 )
 from dlrmamba_core.models.detector import Detector
 
@@ -142,7 +143,7 @@ def student_from_teacher(
         if not 0.0 < val <= 1.0:
             raise ConfigError(f"{name} must be in (0, 1]; got {val}")
     r_state = state_size(state_ratio, cfg.d_state)
-    s_variant = "student" if cfg.arch == "dlrmamba" else f"{cfg.variant}_lr"  # fusion_mamba_lr
+    s_variant = student_variant(cfg)  # student, student_fast, fusion_mamba_lr, ...
     s_cfg = replace(cfg, variant=s_variant, rank_ratio=rank_ratio, d_state=r_state)
     student = Detector(s_cfg).to(next(teacher.parameters()).device)
     s_state = student.state_dict()

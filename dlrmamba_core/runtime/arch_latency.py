@@ -1,0 +1,152 @@
+"""Latency of untrained architecture candidates against the ``cnn`` yardstick, in ONE run.
+
+``python -m dlrmamba_core.runtime.arch_latency [NAME ...] [--input-size 512x640] [--threads 2]``
+
+Each candidate (a registered variant, or a named entry of :data:`CANDIDATES`: a registered
+variant with config overrides) is built with random weights (latency does not depend on the
+weights), exported to ONNX at the input size and loaded in onnxruntime. The sessions then run
+in alternation, round after round, so a change of machine load hits every model alike; the
+reported ratio to the cnn is the median of the per-round ratios. On a shared machine quote
+the ratios, not the milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+import os
+from pathlib import Path
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from dlrmamba_core.errors import ConfigError
+
+__all__ = ["CANDIDATES", "candidate_config", "measure"]
+
+#: Candidate architectures (students unless the name says teacher): base variant + overrides.
+#: Students are the teacher's shape with rank ratio 0.15 and r_state = ceil(0.25 N) (the
+#: shipped recipe), so each row is what ``student_from_teacher`` would give.
+CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
+    "student_dirs2": ("student", {"scan_dirs": (4, 2, 2)}),
+    "student_p5": ("student", {"stage_types": ("conv", "conv", "vss")}),
+    "student_p5_dirs2": ("student", {"stage_types": ("conv", "conv", "vss"),
+                                     "scan_dirs": (4, 4, 2)}),
+    "student_dirs2_ssm05": ("student", {"scan_dirs": (4, 2, 2), "ssm_ratio": 0.5}),
+    "student_dirs2_n2": ("student", {"scan_dirs": (4, 2, 2), "d_state": 2}),
+    "student_dirs2_p4ssm": ("student", {"scan_dirs": (4, 2, 2), "depths": (1, 1, 3)}),
+    "student_p5_dirs2_deep": ("student", {"stage_types": ("conv", "conv", "vss"),
+                                          "scan_dirs": (4, 4, 2), "depths": (1, 2, 3)}),
+    "student_p5_deep": ("student", {"stage_types": ("conv", "conv", "vss"),
+                                    "depths": (1, 2, 3)}),
+    "student_p5_dirs2_p4x2": ("student", {"stage_types": ("conv", "conv", "vss"),
+                                          "scan_dirs": (4, 4, 2), "depths": (1, 2, 2)}),
+    "student_p5_dirs2_w448": ("student", {"stage_types": ("conv", "conv", "vss"),
+                                          "scan_dirs": (4, 4, 2), "widths": (64, 192, 448)}),
+    "student_dirs2_ssm05_n2": ("student", {"scan_dirs": (4, 2, 2), "ssm_ratio": 0.5,
+                                           "d_state": 2}),
+    "student_dirs2_ssm05_mlp2": ("student", {"scan_dirs": (4, 2, 2), "ssm_ratio": 0.5,
+                                             "mlp_ratio": 2.0}),
+}
+
+
+def candidate_config(name: str, num_classes: int = 7) -> Any:
+    """The DetectorConfig of a registered variant or a :data:`CANDIDATES` entry.
+
+    Raises:
+        ConfigError: neither a registered variant nor a candidate.
+    """
+    from dlrmamba_core.models.config import get_config, list_variants
+
+    if name in CANDIDATES:
+        base, over = CANDIDATES[name]
+        return replace(get_config(base, num_classes, **over), variant=name)
+    if name in list_variants():
+        return get_config(name, num_classes)
+    raise ConfigError(f"unknown candidate {name!r}: use a registered variant "
+                      f"({', '.join(list_variants())}) or one of {', '.join(CANDIDATES)}")
+
+
+def measure(names: list[str], input_hw: tuple[int, int] = (512, 640), threads: int = 2,
+            rounds: int = 7, iters: int = 4, ref: str = "cnn",
+            workdir: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Export every candidate and time them in alternation.
+
+    Returns:
+        per name: params (M), ONNX nodes, p50 ms, ratio to ``ref`` (median of per-round
+        ratios of the round medians).
+    """
+    import onnx
+    import torch
+
+    from dlrmamba_core.models import build_from_config
+    from dlrmamba_core.runtime.detector import OrtBackend
+    from dlrmamba_core.runtime.export import export_model_to_onnx
+    from dlrmamba_core.runtime.metadata import ModelInfo
+
+    order = [ref] + [n for n in names if n != ref]
+    out: dict[str, dict[str, Any]] = {}
+    backends: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="dlrmamba-arch-", dir=workdir) as tmp:
+        for name in order:
+            cfg = candidate_config(name)
+            torch.manual_seed(0)
+            model = build_from_config(cfg).eval()
+            info = ModelInfo([f"c{i}" for i in range(cfg.num_classes)], input_hw, cfg.variant,
+                             "bench", "n/a", {"mode": "percentile"})
+            path = Path(tmp) / f"{name}.onnx"
+            export_model_to_onnx(model, info, path)
+            out[name] = {"params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+                         "nodes": len(onnx.load(str(path)).graph.node), "times": [],
+                         "rounds": []}
+            backends[name] = OrtBackend(path, threads=threads)
+        h, w = input_hw
+        rgb = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+        th = np.random.default_rng(1).random((1, 1, h, w), dtype=np.float32)
+        for be in backends.values():
+            be.run(rgb, th)
+        for _ in range(rounds):  # alternate: load changes hit every model alike
+            for name, be in backends.items():
+                ts = []
+                for _ in range(iters):
+                    t0 = time.perf_counter()
+                    be.run(rgb, th)
+                    ts.append((time.perf_counter() - t0) * 1e3)
+                out[name]["times"] += ts
+                out[name]["rounds"].append(float(np.median(ts)))
+    ref_rounds = np.array(out[ref]["rounds"])
+    for v in out.values():
+        v["p50_ms"] = float(np.median(v.pop("times")))
+        v["ratio"] = float(np.median(np.array(v.pop("rounds")) / ref_rounds))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m dlrmamba_core.runtime.arch_latency``."""
+    p = argparse.ArgumentParser(prog="python -m dlrmamba_core.runtime.arch_latency",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("names", nargs="*", help="variants / candidates (default: student + all)")
+    p.add_argument("--input-size", default="512x640", metavar="HxW")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--iters", type=int, default=4)
+    args = p.parse_args(argv)
+    from dlrmamba_core.runtime.cli import parse_hw
+    from dlrmamba_core.sysinfo import cpu_model
+
+    names = args.names or ["student", *CANDIDATES]
+    res = measure(names, parse_hw(args.input_size), args.threads, args.rounds, args.iters)
+    print(f"untrained, {args.input_size}, {args.threads} threads, ORT fp32, {cpu_model()} "
+          f"(shared machine: compare ratios), load {os.getloadavg()[0]:.1f}\n")
+    print("| model | params (M) | ONNX nodes | p50 ms | / cnn |\n|---|---|---|---|---|")
+    for name, v in res.items():
+        print(f"| {name} | {v['params_m']:.2f} | {v['nodes']} | {v['p50_ms']:.1f} | "
+              f"{v['ratio']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
