@@ -30,6 +30,7 @@ too). There ``labels`` defaults to "ir" (the export's primary set, ``labels/``);
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 import xml.etree.ElementTree as ET
 
@@ -53,6 +54,8 @@ DRONEVEHICLE_CLASSES = ["car", "truck", "bus", "van", "freight car"]
 ALIASES = {"feright car": "freight car", "feright_car": "freight car", "feright": "freight car",
            "freight_car": "freight car", "truvk": "truck"}
 BORDER = 100
+
+log = logging.getLogger(__name__)
 
 
 def _parse(path: Path, w: int, h: int) -> tuple[list[list[float]], list[int]]:
@@ -126,7 +129,9 @@ def _open_yolo_export(root: Path, base: Path, labels: str) -> PairDataset:
                 e.labels = np.concatenate([e.labels, o.labels])
     ds = PairDataset("dronevehicle", root, entries, list(DRONEVEHICLE_CLASSES), unpaired)
     ds.notes.append(f"DroneVehicle YOLO export in {base}: {labels} labels "
-                    f"({', '.join(label_dirs[w] + '/' for w in chosen)})")
+                    f"({', '.join(label_dirs[w] + '/' for w in chosen)}); pick another set "
+                    "with --data-format dronevehicle:labels=ir|rgb|union")
+    log.info("%s", ds.notes[-1])
     return ds
 
 
