@@ -164,8 +164,8 @@ def train_model(
         if resume is not None:
             _precheck_resume(resume, kind, variant, names)
         task = DetectionTask(model, cfg.modality)
-        meta = RunMeta(kind, variant, names, (input_hw[0], input_hw[1]), dict(extra or {}))
-        trainer = Trainer(task, model, train_set, val_set, cfg, out_dir, meta, info)
+        run_meta = RunMeta(kind, variant, names, (input_hw[0], input_hw[1]), dict(extra or {}))
+        trainer = Trainer(task, model, train_set, val_set, cfg, out_dir, run_meta, info)
         if resume is not None:
             trainer.load_state(resume)
         return trainer.fit()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from dlrmamba_core.engine.fileio import torch_save
 from dlrmamba_core.errors import ConfigError, ModelFileError
+from dlrmamba_core.models.config import DetectorConfig
 
 _REQUIRED = ("variant", "config", "num_classes", "class_names", "input_hw", "state_dict")
 
@@ -39,16 +40,17 @@ def save_model(
     Raises:
         ConfigError: class_names does not match the model's number of classes.
     """
-    cfg = model.cfg  # type: ignore[attr-defined]
-    if len(class_names) != model.num_classes:  # type: ignore[attr-defined]
+    cfg = cast(DetectorConfig, model.cfg)
+    num_classes = int(cast(int, model.num_classes))
+    if len(class_names) != num_classes:
         raise ConfigError(
-            f"{len(class_names)} class names given for a model with {model.num_classes} "
+            f"{len(class_names)} class names given for a model with {num_classes} "
             "classes; pass one name per class"
         )
     ckpt = {
         "variant": cfg.variant,
         "config": cfg.to_dict(),
-        "num_classes": int(model.num_classes),  # type: ignore[attr-defined]
+        "num_classes": num_classes,
         "class_names": list(class_names),
         "input_hw": [int(input_hw[0]), int(input_hw[1])],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -90,7 +92,6 @@ def load_model(
             fit the stored config.
     """
     from dlrmamba_core.models import build_from_config
-    from dlrmamba_core.models.config import DetectorConfig
 
     src = Path(path)
     if not src.is_file():
