@@ -241,7 +241,8 @@ class Trainer:
 
         Raises:
             ModelFileError: the file is missing or not a training checkpoint.
-            ConfigError: it belongs to another variant, class map, input size or run kind.
+            ConfigError: it belongs to another variant, class map, input size or run kind, or
+                its weights do not fit the task (written by another version of it).
         """
         state = load_train_state(path)
         checks = [("variant", state["variant"], self.meta.variant),
@@ -258,7 +259,14 @@ class Trainer:
             raise ConfigError(f"--resume {path}: written by {state['world_size']} processes, "
                               f"this run has {self.info.world_size}; the data order differs, "
                               "resume with the same number of processes")
-        self.task.load_state_dict(state["task"])
+        try:
+            self.task.load_state_dict(state["task"])
+        except RuntimeError as exc:  # torch reports missing / unexpected / mis-shaped keys
+            raise ConfigError(
+                f"--resume {path}: its weights do not fit this run's {self.meta.kind} task "
+                f"({str(exc).splitlines()[0]} ...); it was written by another version of the "
+                "task (e.g. a distillation checkpoint from before the per-direction state "
+                "projections); start without --resume") from exc
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         if "epochs" in state and state["epochs"] != self.cfg.epochs:

@@ -22,6 +22,7 @@ from dlrmamba_core.engine.trainer import (
     Trainer,
     load_train_state,
 )
+from dlrmamba_core.errors import ConfigError
 
 INPUT_HW = (96, 128)  # the same as conftest.INPUT_HW (fixtures)
 HW = [str(INPUT_HW[0]), str(INPUT_HW[1])]
@@ -206,3 +207,14 @@ def test_fit_leaves_no_loader_workers_behind(synth_root: Path, tmp_path: Path) -
     tr.fit()
     left = [p for p in multiprocessing.active_children() if p not in before]
     assert not left, f"loader workers still alive after fit: {left}"
+
+
+def test_resume_with_weights_of_another_task_version_is_a_clear_error(synth_root: Path,
+                                                                      tmp_path: Path) -> None:
+    tr = _trainer(synth_root, tmp_path / "a", epochs=1, max_steps=1)
+    tr.fit()
+    state = load_train_state(tmp_path / "a" / "last.pt")
+    state["task"]["sad.state_proj.0.weight"] = torch.zeros(4, 2, 8)  # an unexpected key
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(ConfigError, match="do not fit this run's train task"):
+        _trainer(synth_root, tmp_path / "b").load_state(tmp_path / "old.pt")
