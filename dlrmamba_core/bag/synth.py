@@ -16,7 +16,7 @@ carries the class names and the thermal->RGB homography.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 import heapq
 import itertools
@@ -284,5 +284,76 @@ def write_synthetic_bag(
         "rgb_size": list(cfg.rgb_size), "thermal_size": list(cfg.thermal_size),
         "scene": scene, "condition": condition})}
     return write_frames_bag(out, frames, list(SYNTH_CLASSES), storage=storage,
+                            compressed=compressed, homography=rig_homography(cfg),
+                            synthetic=True, overwrite=overwrite, custom=custom)
+
+
+#: ``make demo``'s scenario: a maritime day, then the same kind of scene at night.
+DEMO_SEGMENTS: tuple[tuple[str, str, float], ...] = (("maritime", "day", 5.0),
+                                                     ("maritime", "night", 5.0))
+
+
+def write_scenario_bag(
+    out: str | Path,
+    segments: Sequence[tuple[str, str, float]] = DEMO_SEGMENTS,
+    seed: int = 0,
+    storage: str = "mcap",
+    compressed: bool = False,
+    rgb_hz: float = 30.0,
+    thermal_hz: float = 9.0,
+    size: tuple[int, int] | None = None,
+    overwrite: bool = False,
+) -> BagSummary:
+    """Write a SYNTHETIC bag of several sequences one after the other (e.g. day, then night).
+
+    Args:
+        out: bag directory to create.
+        segments: (scene, condition, seconds) per segment; segment ``k`` uses seed
+            ``seed + k`` and starts ``seconds`` after the previous one started (one RGB
+            period after its last frame).
+        seed: seed of the first segment.
+        storage: "sqlite3" or "mcap".
+        compressed: also write the CompressedImage topics.
+        rgb_hz: RGB rate (Hz).
+        thermal_hz: thermal rate (Hz).
+        size: RGB (width, height) px (thermal: half of each side); None: the generator's.
+        overwrite: replace an existing bag.
+
+    Returns:
+        A :class:`BagSummary`.
+    """
+    from dlrmamba_core.data.synthetic import (
+        SYNTH_CLASSES,
+        SynthConfig,
+        generate_sequence,
+        rig_homography,
+        with_sizes,
+    )
+
+    _storage_plugin(storage)
+    if not segments:
+        raise ConfigError("write_scenario_bag: give at least one (scene, condition, seconds)")
+    cfg = SynthConfig()
+    if size is not None:
+        w, h = size
+        cfg = with_sizes(cfg, (int(w), int(h)), (max(16, int(w) // 2), max(16, int(h) // 2)))
+    start = 1_700_000_000_000_000_000
+
+    def frames() -> Iterator[StreamFrame]:
+        t0 = start
+        for k, (scene, condition, seconds) in enumerate(segments):
+            for f in generate_sequence(cfg, seed + k, duration_s=seconds, rgb_hz=rgb_hz,
+                                       thermal_hz=thermal_hz, scene=scene,
+                                       condition=condition, start_ns=t0):
+                yield StreamFrame(f.stream, f.stamp_ns, f.image,
+                                  boxes=f.boxes if f.stream == "rgb" else None,
+                                  labels=f.labels if f.stream == "rgb" else None)
+            t0 += round(seconds * 1e9)  # its frames end one RGB period before this
+
+    custom = {"dlrmamba.generator": json.dumps({
+        "function": "dlrmamba_core.bag.synth.write_scenario_bag", "seed": seed,
+        "segments": [list(s) for s in segments], "rgb_hz": rgb_hz, "thermal_hz": thermal_hz,
+        "rgb_size": list(cfg.rgb_size), "thermal_size": list(cfg.thermal_size)})}
+    return write_frames_bag(out, frames(), list(SYNTH_CLASSES), storage=storage,
                             compressed=compressed, homography=rig_homography(cfg),
                             synthetic=True, overwrite=overwrite, custom=custom)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import pytest
 
 from .conftest import build_grid_model
@@ -29,6 +30,12 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert s["offline"]["pairing"]["pairs"] == s["offline"]["pairing"]["thermal"]["paired"] > 0
     assert cmp["common_frames"] > 0 and cmp["frames_agreeing"] > 0
     assert live["latency_ms_rgb_publish_to_detections"]["p50"] > 0
+    # the scenario: a day segment then a night segment, boats and people in the ground truth
+    assert [g["condition"] for g in s["bag"]["segments"]] == ["day", "night"]
+    assert s["node_error_lines"] == []  # a clean start, replay and shutdown
+    assert "no ERROR line" in (out / "report.md").read_text()
+    shot = cv2.imread(str(out / "showcase.png"))
+    assert shot is not None and shot.shape[1] == 2 * 480  # one panel per segment
     for name in ("report.md", "annotated_live.mp4", "annotated_live_preview.png",
                  "offline/metrics.json", "offline/annotated.mp4", "live/latency.json",
                  "node.log", "player.log"):

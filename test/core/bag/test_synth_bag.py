@@ -77,3 +77,21 @@ def test_render_detections_draws_one_frame_per_detected_image(tmp_path: Path) ->
     meta = next(gen)  # the first item is the stream's metadata
     assert tuple(meta["size"]) == (128, 96)
     assert sum(1 for _ in gen) == 5
+
+
+def test_scenario_bag_puts_segments_one_after_the_other(tmp_path: Path) -> None:
+    from dlrmamba_core.bag.synth import write_scenario_bag
+
+    s = write_scenario_bag(tmp_path / "b", [("maritime", "day", 0.5), ("maritime", "night", 0.5)],
+                           seed=1, size=(160, 128), storage="sqlite3")
+    assert s.counts[RGB_TOPIC] == 30  # 15 RGB frames per 0.5 s segment at 30 Hz
+    with BagReader(s.path) as r:
+        gen = json.loads(r.custom["dlrmamba.generator"])
+        assert gen["segments"] == [["maritime", "day", 0.5], ["maritime", "night", 0.5]]
+        msgs = [bm.decode() for bm in r.messages([RGB_TOPIC])]
+    stamps = [m.stamp_of(x) for x in msgs]
+    means = [float(np.frombuffer(bytes(x.data), np.uint8).mean()) for x in msgs]
+    assert stamps == sorted(stamps)
+    gap = stamps[15] - stamps[14]  # day -> night: one RGB period plus jitter
+    assert 20e6 < gap < 60e6
+    assert np.mean(means[:15]) > 2 * np.mean(means[15:])  # the night half is darker
