@@ -265,11 +265,11 @@ def _register(args: argparse.Namespace) -> int:
         err = corner_error(res.homography, init, samples[0].thermal.shape[:2])
         print(f"mean corner distance to the dataset's homography: {err:.2f} RGB px")
     if args.out:
-        from dlrmamba_core.data.synthetic import _write_text_atomic
+        from dlrmamba_core.engine.fileio import write_text
 
         # abspath: a bare file name (``--out H.json``) has no folder part to create.
-        _write_text_atomic(os.path.abspath(args.out),
-                           json.dumps({"homography": res.homography.tolist(),
-                                       "residual": res.residual}))
+        write_text(os.path.abspath(args.out),
+                   json.dumps({"homography": res.homography.tolist(),
+                               "residual": res.residual}))
         print(f"wrote {args.out}")
     return 0
