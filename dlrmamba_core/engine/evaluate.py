@@ -367,7 +367,7 @@ def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batc
     truths: list[ImageTruth] = []
     dev = torch.device(device)
     h, w = input_hw
-    bar = _progress_bar(progress, len(ds))
+    bar = _progress_bar(progress, len(ds))  # type: ignore[arg-type]  # map-style: sized
     try:
         with torch.inference_mode():
             for batch in loader:

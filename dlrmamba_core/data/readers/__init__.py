@@ -84,10 +84,10 @@ def _split_present(fmt: str, root: Path, split: str, kw: dict[str, Any]) -> bool
             has_files = (root / folder).is_dir() and any((root / folder).glob("*.txt"))
             return False if has_files else None
     if fmt == "vedai":
-        folder = root / f"Annotations{kw.get('size', 512)}"
-        if (folder / f"{split}.txt").is_file():
+        ann = root / f"Annotations{kw.get('size', 512)}"
+        if (ann / f"{split}.txt").is_file():
             return True
-        return False if any(folder.glob("fold*.txt")) else None
+        return False if any(ann.glob("fold*.txt")) else None
     return True  # synth, llvip: the reader itself checks and explains
 
 
