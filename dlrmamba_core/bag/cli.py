@@ -141,6 +141,8 @@ def print_summary(metrics: dict[str, Any], out: Path) -> None:
     if coco:
         print(f"COCO: mAP50 {coco['mAP50']:.1f}  mAP50:95 {coco['mAP50_95']:.1f} "
               f"({coco['frames_evaluated']} frames, {coco['num_gt']} objects)")
+    for code, message in (metrics.get("input_warnings") or {}).items():
+        print(f"input warning ({code}): {message}")
     outputs = metrics["outputs"]
     print(f"outputs in {out}/: metrics.json, {outputs['report']}, "
           f"{outputs['detections_bag']}/ (Detection2DArray + LabelInfo)"
