@@ -155,6 +155,22 @@ def state_size(state_ratio: float, d_state: int) -> int:
     return max(1, math.ceil(state_ratio * d_state))
 
 
+def student_config(teacher: DetectorConfig, rank_ratio: float = STUDENT_RANK_RATIO,
+                   state_ratio: float = STUDENT_STATE_RATIO) -> DetectorConfig:
+    """The config of the low-rank student of ``teacher`` (what ``student_from_teacher`` and
+    ``dlrmamba distill`` build): rank ``rank_ratio``, ``r_state = state_size(state_ratio, N)``.
+
+    Raises:
+        ConfigError: the teacher is already low-rank, or a ratio is outside (0, 1].
+    """
+    if teacher.rank_ratio is not None:
+        raise ConfigError(f"teacher variant {teacher.variant!r} is already low-rank")
+    if not 0.0 < rank_ratio <= 1.0:
+        raise ConfigError(f"rank_ratio must be in (0, 1]; got {rank_ratio}")
+    return replace(teacher, variant=student_variant(teacher), rank_ratio=rank_ratio,
+                   d_state=state_size(state_ratio, teacher.d_state))
+
+
 register_variant(TEACHER, "full-rank SS2D teacher (VSS stages at strides 16 and 32, N = 16)")
 register_variant(
     replace(

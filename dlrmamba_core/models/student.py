@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import Tensor, nn
 
-from dlrmamba_core.errors import ConfigError
 from dlrmamba_core.layers import SS2D, DirLinear, DirLowRank, LowRankLinear, Mlp
-from dlrmamba_core.models.config import (
-    STUDENT_RANK_RATIO,
-    STUDENT_STATE_RATIO,
-    DetectorConfig,
-    state_size,
-    student_variant,
-)
+from dlrmamba_core.models.config import STUDENT_RANK_RATIO, STUDENT_STATE_RATIO, student_config
 from dlrmamba_core.models.detector import Detector
 
 
@@ -136,15 +127,7 @@ def student_from_teacher(
     Raises:
         ConfigError: teacher already low-rank, or ratios outside (0, 1].
     """
-    cfg: DetectorConfig = teacher.cfg
-    if cfg.rank_ratio is not None:
-        raise ConfigError(f"teacher variant {cfg.variant!r} is already low-rank")
-    for name, val in (("rank_ratio", rank_ratio), ("state_ratio", state_ratio)):
-        if not 0.0 < val <= 1.0:
-            raise ConfigError(f"{name} must be in (0, 1]; got {val}")
-    r_state = state_size(state_ratio, cfg.d_state)
-    s_variant = student_variant(cfg)  # student, student_fast, fusion_mamba_lr, ...
-    s_cfg = replace(cfg, variant=s_variant, rank_ratio=rank_ratio, d_state=r_state)
+    s_cfg = student_config(teacher.cfg, rank_ratio, state_ratio)  # student, fusion_mamba_lr..
     student = Detector(s_cfg).to(next(teacher.parameters()).device)
     s_state = student.state_dict()
     with torch.no_grad():

@@ -169,3 +169,22 @@ def test_distill_config_checks_and_finetune_phase() -> None:
     assert DistillWeights.parse(DistillWeights(svd=0.25).format()) == DistillWeights(svd=0.25)
     with pytest.raises(ConfigError, match="bad item"):
         DistillWeights.parse("speed=1")
+
+
+def test_distill_defaults_build_every_registered_student() -> None:
+    """For each registered teacher -> student pair, the student config at the distill
+    defaults (``student_config``, what ``student_from_teacher`` builds) is exactly the
+    registry's (one source for the ratios)."""
+    from dlrmamba_core.models import list_variants
+    from dlrmamba_core.models.config import get_config, student_config, student_variant
+
+    dcfg = DistillConfig()
+    pairs = [(v, student_variant(get_config(v, 1))) for v in list_variants()
+             if get_config(v, 1).rank_ratio is None]
+    # Registered pairs only ("student" is also the fallback name of unregistered teachers).
+    pairs = [(t, s) for t, s in pairs if s in list_variants() and (s != "student"
+                                                                    or t == "teacher")]
+    assert ("teacher", "student") in pairs and len(pairs) > 1
+    for teacher_name, student_name in pairs:
+        built = student_config(get_config(teacher_name, 3), dcfg.rank_ratio, dcfg.state_ratio)
+        assert built == get_config(student_name, 3), (teacher_name, student_name)
