@@ -234,6 +234,14 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
                               "rank_ratio": MAIN_RANK,
                               "role": f"fast student of {t_variant}: SVD init -> SAD -> "
                                       "fine-tune"}))
+        # The same schedule with the structural losses off: what SAD adds on this architecture.
+        s_run = runs[-1]
+        runs.append(Run(f"{s_variant}_nodistill", "distill",
+                        [*s_run.args, "--weights", "task=1,svd=0,state=0,feat=0"],
+                        needs=[t_variant], phase="S",
+                        info={**s_run.info,
+                              "role": f"fast student of {t_variant}: SVD init, task loss only "
+                                      "(no distillation)"}))
     return runs
 
 
