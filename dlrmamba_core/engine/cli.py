@@ -116,8 +116,9 @@ def config_from_args(cls: type[T], args: argparse.Namespace, **over: Any) -> T:
     return cls(**{**values, **over})
 
 
-def _run_args(p: argparse.ArgumentParser, defaults: Any) -> None:
-    """Run location options, then every TrainConfig field (defaults from ``defaults``)."""
+def _run_args(p: argparse.ArgumentParser, defaults: Any, skip: tuple[str, ...] = ()) -> None:
+    """Run location options, then every TrainConfig field but ``skip`` (defaults from
+    ``defaults``)."""
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, plots)")
     p.add_argument("--resume", default=None, help="last.pt of an interrupted run")
     p.add_argument("--cache", default=None, metavar="DIR",
@@ -128,7 +129,7 @@ def _run_args(p: argparse.ArgumentParser, defaults: Any) -> None:
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val", help="'none' to skip validation")
     add_config_args(p.add_argument_group("training hyper-parameters (engine.config.TrainConfig)"),
-                    defaults)
+                    defaults, skip)
 
 
 def _train_config(args: argparse.Namespace) -> Any:
@@ -239,7 +240,9 @@ def register(subparsers: Any) -> None:
     _data_args(d)
     add_config_args(d.add_argument_group("distillation (engine.config.DistillConfig)"),
                     DistillConfig())
-    _run_args(d, TrainConfig(epochs=DISTILL_EPOCHS))
+    # find_unused_parameters: distillation always sets it (a loss weight of 0 leaves its
+    # projections without gradients), so it is no option there.
+    _run_args(d, TrainConfig(epochs=DISTILL_EPOCHS), skip=("find_unused_parameters",))
     d.set_defaults(func=cmd_distill)
 
     e = subparsers.add_parser("eval", help="COCO mAP of a .pt or .onnx model on a dataset",
