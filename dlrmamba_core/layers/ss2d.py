@@ -136,16 +136,18 @@ class SS2D(nn.Module):
         u = xs.reshape(b, k * e, L)  # (B, K*E, L): direction-major channels, groups = K
         delta = dts.reshape(b, k * e, L)
         A = -torch.exp(self.A_log.float())  # (K*E, N)
-        kw = {"D": self.D.float(), "delta_bias": self.dt_bias.reshape(-1).float(),
-              "delta_softplus": True}
+        D, bias = self.D.float(), self.dt_bias.reshape(-1).float()
+        y: Tensor
         if self.scan == "ref":
-            y = selective_scan_ref(u, delta, A, Bs, Cs, **kw)
+            y = selective_scan_ref(u, delta, A, Bs, Cs, D, delta_bias=bias,
+                                   delta_softplus=True)  # type: ignore[assignment]
         elif self.capture:
-            y, states = selective_scan_chunked(u, delta, A, Bs, Cs, **kw,
-                                               return_chunk_states=True)
+            y, states = selective_scan_chunked(u, delta, A, Bs, Cs, D, delta_bias=bias,
+                                               delta_softplus=True, return_chunk_states=True)
             self.captured["states"] = states  # (B, K*E, N, ceil(L / CHUNK))
         else:
-            y = selective_scan_chunked(u, delta, A, Bs, Cs, **kw)
+            y = selective_scan_chunked(u, delta, A, Bs, Cs, D, delta_bias=bias,
+                                       delta_softplus=True)  # type: ignore[assignment]
         y = cross_merge(y.reshape(b, k, e, L), h, w)  # (B, E, L)
         y = self.out_norm(y.transpose(1, 2).reshape(b, h, w, e))  # (B, H, W, E)
         out = self.out_proj(y * F.silu(z))

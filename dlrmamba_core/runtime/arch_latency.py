@@ -27,12 +27,13 @@ from dlrmamba_core.errors import ConfigError
 
 __all__ = ["CANDIDATES", "candidate_config", "measure"]
 
-#: Candidate architectures (students unless the name says teacher): base variant + overrides.
+#: Candidate architectures (students unless the name says teacher): base variant + overrides
+#: (registered variants take precedence over a candidate of the same name).
 #: Students are the teacher's shape with rank ratio 0.15 and r_state = ceil(0.25 N) (the
 #: shipped recipe), so each row is what ``student_from_teacher`` would give.
 CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "student_dirs2": ("student", {"scan_dirs": (4, 2, 2)}),
-    "student_p5": ("student", {"stage_types": ("conv", "conv", "vss")}),
+    "student_p5_dirs4": ("student", {"stage_types": ("conv", "conv", "vss")}),
     "student_p5_dirs2": ("student", {"stage_types": ("conv", "conv", "vss"),
                                      "scan_dirs": (4, 4, 2)}),
     "student_dirs2_ssm05": ("student", {"scan_dirs": (4, 2, 2), "ssm_ratio": 0.5}),
@@ -61,11 +62,11 @@ def candidate_config(name: str, num_classes: int = 7) -> Any:
     """
     from dlrmamba_core.models.config import get_config, list_variants
 
+    if name in list_variants():
+        return get_config(name, num_classes)
     if name in CANDIDATES:
         base, over = CANDIDATES[name]
         return replace(get_config(base, num_classes, **over), variant=name)
-    if name in list_variants():
-        return get_config(name, num_classes)
     raise ConfigError(f"unknown candidate {name!r}: use a registered variant "
                       f"({', '.join(list_variants())}) or one of {', '.join(CANDIDATES)}")
 
@@ -124,6 +125,36 @@ def measure(names: list[str], input_hw: tuple[int, int] = (512, 640), threads: i
     return out
 
 
+def time_files(paths: list[str], threads: int = 2, rounds: int = 7, iters: int = 4,
+               graph_optimization: str = "all") -> dict[str, dict[str, Any]]:
+    """Time ONNX files in alternation (e.g. one model exported before and after a graph
+    change); ratios are to the first file (median of per-round ratios)."""
+    from dlrmamba_core.runtime.detector import OrtBackend
+
+    backends = {p: OrtBackend(p, threads=threads, graph_optimization=graph_optimization)
+                for p in paths}
+    h, w = next(iter(backends.values())).info.input_hw
+    rgb = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+    th = np.random.default_rng(1).random((1, 1, h, w), dtype=np.float32)
+    out: dict[str, dict[str, Any]] = {p: {"times": [], "rounds": []} for p in paths}
+    for be in backends.values():
+        be.run(rgb, th)
+    for _ in range(rounds):
+        for p, be in backends.items():
+            ts = []
+            for _ in range(iters):
+                t0 = time.perf_counter()
+                be.run(rgb, th)
+                ts.append((time.perf_counter() - t0) * 1e3)
+            out[p]["times"] += ts
+            out[p]["rounds"].append(float(np.median(ts)))
+    first = np.array(out[paths[0]]["rounds"])
+    for v in out.values():
+        v["p50_ms"] = float(np.median(v.pop("times")))
+        v["ratio"] = float(np.median(np.array(v.pop("rounds")) / first))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m dlrmamba_core.runtime.arch_latency``."""
     p = argparse.ArgumentParser(prog="python -m dlrmamba_core.runtime.arch_latency",
@@ -133,9 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--iters", type=int, default=4)
+    p.add_argument("--files", nargs="+", default=None, metavar="ONNX",
+                   help="time these ONNX files in alternation instead (ratios to the first)")
     args = p.parse_args(argv)
     from dlrmamba_core.runtime.cli import parse_hw
     from dlrmamba_core.sysinfo import cpu_model
+
+    if args.files:
+        res = time_files(args.files, args.threads, args.rounds, args.iters)
+        print(f"{args.threads} threads, ORT fp32, {cpu_model()}, load "
+              f"{os.getloadavg()[0]:.1f}\n\n| file | p50 ms | / first |\n|---|---|---|")
+        for name, v in res.items():
+            print(f"| {name} | {v['p50_ms']:.1f} | {v['ratio']:.3f} |")
+        return 0
 
     names = args.names or ["student", *CANDIDATES]
     res = measure(names, parse_hw(args.input_size), args.threads, args.rounds, args.iters)

@@ -65,7 +65,19 @@ def op_breakdown(events: list[dict[str, Any]], iters: int) -> list[tuple[str, fl
 _PROJ = ("in_proj/", "x_proj/", "dt_proj/", "out_proj/")
 
 
-def categorize_nodes(path: str | os.PathLike[str]) -> dict[str, str]:
+_LEVEL = {"0": "P3", "1": "P4", "2": "P5"}
+
+
+def _stage(prefix: str) -> str:
+    """"/backbone/stages.1/blocks.0" -> "P4 block 0" (the stage's pyramid level)."""
+    parts = prefix.strip("/").split("/")
+    level = next((_LEVEL.get(p.split(".")[1], p) for p in parts if p.startswith("stages.")),
+                 "?")
+    block = next((p.split(".")[1] for p in parts if p.startswith("blocks.")), "?")
+    return f"{level} block {block}"
+
+
+def categorize_nodes(path: str | os.PathLike[str], detail: bool = False) -> dict[str, str]:
     """Map each node name of the ONNX graph to a coarse part of the detector.
 
     SS2D nodes are told apart by their submodule (``in_proj`` ... ``out_norm``) and, for the
@@ -74,6 +86,10 @@ def categorize_nodes(path: str | os.PathLike[str]) -> dict[str, str]:
     from ``dt_proj`` to the ``Cast`` that ends the scan (the last one before the first
     ``Gather`` after the scan's ``ReduceSum``) = selective scan, then cross-merge until
     ``out_norm``, then the output gate. Other nodes go by name prefix and op type.
+
+    With ``detail`` the parts are finer and per block: ``"P4 block 0 SS2D in_proj"``, ``x_proj``,
+    ``dt_proj``, ``out_proj``, ``conv``, ``cross-scan``, ``scan``, ``cross-merge``, ``gate``,
+    ``"P5 block 1 MLP"``, and fusion / backbone convs / neck / head / box decode apart.
     """
     import onnx
 
@@ -86,7 +102,9 @@ def categorize_nodes(path: str | os.PathLike[str]) -> dict[str, str]:
             prefix, rest = name.split("/ssm/", 1)
             blocks[prefix].append((rest, op))
             continue
-        if op in ("LayerNormalization", "BatchNormalization") or "/norm" in name:
+        if detail:
+            out[name] = _detail_other(name, op)
+        elif op in ("LayerNormalization", "BatchNormalization") or "/norm" in name:
             out[name] = "norms"
         elif "/mlp/" in name:
             out[name] = "VSS MLP (fc1, GELU, fc2)"
@@ -126,8 +144,43 @@ def categorize_nodes(path: str | os.PathLike[str]) -> dict[str, str]:
                 cat = "SS2D output gate"
             else:
                 cat = "selective scan (chunked)"  # x_proj split, dt reshapes
+            if detail:
+                # Before the conv: the split of in_proj's output and the permute to (B, E, H, W)
+                # the depthwise conv needs: counted with the conv.
+                cat = _detail_ss2d(prefix, rest, "SS2D depthwise conv + SiLU" if i < conv_i
+                                   and cat.startswith("cross-scan") else cat, i < first_x)
             out[f"{prefix}/ssm/{rest}"] = cat
     return out
+
+
+def _detail_ss2d(prefix: str, rest: str, coarse: str, before_x_proj: bool) -> str:
+    """The per-block SS2D part of a node whose coarse part is ``coarse``."""
+    stage = _stage(prefix)
+    for proj in ("in_proj", "x_proj", "dt_proj", "out_proj"):
+        if rest.startswith(proj + "/"):
+            return f"{stage} SS2D {proj}"
+    if coarse.startswith("cross-scan"):
+        return f"{stage} SS2D {'cross-scan' if before_x_proj else 'cross-merge'}"
+    short = {"SS2D depthwise conv + SiLU": "conv", "selective scan (chunked)": "scan",
+             "SS2D output gate": "gate", "norms": "out_norm"}
+    return f"{stage} SS2D {short.get(coarse, coarse)}"
+
+
+def _detail_other(name: str, op: str) -> str:
+    """The detailed part of a node outside the SS2D blocks."""
+    if name.startswith("/backbone/stages.") and "/blocks." in name:
+        prefix = name.split("/mlp/")[0] if "/mlp/" in name else name.rsplit("/", 1)[0]
+        what = "MLP" if "/mlp/" in name else "norm + residual"
+        return f"{_stage(prefix)} {what}"
+    if name.startswith("/backbone/stages.") and op == "Transpose":
+        return "layout (stage-boundary transposes, ORT reorders)"
+    for head, label in (("/fusion", "RGB-thermal fusion"), ("/backbone/stem", "stem"),
+                        ("/backbone/downs", "downsampling"),
+                        ("/backbone/stages", "conv stages (inverted residual)"),
+                        ("/neck", "neck (PAN)"), ("/head", "head (box + class branches)")):
+        if name.startswith(head):
+            return label
+    return "box decode (DFL softmax, anchors) and output"
 
 
 def _category(name: str, op: str, cats: dict[str, str]) -> str:
@@ -209,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-size", default="512x640", metavar="HxW")
     p.add_argument("--parts", action="store_true",
                    help="also print time per part of the detector (scan, cross-scan, ...)")
+    p.add_argument("--regions", action="store_true",
+                   help="also print time per region: each block's SS2D parts (in_proj, conv, "
+                        "x_proj, dt_proj, cross-scan, scan, cross-merge, out_proj), MLPs, "
+                        "fusion, neck, head")
     args = p.parse_args(argv)
     if args.compare_exporters:
         from dlrmamba_core.runtime.cli import parse_hw
@@ -261,7 +318,31 @@ def main(argv: list[str] | None = None) -> int:
         print("\n| part of the detector | ms / run | share % | nodes |\n|---|---|---|---|")
         for part, ms in sorted(per_part.items(), key=lambda kv: -kv[1]):
             print(f"| {part} | {ms:.2f} | {100 * ms / total:.1f} | {nodes_in[part]} |")
+    if args.regions:
+        _print_regions(args.model, per_node, ops, total)
     return 0
+
+
+def _print_regions(model: str, per_node: dict[str, float], ops: dict[str, str],
+                   total: float) -> None:
+    """Time per detailed region (graph order), with node counts and each region's top op."""
+    cats = categorize_nodes(model, detail=True)
+    per: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    top: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for name, ms in per_node.items():
+        region = _category(name, ops[name], cats)
+        per[region] += ms
+        count[region] += 1
+        top[region][ops[name]] += ms
+    order = list(dict.fromkeys(cats.values()))
+    rows = sorted(per, key=lambda r: order.index(r) if r in order else len(order))
+    print("\n| region (graph order) | ms / run | share % | nodes run | slowest op |\n"
+          "|---|---|---|---|---|")
+    for r in rows:
+        op, op_ms = max(top[r].items(), key=lambda kv: kv[1])
+        print(f"| {r} | {per[r]:.2f} | {100 * per[r] / total:.1f} | {count[r]} | "
+              f"{op} ({op_ms:.2f}) |")
 
 
 if __name__ == "__main__":

@@ -172,3 +172,42 @@ def test_vss_block_onnx_matches_torch(tmp_path, directions: int) -> None:
     with torch.no_grad():
         want = block(x).numpy()
     assert abs(got - want).max() < 1e-4
+
+
+def test_profile_regions_name_each_ss2d_part_per_block(tmp_path) -> None:
+    """categorize_nodes(detail=True) splits an exported low-rank student's SS2D nodes into the
+    parts of each block (in_proj, conv, cross-scan, x_proj, dt_proj, scan, cross-merge,
+    out_proj) at the right pyramid level, and the rest into fusion / neck / head / decode."""
+    import onnx
+
+    from dlrmamba_core.models import build_model
+    from dlrmamba_core.runtime.profile import categorize_nodes
+
+    torch.manual_seed(0)
+    model = build_model("nano", 2, stage_types=("conv", "vss", "vss"), scan_dirs=(4, 4, 2),
+                        rank_ratio=0.5).eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (torch.rand(1, 3, 64, 96), torch.rand(1, 1, 64, 96)), str(path),
+                      opset_version=17, dynamo=False)
+    cats = categorize_nodes(path, detail=True)
+    nodes = onnx.load(str(path)).graph.node
+    assert set(cats) == {n.name for n in nodes}
+    regions = set(cats.values())
+    for level in ("P4", "P5"):
+        for part in ("in_proj", "conv", "cross-scan", "x_proj", "dt_proj", "scan",
+                     "cross-merge", "out_proj"):
+            assert f"{level} block 0 SS2D {part}" in regions, (level, part)
+    assert not any(r.startswith("P3 block") for r in regions)  # P3 is a conv stage here
+    assert {"RGB-thermal fusion", "neck (PAN)", "head (box + class branches)", "stem"} <= regions
+    # The 4-direction block's column-major Transposes are cross-scan / cross-merge work; the
+    # 2-direction block's cross-scan has none (the scan's few are F.pad's, on tiny levels).
+    def transposes(level: str, part: str) -> int:
+        return sum(1 for n in nodes if n.op_type == "Transpose"
+                   and cats[n.name] == f"{level} block 0 SS2D {part}")
+
+    assert transposes("P4", "cross-scan") >= 1 and transposes("P5", "cross-scan") == 0
+    # Both merges end with the (B, E, L) -> (B, L, E) transpose for out_norm; only the
+    # 4-direction one also maps the column-major direction back.
+    assert transposes("P4", "cross-merge") > transposes("P5", "cross-merge") >= 1
+    scan_ops = {n.op_type for n in nodes if cats[n.name] == "P5 block 0 SS2D scan"}
+    assert {"Exp", "Clip", "MatMul", "ReduceSum"} <= scan_ops
