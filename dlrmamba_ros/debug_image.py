@@ -35,7 +35,7 @@ def render(rgb: np.ndarray, thermal: np.ndarray | None, dets: Any,
         ih = max(8, int(iw * thermal.shape[0] / thermal.shape[1]))
         ih = min(ih, h)
         # Min-max stretch to 8 bit for display only (raw 16-bit counts are not viewable).
-        t8 = cv2.normalize(  # type: ignore[call-overload]
+        t8 = cv2.normalize(
             thermal, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
         inset = cv2.applyColorMap(cv2.resize(t8, (iw, ih)), cv2.COLORMAP_INFERNO)
         out[:ih, w - iw:] = cv2.cvtColor(inset, cv2.COLOR_BGR2RGB)
