@@ -335,9 +335,27 @@ def _print_regions(model: str, per_node: dict[str, float], ops: dict[str, str],
         per[region] += ms
         count[region] += 1
         top[region][ops[name]] += ms
-    order = list(dict.fromkeys(cats.values()))
-    rows = sorted(per, key=lambda r: order.index(r) if r in order else len(order))
-    print("\n| region (graph order) | ms / run | share % | nodes run | slowest op |\n"
+    head = ["RGB-thermal fusion", "stem", "downsampling", "conv stages (inverted residual)"]
+    tail = ["neck (PAN)", "head (box + class branches)",
+            "box decode (DFL softmax, anchors) and output",
+            "layout (stage-boundary transposes, ORT reorders)"]
+    parts = ["SS2D in_proj", "SS2D conv", "SS2D cross-scan", "SS2D x_proj", "SS2D dt_proj",
+             "SS2D scan", "SS2D cross-merge", "SS2D out_norm", "SS2D gate", "SS2D out_proj",
+             "norm + residual", "MLP"]
+
+    def key(r: str) -> tuple[int, str, int]:
+        if r in head:
+            return (0, "", head.index(r))
+        if " block " in r:  # "P4 block 0 SS2D scan": by level and block, then SS2D order
+            where, _, part = r.partition(" block ")
+            num, _, part = part.partition(" ")
+            return (1, f"{where} {int(num):03d}", parts.index(part) if part in parts else 99)
+        if r in tail:
+            return (2, "", tail.index(r))
+        return (3, r, 0)
+
+    rows = sorted(per, key=key)
+    print("\n| region | ms / run | share % | nodes run | slowest op |\n"
           "|---|---|---|---|---|")
     for r in rows:
         op, op_ms = max(top[r].items(), key=lambda kv: kv[1])
