@@ -87,6 +87,14 @@ def thermal_to_canvas(
         thermal01 = cv2.resize(thermal01, (nw, nh), interpolation=cv2.INTER_AREA)
         m = m @ np.diag([th_hw[1] / nw, th_hw[0] / nh, 1.0])
     dh, dw = lb.dst_hw
+    if np.abs(m / m[2, 2] - np.eye(3)).max() < 1e-9:
+        # Identity warp (e.g. 640x512 thermal for 1280x1024 RGB and a 512x640 input, or any
+        # same-aspect pair after the area pre-shrink): the bilinear warp samples pixel
+        # centres exactly, so it is a copy into the padded canvas (warpPerspective: ~10x).
+        out = np.full((dh, dw), THERMAL_PAD, np.float32)
+        h, w = min(dh, thermal01.shape[0]), min(dw, thermal01.shape[1])
+        out[:h, :w] = thermal01[:h, :w]
+        return out
     return cv2.warpPerspective(
         thermal01, m, (dw, dh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
         borderValue=THERMAL_PAD,

@@ -246,8 +246,8 @@ def _condition_lines(models: dict[str, Any]) -> list[str]:
 
 
 def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: dict[str, str],
-           threads: int, runs: int, cpu: str) -> str:
-    """The markdown of docs/results.md."""
+           threads: int, runs: int, cpu: str, front: list[str] | None = None) -> str:
+    """The markdown of docs/results.md (``front``: the lines of :func:`front_lines`)."""
     # Phase-A runs first (the teacher on top), then the rest in the order of the results.
     models = dict(sorted(results["models"].items(),
                          key=lambda kv: PHASE_A_ORDER.index(kv[0]) if kv[0] in PHASE_A_ORDER
@@ -293,6 +293,8 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
             f"{_fmt(a.get('params_M'), 2)} | {_fmt(a.get('gflops'), 2)} | "
             f"{_fmt(a.get('cpu_ms_p50'))} | {_fmt(a.get('cpu_ms_p90'))} | "
             f"{_fmt(m.get('train_seconds'), 0)} |")
+
+    lines += front or []
 
     def get(key: str) -> float | None:
         t = (models.get(key) or {}).get("test")
@@ -374,6 +376,106 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
     return "\n".join(lines)
 
 
+def front_rows(models: dict[str, Any], arch_of: dict[str, str],
+               ms: dict[str, dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
+    """One row per evaluated model: mAP50 and CPU ms p50 at each measured size, and whether it
+    is on the accuracy-vs-latency front (no other model is both faster and more accurate) at
+    the largest size.
+
+    Args:
+        models: results["models"].
+        arch_of: model key -> key of the architecture measured for it.
+        ms: {size label "HxW": measure_architectures() output}.
+    """
+    rows = []
+    for key, m in models.items():
+        test = m.get("test") or {}
+        if test.get("mAP50") is None or key not in arch_of:
+            continue
+        row: dict[str, Any] = {"model": key, "mAP50": float(test["mAP50"]), "ms": {}}
+        for size, arch in ms.items():
+            a = arch.get(arch_of[key])
+            if a is not None:
+                row["ms"][size] = a["cpu_ms_p50"]
+        rows.append(row)
+    if ms:
+        big = max(ms, key=lambda sz: int(sz.split("x")[0]) * int(sz.split("x")[1]))
+        for r in rows:
+            t = r["ms"].get(big)
+            r["front"] = t is not None and not any(
+                o is not r and o["ms"].get(big) is not None and o["ms"][big] <= t
+                and o["mAP50"] >= r["mAP50"] and (o["ms"][big] < t or o["mAP50"] > r["mAP50"])
+                for o in rows)
+    return rows
+
+
+def draw_front(rows: list[dict[str, Any]], path: Path, threads: int, cpu: str) -> Path:
+    """mAP50 against CPU ms (one panel per measured size), front points joined; PNG, atomic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dlrmamba_core.engine.fileio import save_figure
+
+    sizes = sorted({s for r in rows for s in r["ms"]},
+                   key=lambda sz: int(sz.split("x")[0]) * int(sz.split("x")[1]))
+    fig, axes = plt.subplots(1, max(1, len(sizes)), figsize=(6.2 * max(1, len(sizes)), 4.8),
+                             squeeze=False)
+    for ax, size in zip(axes[0], sizes, strict=False):
+        pts = [(r["ms"][size], r["mAP50"], r["model"]) for r in rows if size in r["ms"]]
+        for x, y, name in pts:
+            fam = name.split("/")[0]
+            color = ("tab:green" if fam == "cnn" else "tab:red" if fam.startswith("teacher")
+                     else "tab:blue")
+            ax.scatter(x, y, s=22, color=color, zorder=3)
+            ax.annotate(name.replace("/finetune", "/ft").replace("/distill", "/d"), (x, y),
+                        fontsize=6, xytext=(3, 2), textcoords="offset points")
+        front, best = [], -1.0
+        for x, y, _ in sorted(pts):
+            if y > best:
+                front.append((x, y))
+                best = y
+        if front:
+            ax.plot(*zip(*front, strict=True), color="0.5", lw=1, ls="--", zorder=2,
+                    label="front (faster and more accurate than the rest)")
+        ax.set_xlabel(f"CPU ms per frame at {size} (ORT fp32, {threads} threads, p50)")
+        ax.set_ylabel("mAP50, SYNTHETIC test split")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.set_title(f"input {size}", fontsize=9)
+    fig.suptitle(f"accuracy vs CPU latency ({cpu}, shared machine: compare ratios)",
+                 fontsize=9)
+    fig.tight_layout()
+    return save_figure(path, fig)
+
+
+def front_lines(rows: list[dict[str, Any]], png: str | None, trained_hw: list[int]) -> list[str]:
+    """The front section of docs/results.md: the plot and its table (ratios to the cnn)."""
+    sizes = sorted({s for r in rows for s in r["ms"]},
+                   key=lambda sz: int(sz.split("x")[0]) * int(sz.split("x")[1]))
+    cnn = next((r for r in rows if r["model"] == "cnn"), None)
+    lines = ["", "## Accuracy vs CPU latency (the front)", ""]
+    if png:
+        lines += [f"![accuracy vs CPU ms]({png})", ""]
+    lines += [f"Every model was trained at {trained_hw[0]}x{trained_hw[1]}; the larger size "
+              "times the same architecture (untrained copy, latency does not depend on the "
+              "weights) for the 640x512 targets. `front`: no other model is both faster "
+              f"(at {sizes[-1] if sizes else '-'}) and more accurate.", "",
+              "| model | mAP50 | " + " | ".join(f"CPU ms {s} | / cnn" for s in sizes)
+              + " | front |",
+              "|---|---:|" + "---:|---:|" * len(sizes) + "---|"]
+    for r in sorted(rows, key=lambda r: r["ms"].get(sizes[-1], 1e9) if sizes else 0):
+        cells = []
+        for s in sizes:
+            t = r["ms"].get(s)
+            base = cnn["ms"].get(s) if cnn else None
+            cells += [_fmt(t), _fmt(t / base, 2) if t is not None and base else "-"]
+        lines.append(f"| `{r['model']}` | {r['mAP50']:.1f} | " + " | ".join(cells)
+                     + f" | {'yes' if r.get('front') else ''} |")
+    return lines
+
+
 def shipped_run(models_dir: Path) -> str | None:
     """The results key of the default model in ``models_dir`` (from its card), if any."""
     try:
@@ -391,6 +493,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--front-size", default="512x640", metavar="HxW",
+                    help="also time every architecture at this size for the front ('' = no)")
+    ap.add_argument("--front-png", type=Path, default=Path("docs/images/front.png"),
+                    help="where the accuracy-vs-latency plot goes (linked from --out)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if not args.results.is_file():
@@ -413,7 +519,23 @@ def main(argv: list[str] | None = None) -> int:
     hw = tuple(results["input_hw"])
     log.info("measuring %d architectures at %s", len(configs), hw)
     arch = measure_architectures(configs, hw, args.threads, args.runs)
-    md = render(results, arch, arch_of, args.threads, args.runs, cpu_model())
+    ms = {f"{hw[0]}x{hw[1]}": arch}
+    if args.front_size:
+        from dlrmamba_core.runtime.cli import parse_hw
+
+        big = parse_hw(args.front_size)
+        if big != hw:
+            log.info("measuring %d architectures at %s for the front", len(configs), big)
+            ms[f"{big[0]}x{big[1]}"] = measure_architectures(configs, big, args.threads,
+                                                             args.runs)
+    rows = front_rows(results["models"], arch_of, ms)
+    png = draw_front(rows, args.front_png, args.threads, cpu_model())
+    try:
+        rel = str(png.resolve().relative_to(args.out.resolve().parent))
+    except ValueError:
+        rel = str(png)
+    front = front_lines(rows, rel, list(results["input_hw"]))
+    md = render(results, arch, arch_of, args.threads, args.runs, cpu_model(), front)
     write_text(args.out, md)
     print(f"wrote {args.out}")
     return 0

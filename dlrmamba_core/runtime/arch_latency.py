@@ -133,18 +133,19 @@ def time_files(paths: list[str], threads: int = 2, rounds: int = 7, iters: int =
 
     backends = {p: OrtBackend(p, threads=threads, graph_optimization=graph_optimization)
                 for p in paths}
-    h, w = next(iter(backends.values())).info.input_hw
-    rgb = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
-    th = np.random.default_rng(1).random((1, 1, h, w), dtype=np.float32)
+    feeds = {}
+    for p, be in backends.items():  # each file at its own input size
+        h, w = be.info.input_hw
+        feeds[p] = (np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32),
+                    np.random.default_rng(1).random((1, 1, h, w), dtype=np.float32))
+        be.run(*feeds[p])
     out: dict[str, dict[str, Any]] = {p: {"times": [], "rounds": []} for p in paths}
-    for be in backends.values():
-        be.run(rgb, th)
     for _ in range(rounds):
         for p, be in backends.items():
             ts = []
             for _ in range(iters):
                 t0 = time.perf_counter()
-                be.run(rgb, th)
+                be.run(*feeds[p])
                 ts.append((time.perf_counter() - t0) * 1e3)
             out[p]["times"] += ts
             out[p]["rounds"].append(float(np.median(ts)))

@@ -26,7 +26,8 @@ from dlrmamba_core.runtime.metadata import (
     write_model_card,
 )
 
-__all__ = ["DEFAULT_OP_TYPES", "PairCalibrationReader", "QuantizeResult", "quantize_model"]
+__all__ = ["DEFAULT_OP_TYPES", "DYNAMIC_OP_TYPES", "PairCalibrationReader", "QuantizeResult",
+           "quantize_dynamic_model", "quantize_model", "scan_matmuls"]
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +221,83 @@ def quantize_model(
                           dest.stat().st_size)
 
 
+#: Operators of the dynamic quantization ([speed] section 3): the projections only.
+DYNAMIC_OP_TYPES = ("MatMul", "Gemm")
+_PROJECTIONS = ("/in_proj/", "/x_proj/", "/dt_proj/", "/out_proj/")
+
+
+def scan_matmuls(proto: Any) -> list[str]:
+    """Names of the MatMul nodes of the chunked selective scan (inside an SS2D block, not one
+    of its projections): the in-chunk cumulative sums, whose exp-scaled operands span orders of
+    magnitude that 8 bits cannot hold. Dynamic quantization must leave them in fp32."""
+    return [n.name for n in proto.graph.node if n.op_type == "MatMul" and "/ssm/" in n.name
+            and not any(p in n.name for p in _PROJECTIONS)]
+
+
+def quantize_dynamic_model(
+    onnx_in: str | os.PathLike[str],
+    onnx_out: str | os.PathLike[str],
+    per_channel: bool = True,
+    op_types: Sequence[str] = DYNAMIC_OP_TYPES,
+    write_card: bool = True,
+) -> QuantizeResult:
+    """Dynamically quantize ``onnx_in``'s MatMul/Gemm weights to INT8 into ``onnx_out``
+    (atomic); activations are quantized at run time, so no calibration data is needed. The
+    selective scan's MatMuls (:func:`scan_matmuls`) and everything else stay fp32.
+
+    Raises:
+        ModelFileError: input missing / not a dlrmamba model / already quantized, or the
+            quantizer failed.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src = Path(onnx_in)
+    if not src.is_file():
+        raise ModelFileError(f"{src}: no such ONNX file; export one with `dlrmamba export`")
+    info = _read_info(src)
+    if info.quantization is not None:
+        raise ModelFileError(
+            f"{src}: already quantized ({info.quantization}); pass the fp32 model"
+        )
+    excluded = scan_matmuls(onnx.load(str(src)))
+    qinfo = {"format": "dynamic (MatMulInteger / DynamicQuantizeLinear)",
+             "weights": "int8 per-channel" if per_channel else "int8 per-tensor",
+             "activations": "uint8, quantized at run time", "calibration": "none",
+             "calibration_pairs": 0, "op_types": list(op_types),
+             "kept_fp32": "selective scan MatMuls, all other operators"}
+    out_info = ModelInfo(info.class_names, info.input_hw, info.variant, info.version,
+                         info.weights_sha256, info.normalization, qinfo)
+    dest = Path(onnx_out)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".quant.", dir=dest.parent) as tmpdir:
+        out = os.path.join(tmpdir, "int8.onnx")
+        try:
+            quantize_dynamic(str(src), out, op_types_to_quantize=list(op_types),
+                             per_channel=per_channel, weight_type=QuantType.QInt8,
+                             nodes_to_exclude=excluded)
+            proto = onnx.load(out)
+            del proto.metadata_props[:]
+            for key, value in out_info.to_metadata().items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+            onnx.checker.check_model(proto)
+            onnx.save(proto, out)
+        except (RuntimeError, ValueError, TypeError, onnx.checker.ValidationError) as exc:
+            raise ModelFileError(
+                f"quantizing {src} failed ({type(exc).__name__}: {exc}); nothing was written"
+            ) from exc
+        os.chmod(out, 0o644)
+        os.replace(out, dest)
+    card: Path | None = None
+    if write_card:
+        src_card = card_path_for(src)
+        base = read_model_card(src_card) if src_card.is_file() else {}
+        card = write_model_card(dest, out_info, data=base.get("data"),
+                                extra={"source_model": src.name})
+    return QuantizeResult(dest, card, out_info, 0, src.stat().st_size, dest.stat().st_size)
+
+
 def compare_int8(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike[str],
                  dataset: Any, limit: int | None = None, threads: int = 2) -> dict[str, Any]:
     """mAP50 of the fp32 and INT8 models on the same images (pycocotools, via the evaluator).
@@ -248,3 +326,48 @@ def compare_int8(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike
         out["images"] = int(m["num_images"])
     out["mAP50_change"] = out["int8_mAP50"] - out["fp32_mAP50"]
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dlrmamba_core.runtime.quantize MODEL --out X [--data DIR --split test]``:
+    dynamic INT8 of the MatMul/Gemm weights (scan kept fp32), fp32 and INT8 timed in
+    alternation (``runtime.arch_latency.time_files``) and, with ``--data``, both evaluated
+    (mAP50 on that split of a synthetic dataset). Prints one JSON line."""
+    import argparse
+    import json
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m dlrmamba_core.runtime.quantize",
+                                 description=main.__doc__)
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--per-tensor", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--data", type=Path, default=None, help="synthetic dataset folder")
+    ap.add_argument("--split", default="test")
+    args = ap.parse_args(argv)
+    from dlrmamba_core.runtime.arch_latency import time_files
+
+    res = quantize_dynamic_model(args.model, args.out, per_channel=not args.per_tensor)
+    times = time_files([str(args.model), str(res.onnx_path)], args.threads, args.rounds)
+    fp32_t, int8_t = times[str(args.model)], times[str(res.onnx_path)]
+    report: dict[str, Any] = {"model": str(args.model), "threads": args.threads,
+                              "fp32_p50_ms": round(fp32_t["p50_ms"], 1),
+                              "int8_p50_ms": round(int8_t["p50_ms"], 1),
+                              "int8_over_fp32": round(int8_t["ratio"], 3),
+                              "fp32_mb": round(res.fp32_bytes / 1e6, 2),
+                              "int8_mb": round(res.int8_bytes / 1e6, 2)}
+    if args.data is not None:
+        from dlrmamba_core.engine.runs import open_pairs
+
+        report.update(compare_int8(args.model, res.onnx_path,
+                                   open_pairs("synth", args.data, args.split),
+                                   threads=args.threads))
+    print(json.dumps(report), flush=True)
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

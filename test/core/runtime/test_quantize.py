@@ -82,3 +82,33 @@ def test_quantize_cli_with_map_gate(nano_export: Any, tmp_path: Path,
     assert main([*args, "--max-drop", "-1"]) == 1
     assert not out.exists() and not out.with_suffix(".json").exists()
     assert "removed the INT8 model" in capsys.readouterr().out
+
+
+def test_dynamic_int8_quantizes_projections_and_keeps_the_scan_fp32(
+        nano_export: Any, synth_frames: list[Any], tmp_path: Path) -> None:
+    """quantize_dynamic_model: the SS2D projections become integer MatMuls, the selective
+    scan's MatMuls (scan_matmuls) stay float, and the scores track the fp32 model."""
+    import onnx
+
+    from dlrmamba_core.data.preprocess import prepare_inputs
+    from dlrmamba_core.runtime.quantize import quantize_dynamic_model, scan_matmuls
+
+    src = onnx.load(str(nano_export.onnx_path))
+    scan = set(scan_matmuls(src))
+    assert scan and all("/ssm/" in n and "_proj/" not in n for n in scan)
+    res = quantize_dynamic_model(nano_export.onnx_path, tmp_path / "dyn.onnx")
+    proto = onnx.load(str(res.onnx_path))
+    by_name = {n.name: n.op_type for n in proto.graph.node}
+    assert all(by_name.get(n) == "MatMul" for n in scan)  # untouched
+    assert "MatMulInteger" in by_name.values() and "DynamicQuantizeLinear" in by_name.values()
+    q = json.loads({p.key: p.value for p in proto.metadata_props}["dlrmamba.quantization"])
+    assert q["calibration"] == "none" and q["op_types"] == ["MatMul", "Gemm"]
+    fp32, dyn = Detector(nano_export.onnx_path, threads=1), Detector(res.onnx_path, threads=1)
+    s = synth_frames[0]
+    p = prepare_inputs(s.rgb, s.thermal, s.homography, fp32.input_hw)
+    a = fp32.run_network(p.rgb[None], p.thermal[None])[0, 4:].ravel()
+    b = dyn.run_network(p.rgb[None], p.thermal[None])[0, 4:].ravel()
+    assert not np.array_equal(a, b)  # it really is another computation
+    assert np.corrcoef(a, b)[0, 1] > 0.99 and float(np.abs(a - b).mean()) < 0.01
+    with pytest.raises(ModelFileError, match="already quantized"):
+        quantize_dynamic_model(res.onnx_path, tmp_path / "again.onnx")
