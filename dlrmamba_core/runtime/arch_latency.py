@@ -156,6 +156,30 @@ def time_files(paths: list[str], threads: int = 2, rounds: int = 7, iters: int =
     return out
 
 
+def e2e_breakdown(path: str, rgb_hw: tuple[int, int] = (1024, 1280),
+                  thermal_hw: tuple[int, int] = (512, 640), threads: int = 2,
+                  iters: int = 20) -> dict[str, float]:
+    """``Detector.detect`` on a random uint8 RGB + uint16 thermal pair: median ms of each
+    stage and the median per-frame ratio total / network (target: <= 1.15)."""
+    from dlrmamba_core.runtime.detector import Detector
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (*rgb_hw, 3), dtype=np.uint8)
+    thermal = (rng.random(thermal_hw) * 4000 + 28000).astype(np.uint16)  # 16-bit counts
+    det = Detector(path, threads=threads)
+    for _ in range(3):
+        det.detect(rgb, thermal)
+    stages: dict[str, list[float]] = {}
+    for _ in range(iters):
+        t = det.detect(rgb, thermal).timings_ms
+        for k, v in t.items():
+            stages.setdefault(k, []).append(v)
+    out = {f"{k}_ms": float(np.median(v)) for k, v in stages.items()}
+    out["total_over_network"] = float(np.median(np.array(stages["total"])
+                                                / np.array(stages["inference"])))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m dlrmamba_core.runtime.arch_latency``."""
     p = argparse.ArgumentParser(prog="python -m dlrmamba_core.runtime.arch_latency",
@@ -167,9 +191,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=4)
     p.add_argument("--files", nargs="+", default=None, metavar="ONNX",
                    help="time these ONNX files in alternation instead (ratios to the first)")
+    p.add_argument("--e2e", nargs="+", default=None, metavar="ONNX",
+                   help="time Detector.detect on a 1280x1024 RGB + 640x512 16-bit thermal "
+                        "pair instead (pre-processing, network, NMS)")
     args = p.parse_args(argv)
     from dlrmamba_core.runtime.cli import parse_hw
     from dlrmamba_core.sysinfo import cpu_model
+
+    if args.e2e:
+        print(f"Detector.detect, 1280x1024 RGB uint8 + 640x512 thermal uint16, {args.threads} "
+              f"threads, {cpu_model()}, load {os.getloadavg()[0]:.1f}\n\n"
+              "| model | pre ms | network ms | post ms | total ms | total / network |\n"
+              "|---|---|---|---|---|---|")
+        for path in args.e2e:
+            r = e2e_breakdown(path, threads=args.threads)
+            print(f"| {path} | {r['preprocess_ms']:.2f} | {r['inference_ms']:.1f} | "
+                  f"{r['postprocess_ms']:.2f} | {r['total_ms']:.1f} | "
+                  f"{r['total_over_network']:.3f} |", flush=True)
+        return 0
 
     if args.files:
         res = time_files(args.files, args.threads, args.rounds, args.iters)
