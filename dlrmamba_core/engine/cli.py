@@ -25,9 +25,10 @@ T = TypeVar("T")
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset root folder")
     p.add_argument("--data-format", default="synth",
-                   help="dataset reader (see `dlrmamba data --help`), with reader options "
-                        "after a colon, e.g. vedai:size=1024 or dronevehicle:labels=union; "
-                        "default: synth")
+                   help="dataset reader: synth, yolo, coco, llvip, m3fd, flir, kaist, vedai or "
+                        "dronevehicle (layouts: docs/data_formats.md), with reader options "
+                        "after a colon, e.g. vedai:size=1024, dronevehicle:labels=union or "
+                        "yolo:thermal_dir=ir,clip=1; default: synth")
 
 
 def field_help(cls: type) -> dict[str, str]:
@@ -200,13 +201,18 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Handler of ``dlrmamba eval``."""
+    from dlrmamba_core.data.readers import resolve_split
     from dlrmamba_core.engine.evaluate import summarize
     from dlrmamba_core.engine.runs import evaluate_file
 
-    metrics = evaluate_file(args.model, args.data_format, args.data, args.split, args.out,
+    split, note = resolve_split(args.data_format, args.data, args.split)
+    if note:
+        print(note)
+    metrics = evaluate_file(args.model, args.data_format, args.data, split, args.out,
                             modality=args.modality, batch_size=args.batch_size,
                             device=args.device or "cpu", limit=args.limit,
-                            group_by=args.group_by)
+                            group_by=args.group_by,
+                            progress=False if args.no_progress else None)
     print(summarize(metrics))
     if args.out:
         print(f"wrote {args.out}/metrics.json, pr_curves.png, confusion_matrix.png")
@@ -250,12 +256,20 @@ def register(subparsers: Any) -> None:
                                           "PR curves and confusion matrix PNGs, metrics JSON.")
     e.add_argument("model", help="model file: .onnx (runtime Detector) or .pt")
     _data_args(e)
-    e.add_argument("--split", default="test")
+    e.add_argument("--split", default="test",
+                   help="split folder or split file of the dataset (default test); a dataset "
+                        "without splits is evaluated whole (and it says so); '' = whole folder")
     e.add_argument("--out", default=None, help="folder for metrics.json and the PNGs")
     e.add_argument("--modality", choices=("fused", "rgb", "thermal"), default=None,
                    help="default: the model's own (from its checkpoint or model card)")
-    e.add_argument("--batch-size", type=int, default=16)
-    e.add_argument("--device", default=None)
+    e.add_argument("--batch-size", type=int, default=16,
+                   help=".pt models: images per forward pass (default 16; .onnx runs one pair "
+                        "at a time, as on the robot)")
+    e.add_argument("--device", default=None,
+                   help=".pt models: torch device, cpu or cuda[:N] (default cpu; .onnx runs on "
+                        "CPU with onnxruntime)")
+    e.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (shown on a terminal by default)")
     e.add_argument("--limit", type=int, default=None, help="first N images only")
     e.add_argument("--group-by", default=None, metavar="ATTR",
                    help="also report mAP per value of an image attribute of the reader, e.g. "

@@ -306,8 +306,11 @@ def evaluate_file(
     plots: bool = True,
     group_by: str | None = None,
     class_map: str | None = None,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """COCO-evaluate a ``.pt`` or ``.onnx`` model file on a dataset split.
+
+    ``progress``: a bar over the images (None: when stderr is a terminal).
 
     ``group_by`` adds mAP per value of a reader image attribute (see ``evaluate.evaluate``).
     ``class_map`` (``MODEL=DATA,...``; None: match by name) maps the model's classes onto
@@ -327,14 +330,15 @@ def evaluate_file(
     if path.suffix == ".onnx":
         modality = modality or _card_modality(path)
         metrics = evaluate(str(path), pairs, names, modality=modality or "fused",
-                           limit=limit, group_by=group_by, class_map=class_map)
+                           limit=limit, group_by=group_by, class_map=class_map,
+                           progress=progress)
     else:
         model, meta = _load_model(path)
         modality = modality or (meta.get("extra") or {}).get("modality", "fused")
         metrics = evaluate(model, pairs, names, tuple(meta["input_hw"]), batch_size=batch_size,
                            device=device, modality=modality or "fused", limit=limit,
                            group_by=group_by, class_map=class_map,
-                           model_class_names=list(meta["class_names"]))
+                           model_class_names=list(meta["class_names"]), progress=progress)
     metrics["model"] = str(path)
     metrics["modality"] = modality or "fused"
     if out_dir is not None:
