@@ -12,9 +12,10 @@ The chunked path (:func:`selective_scan_chunked`) never loops over L. It splits 
 into fixed chunks of ``CHUNK`` steps; inside a chunk the recurrence is solved in closed form with
 cumulative log-decays measured from the chunk start; the recurrence *across* chunks is the same
 problem on a sequence ``CHUNK`` times shorter (chunk decays and chunk end states), solved by the
-same closed form, for a fixed number of ``LEVELS``. The graph is therefore identical for every
-``L <= CHUNK ** LEVELS`` (32,768; two more Pad/Slice nodes when L is not a multiple of CHUNK):
-no ONNX Loop and no unroll over L.
+same closed form, until one chunk is left (at most ``LEVELS`` levels: ``ceil(log_CHUNK L)``).
+The graph therefore has a node count set by the number of levels, ``L <= CHUNK ** LEVELS``
+(32,768; two more Pad/Slice nodes when L is not a multiple of CHUNK): no ONNX Loop and no unroll
+over L.
 
 Numerical safety (why this never overflows): per-step log-decays are clamped at ``-_MAX_DECAY``
 (16: a step that keeps less than ``exp(-16) = 1.1e-7`` of its state keeps exactly that much,
@@ -156,10 +157,10 @@ def _scan_level(a: Tensor, x: Tensor, levels: int) -> Tensor:
     """
     L = a.shape[-1]
     pad = (-L) % CHUNK
-    # Padding at the end (decay 0, input 0) cannot change earlier states. The hierarchy always
-    # has LEVELS levels and the (small) upper levels always pad, so the graph is the same for
-    # every L; only the full-length first level skips a no-op pad (a full copy in onnxruntime)
-    # when L is a multiple of CHUNK.
+    # Padding at the end (decay 0, input 0) cannot change earlier states. The (small) upper
+    # levels always pad, so the graph depends on L only through the number of levels; the
+    # full-length first level skips a no-op pad (a full copy in onnxruntime) when L is a
+    # multiple of CHUNK.
     first = levels == LEVELS
     if pad or not first:
         a = F.pad(a, (0, pad))
@@ -185,7 +186,9 @@ def _scan_level(a: Tensor, x: Tensor, levels: int) -> Tensor:
     training = torch.is_grad_enabled() and (x.requires_grad or a.requires_grad)
     differentiable = training and not torch.jit.is_tracing()
     w = x * torch.exp(a @ (0.5 - tri)) if differentiable else x / e_t
-    if levels > 1:
+    if levels > 1 and nc > 1:
+        # (One chunk left: no carry, so the upper levels, a no-op on one padded chunk, are
+        # skipped: L = 320 needs 3 levels, L = 1280 4, not LEVELS = 5; ~25 fewer nodes each.)
         # The chunk-to-chunk recurrence is the same problem, CHUNK times shorter: chunk decays
         # S_end = 2m and zero-start chunk end states exp(S_end - m) * sum(w) = exp(m) * sum(w).
         e_m = torch.exp(m)  # (..., nc, 1), in [exp(-64), 1]

@@ -134,18 +134,25 @@ def _export(L: int, d: int = 4, n: int = 3) -> tuple[bytes, dict[str, np.ndarray
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_onnx_graph_size_independent_of_length_and_matches_torch() -> None:
+def test_onnx_graph_grows_only_with_the_levels_and_matches_torch() -> None:
+    """No Loop / Scan op and no unroll: the node count is set by the number of chunk levels
+    (ceil(log_CHUNK L)), the same for 200 and 512 steps (3 levels), one level's worth more
+    for 4096 (4 levels) and again for 32768 (5)."""
     import onnx
     import onnxruntime as ort
 
     sizes = {}
-    for L in (256, 4096):
+    for L in (200, 512, 4096, CHUNK**LEVELS):
         blob, feeds, expect = _export(L)
         model = onnx.load_from_string(blob)
         ops = [node.op_type for node in model.graph.node]
         assert "Loop" not in ops and "Scan" not in ops
         sizes[L] = len(ops)
-        sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
-        got = sess.run(None, feeds)[0]
-        np.testing.assert_allclose(got, expect.numpy(), rtol=1e-4, atol=1e-4)
-    assert sizes[256] == sizes[4096], f"node count grows with L: {sizes}"
+        if L <= 4096:  # the 32k export is checked for size only (its run takes seconds)
+            sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+            got = sess.run(None, feeds)[0]
+            np.testing.assert_allclose(got, expect.numpy(), rtol=1e-4, atol=1e-4)
+    per_level = sizes[4096] - sizes[512]
+    assert sizes[200] <= sizes[512] + 4, sizes  # 200 steps pad once: at most a few nodes more
+    # (~170 exported nodes per level, mostly shape arithmetic that ORT folds away)
+    assert 0 < per_level < 250 and sizes[CHUNK**LEVELS] - sizes[4096] == per_level, sizes
