@@ -22,6 +22,7 @@ _AREAS = (
     "dlrmamba_core.data.cli",      # data gen | data show | data stats | data register
     "dlrmamba_core.models.cli",    # models (list variants, params, GFLOPs)
     "dlrmamba_core.engine.cli",    # train | distill | eval
+    "dlrmamba_core.engine.finetune",  # finetune (a shipped or trained model on a few pairs)
     "dlrmamba_core.runtime.cli",   # export | detect | bench | quantize
     "dlrmamba_core.bag.cli",       # synth-bag | bag-eval | bag-play
 )

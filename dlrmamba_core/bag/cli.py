@@ -70,6 +70,10 @@ def register(subparsers: Any) -> None:
     _player_args.add_arguments(p)
     p.set_defaults(func=_bag_play)
 
+    from dlrmamba_core.bag import from_images
+
+    from_images.register(subparsers)  # make-bag: a bag from RGB + thermal image folders
+
 
 def _synth_bag(args: argparse.Namespace) -> int:
     from dlrmamba_core.bag.synth import write_synthetic_bag

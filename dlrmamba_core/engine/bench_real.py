@@ -1,0 +1,269 @@
+"""Real-data benchmark: the shipped student before and after ``finetune`` on real RGB-T pairs.
+
+    python -m dlrmamba_core.engine.bench_real [--real ../shared/real] [--minutes 8 3]
+
+Uses the real pairs of ``../shared/real`` (never copied: read in place, see its README):
+
+* **LLVIP** (``llvip_train50``: 50 consecutive frames of ONE night street scene, person):
+  fine-tune on frames 010001-010040, score the 10 held-out frames 010041-010050 (the last
+  consecutive block, not a random sample: neighbouring frames are near-duplicates).
+* **DroneVehicle** (``dronevehicle6``: 6 aerial pairs, IR labels): leave-some-out, train on
+  the first 4 pairs, score the last 2.
+
+For each: mAP50 / mAP50:95 of the shipped ONNX (runtime Detector, classes mapped by name),
+of the torch model rebuilt from it (same numbers expected), and of the fine-tuned model as a
+``.pt`` and exported to ONNX (runtime Detector). Writes ``docs/real_results.json``, drawn
+held-out frames ``docs/images/real_<set>_before_after.png`` and the tables of
+``docs/real.md`` between its ``bench_real`` markers. Timings are wall-clock on this machine's
+CPU (named in the output), which may be shared with other jobs.
+
+This is a demonstration on tiny, correlated data, not a benchmark of accuracy in general.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+from dlrmamba_core.errors import DatasetError
+
+log = logging.getLogger("dlrmamba.bench_real")
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_REAL = REPO.parent / "shared" / "real"
+SHIPPED = REPO / "models" / "dlrmamba_student.onnx"
+BEGIN, END = "<!-- bench_real:begin -->", "<!-- bench_real:end -->"
+
+SETS: dict[str, dict[str, Any]] = {
+    "llvip": {"folder": "llvip_train50", "format": "yolo:thermal_dir=ir", "holdout": 10,
+              "title": "LLVIP, 50 frames of one night street scene (person)"},
+    "dronevehicle": {"folder": "dronevehicle6", "format": "dronevehicle", "holdout": 2,
+                     "title": "DroneVehicle, 6 aerial pairs (IR labels)"},
+}
+
+
+def _eval_detector(onnx_path: Path, pairs: Any, class_map: str | None = None) -> dict[str, Any]:
+    from dlrmamba_core.engine.evaluate import evaluate
+
+    return evaluate(str(onnx_path), pairs, list(pairs.class_names), class_map=class_map,
+                    progress=False)
+
+
+def _eval_torch(model: Any, names: list[str], pairs: Any, hw: tuple[int, int]
+                ) -> dict[str, Any]:
+    from dlrmamba_core.engine.evaluate import evaluate
+
+    return evaluate(model, pairs, list(pairs.class_names), hw, batch_size=4,
+                    model_class_names=names, progress=False)
+
+
+def _brief(m: dict[str, Any]) -> dict[str, Any]:
+    return {"mAP50": m["mAP50"], "mAP50_95": m["mAP50_95"], "num_images": m["num_images"],
+            "num_gt": m["num_gt"],
+            "per_class": {k: v["AP50"] for k, v in m["per_class"].items()},
+            **({"class_map": m["class_map"]} if "class_map" in m else {})}
+
+
+def draw_before_after(pairs: Any, index: int, before: Path, after: Path, out: Path,
+                      width: int = 320, conf: float = 0.25) -> Path:
+    """One held-out frame: [shipped | fine-tuned] detections (red, with scores) and the
+    ground truth (green), drawn on the thermal image (night scenes are dark in RGB)."""
+    import cv2
+
+    from dlrmamba_core.data.classmap import match_classes
+    from dlrmamba_core.data.thermal import normalize_thermal
+    from dlrmamba_core.data.viz import write_image_atomic
+    from dlrmamba_core.runtime import Detector
+
+    s = pairs[index]
+    h, w = s.rgb.shape[:2]
+    scale = width / w
+    t8 = (normalize_thermal(s.thermal) * 255).astype(np.uint8)
+    base = cv2.resize(t8, (width, round(h * scale)), interpolation=cv2.INTER_AREA)
+    panels = []
+    for title, path in (("shipped (synthetic-trained)", before), ("fine-tuned", after)):
+        det = Detector(str(path), conf_threshold=conf)
+        d = det.detect(s.rgb, s.thermal, homography=s.homography)
+        mapping = match_classes(list(d.class_names), list(pairs.class_names))
+        boxes, scores, cls = mapping.predictions_to_data(d.boxes, d.scores, d.class_ids)
+        img = cv2.cvtColor(base, cv2.COLOR_GRAY2RGB)
+        for b in s.boxes:
+            cv2.rectangle(img, (round(b[0] * scale), round(b[1] * scale)),
+                          (round(b[2] * scale), round(b[3] * scale)), (40, 220, 40), 1)
+        for b, sc, c in zip(boxes, scores, cls, strict=True):
+            p0 = (round(b[0] * scale), round(b[1] * scale))
+            cv2.rectangle(img, p0, (round(b[2] * scale), round(b[3] * scale)), (255, 40, 40), 1)
+            cv2.putText(img, f"{pairs.class_names[int(c)]} {sc:.2f}", (p0[0], max(8, p0[1] - 2)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 80, 80), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{title}: {len(boxes)} det >= {conf}", (4, 12),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
+        panels.append(img)
+    sheet = np.concatenate([panels[0], np.zeros((panels[0].shape[0], 4, 3), np.uint8),
+                            panels[1]], 1)
+    write_image_atomic(out, sheet, params=[cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return out
+
+
+def run_set(key: str, real: Path, work: Path, minutes: float, shipped: tuple[Any, Any],
+            seed: int = 0) -> dict[str, Any]:
+    """Before / after numbers of one data set (see the module docstring).
+
+    ``shipped`` is ``engine.finetune.model_from_onnx(SHIPPED)`` (converted once).
+    """
+    import dataclasses
+
+    import torch
+
+    from dlrmamba_core.engine.finetune import (
+        FINETUNE_DEFAULTS,
+        finetune_model,
+        split_holdout,
+    )
+    from dlrmamba_core.engine.runs import open_pairs
+    from dlrmamba_core.runtime.export import export_onnx
+
+    spec = SETS[key]
+    root = real / spec["folder"]
+    if not root.is_dir():
+        raise DatasetError(f"{root} not found; pass --real with the folder holding "
+                           f"{spec['folder']}/ (see ../shared/real/README.md)")
+    pairs = open_pairs(spec["format"], root, None)
+    train, held = split_holdout(pairs, spec["holdout"])
+    res: dict[str, Any] = {
+        "title": spec["title"], "data_format": spec["format"],
+        "train_ids": [e.image_id for e in train.entries],
+        "heldout_ids": [e.image_id for e in held.entries],
+        "train_boxes": int(sum(len(e.boxes) for e in train.entries)),
+        "heldout_boxes": int(sum(len(e.boxes) for e in held.entries))}
+    t = time.monotonic()
+    res["before_onnx"] = _brief(_eval_detector(SHIPPED, held))
+    model, meta = shipped
+    hw = (int(meta["input_hw"][0]), int(meta["input_hw"][1]))
+    res["conversion"] = meta["conversion"]
+    res["before_torch"] = _brief(_eval_torch(model, meta["class_names"], held, hw))
+    res["before_s"] = round(time.monotonic() - t, 1)
+    cfg = dataclasses.replace(FINETUNE_DEFAULTS, max_time_min=minutes, seed=seed,
+                              progress=False, val_every=1000)
+    t = time.monotonic()
+    torch.manual_seed(seed)
+    ft = finetune_model(model, train, work / key, cfg, init_meta=meta)
+    res["finetune"] = {k: ft[k] for k in ("global_step", "epoch", "seconds", "truncated",
+                                          "trainable_parameters", "frozen_parameters",
+                                          "class_map")}
+    res["finetune"]["epochs_planned"] = ft["train_config"]["epochs"]
+    res["finetune"]["batch_size"] = cfg.batch_size
+    res["finetune_s"] = round(time.monotonic() - t, 1)
+    from dlrmamba_core.models.io import load_model
+
+    tuned, tmeta = load_model(ft["best"])
+    res["after_torch"] = _brief(_eval_torch(tuned, list(tmeta["class_names"]), held, hw))
+    exported = export_onnx(ft["best"], work / key / "finetuned.onnx")
+    res["after_onnx"] = _brief(_eval_detector(exported.onnx_path, held))
+    res["draw"] = str(draw_before_after(
+        held, len(held) // 2, SHIPPED, exported.onnx_path,
+        REPO / "docs" / "images" / f"real_{key}_before_after.png").relative_to(REPO))
+    res["drawn_frame"] = held.entries[len(held) // 2].image_id
+    return res
+
+
+def _table(results: dict[str, Any]) -> str:
+    lines = []
+    for key, r in results["sets"].items():
+        f = r["finetune"]
+        lines += [
+            f"### {r['title']}", "",
+            f"Train: {len(r['train_ids'])} pairs ({r['train_ids'][0]}..{r['train_ids'][-1]}, "
+            f"{r['train_boxes']} boxes); held out: {len(r['heldout_ids'])} pairs "
+            f"({r['heldout_ids'][0]}..{r['heldout_ids'][-1]}, {r['heldout_boxes']} boxes). "
+            f"Classes mapped by name: "
+            f"{', '.join(f'{m}->{d}' for m, d in f['class_map']['matched'].items()) or 'none'}"
+            + (f"; new classes (fresh rows): "
+               f"{', '.join(f['class_map']['data_classes_unknown_to_model'])}"
+               if f["class_map"]["data_classes_unknown_to_model"] else "") + ".", "",
+            "| model (held-out frames) | mAP50 | mAP50:95 | per-class AP50 |",
+            "|---|---:|---:|---|"]
+        for label, k in (("shipped student, ONNX (runtime Detector)", "before_onnx"),
+                         ("shipped student rebuilt in torch", "before_torch"),
+                         ("fine-tuned, torch .pt", "after_torch"),
+                         ("fine-tuned, exported ONNX (runtime Detector)", "after_onnx")):
+            m = r[k]
+            pc = ", ".join(f"{n} {v:.1f}" if v is not None else f"{n} n/a"
+                           for n, v in m["per_class"].items())
+            lines.append(f"| {label} | {m['mAP50']:.1f} | {m['mAP50_95']:.1f} | {pc} |")
+        lines += ["", f"Fine-tune: {f['global_step']} steps of batch {f['batch_size']} "
+                      f"({f['epoch']} epochs, schedule fitted to the time budget), "
+                      f"{f['trainable_parameters']:,} trainable parameters, "
+                      f"{r['finetune_s']:.0f} s wall-clock; ONNX -> torch conversion "
+                      f"max |diff| {r['conversion']['max_abs_diff']:.1e}.", "",
+                  f"![{key} before and after]({Path(r['draw']).relative_to('docs')}) "
+                  f"(held-out frame {r['drawn_frame']}: green ground truth, red detections "
+                  "with score >= 0.25, drawn on the thermal image)", ""]
+    lines.append(f"Measured {results['created_utc']} on {results['cpu']} "
+                 f"({results['threads']} torch threads, machine shared with other jobs), "
+                 f"total {results['total_s']:.0f} s, by `python -m "
+                 "dlrmamba_core.engine.bench_real`.")
+    return "\n".join(lines)
+
+
+def write_docs(results: dict[str, Any], doc: Path) -> None:
+    """Replace the text between the ``bench_real`` markers of ``doc`` with the tables."""
+    from dlrmamba_core.engine.fileio import write_text
+
+    text = doc.read_text() if doc.is_file() else f"{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        raise DatasetError(f"{doc} lacks the {BEGIN} / {END} markers; add them where the "
+                           "tables go")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    write_text(doc, f"{head}{BEGIN}\n{_table(results)}\n{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line of the benchmark (see the module docstring)."""
+    import torch
+
+    from dlrmamba_core.engine.fileio import write_json
+    from dlrmamba_core.sysinfo import cpu_model
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--real", type=Path, default=DEFAULT_REAL, help="the shared real folder")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/dlrmamba_bench_real"),
+                    help="run folders (checkpoints, logs)")
+    ap.add_argument("--minutes", type=float, nargs=2, default=(8.0, 3.0),
+                    metavar=("LLVIP", "DRONE"), help="fine-tune time budgets, minutes")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    ap.add_argument("--results", type=Path, default=REPO / "docs" / "real_results.json")
+    ap.add_argument("--doc", type=Path, default=REPO / "docs" / "real.md")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    from dlrmamba_core.engine.finetune import model_from_onnx
+
+    t0 = time.monotonic()
+    shipped = model_from_onnx(SHIPPED)
+    budgets = dict(zip(SETS, args.minutes, strict=True))
+    results: dict[str, Any] = {
+        "created_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu_model(), "threads": args.threads, "python": platform.python_version(),
+        "torch": torch.__version__, "model": str(SHIPPED.relative_to(REPO)),
+        "note": "tiny, one-scene (LLVIP) / six-pair (DroneVehicle), correlated REAL data",
+        "sets": {}}
+    for key in args.sets:
+        log.info("%s: fine-tune budget %.1f min", key, budgets[key])
+        results["sets"][key] = run_set(key, args.real, args.work, budgets[key], shipped)
+    results["total_s"] = round(time.monotonic() - t0, 1)
+    write_json(args.results, results)
+    write_docs(results, args.doc)
+    print(_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
