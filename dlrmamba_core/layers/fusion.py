@@ -42,5 +42,7 @@ class PixelFusion(nn.Module):
         """rgb (B, 3, H, W), thermal (B, 1, H, W), both in [0, 1], H and W multiples of 4 ->
         fused (B, 3, H, W)."""
         out = self.net(torch.cat([rgb, thermal], 1))  # (B, 3, H/4, W/4)
-        gate = torch.sigmoid(F.interpolate(out, scale_factor=4.0, mode="nearest"))  # (B,3,H,W)
+        # Sigmoid before the nearest upsample (which only repeats values): the same numbers,
+        # 16x fewer sigmoids (at full resolution it was ~6 % of the cnn's CPU time).
+        gate = F.interpolate(torch.sigmoid(out), scale_factor=4.0, mode="nearest")  # (B,3,H,W)
         return thermal + gate * (rgb - thermal)  # = g * rgb + (1 - g) * thermal

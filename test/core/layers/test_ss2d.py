@@ -211,3 +211,19 @@ def test_profile_regions_name_each_ss2d_part_per_block(tmp_path) -> None:
     assert transposes("P4", "cross-merge") > transposes("P5", "cross-merge") >= 1
     scan_ops = {n.op_type for n in nodes if cats[n.name] == "P5 block 0 SS2D scan"}
     assert {"Exp", "Clip", "MatMul", "ReduceSum"} <= scan_ops
+
+
+def test_pixel_fusion_gate_sigmoid_before_upsample_is_exact() -> None:
+    """The gate is sigmoid(quarter-res logits) repeated x4: bitwise the sigmoid of the
+    repeated logits (the full-resolution form it replaced), with trained-like random weights."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    fusion = PixelFusion()
+    with torch.no_grad():
+        for p in fusion.parameters():
+            p.normal_()
+        rgb, th = torch.rand(2, 3, 32, 48), torch.rand(2, 1, 32, 48)
+        logits = fusion.net(torch.cat([rgb, th], 1))
+        gate = torch.sigmoid(F.interpolate(logits, scale_factor=4.0, mode="nearest"))
+        assert torch.equal(fusion(rgb, th), th + gate * (rgb - th))
