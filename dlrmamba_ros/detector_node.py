@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-import importlib.util
 import json
 import os
 import sys
@@ -31,7 +30,7 @@ import threading
 import time
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
@@ -47,11 +46,13 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from dlrmamba_core.errors import ConfigError, DlrmambaError, InputError, ModelFileError
 from dlrmamba_core.runtime.image_codec import ImageDataError
-from dlrmamba_core.runtime.pairing import ApproximateTimePairer
+from dlrmamba_core.runtime.pairing import PairingStats
 from dlrmamba_ros import conversions, debug_image, params
+from dlrmamba_ros import diagnostics as diag
 from dlrmamba_ros.latest import LatestSlot
 from dlrmamba_ros.qos import Mismatch, incompatible_publishers, make_qos
-from dlrmamba_ros.stats import RateMeter, Window
+from dlrmamba_ros.stats import DeliveryMeter, RateMeter, Window
+from dlrmamba_ros.sync import PairSync, make_sync
 
 PACKAGE = "dlrmamba_ros"
 RGB_TOPIC = "rgb/image"
@@ -156,7 +157,11 @@ class DetectorNode(LifecycleNode):
     def __init__(self, node_name: str = "dlrmamba_detector", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         params.declare_all(self)
+        # Parameters are read once here and once per parameter event (post-set callback),
+        # never by name on the message path.
+        self._values: dict[str, Any] = {n: self._read_param(n) for n in params.SPEC_BY_NAME}
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._on_parameters_set)
         self._lock = threading.Lock()
         self.events: deque[tuple[str, str, str]] = deque(maxlen=1000)
         self._listeners: list[Callable[[str, str, str], None]] = []
@@ -166,11 +171,11 @@ class DetectorNode(LifecycleNode):
         self.timings: deque[FrameTiming] = deque(maxlen=256)  # recent frames (bench, tests)
         self._detector: Any = None
         self._class_names: list[str] = []
-        self._pairer: ApproximateTimePairer | None = None
-        self._mf_sync: Any = None
+        self._sync: PairSync | None = None
+        self._last_stats = PairingStats()
+        self._qos_texts: dict[tuple[str, tuple[int, ...]], str] = {}
         self._subs: list[Any] = []
         self._pubs: dict[str, Any] = {}
-        self._timer: Any = None
         self._slot: LatestSlot[Job] = LatestSlot()
         self._worker: threading.Thread | None = None
         self._rates = {"rgb": RateMeter(), "thermal": RateMeter()}
@@ -185,9 +190,16 @@ class DetectorNode(LifecycleNode):
         self._sync_backend = "internal"
         self._publisher_counts: dict[str, int] = {}
         self._topics: dict[str, str] = {}
-        self._mf_pairs = 0  # message_filters path: pairs and skew (its pairer has no stats)
-        self._mf_last_skew_ns: int | None = None
-        self._mf_max_skew_ns = 0
+        self._state = "unconfigured"
+        self._active_since_ns = 0
+        self._thermal_seen = False  # a thermal frame arrived since activation
+        self._first_msg_ns: int | None = None  # first input of either stream since activation
+        self._last_msg_ns: dict[str, int] = {}
+        self._delivery = {"rgb": DeliveryMeter(), "thermal": DeliveryMeter()}
+        self._warned_delivery: set[str] = set()
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_period = float(self._param("diagnostics_period_s"))
+        self._diag_timer = self.create_timer(self._diag_period, self._on_diag_timer)
         self._qos: dict[str, QoSProfile] = {}
         self._enabled = bool(self._param("start_enabled"))
         bad = params.validate("thermal_homography", self._param("thermal_homography"))
@@ -217,11 +229,20 @@ class DetectorNode(LifecycleNode):
         for fn in list(self._listeners):
             fn(level, kind, message)
 
-    def _param(self, name: str) -> Any:
+    def _read_param(self, name: str) -> Any:
         try:
             return self.get_parameter(name).value
         except ParameterUninitializedException:
             return None  # an optional parameter left unset (thermal_homography)
+
+    def _param(self, name: str) -> Any:
+        """The cached value of parameter ``name`` (refreshed on every parameter event)."""
+        return self._values[name]
+
+    def _on_parameters_set(self, updates: list[Any]) -> None:
+        for p in updates:
+            if p.name in self._values:
+                self._values[p.name] = self._read_param(p.name)
 
     # ------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -249,8 +270,8 @@ class DetectorNode(LifecycleNode):
             "detections": self.create_publisher(Detection2DArray, "detections", 10),
             "labels": self.create_publisher(LabelInfo, "labels", latched),
             "debug": self.create_publisher(Image, "~/debug_image", 2),
-            "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
         }
+        self._state = "inactive"
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -262,24 +283,33 @@ class DetectorNode(LifecycleNode):
             self._destroy_inputs()
             return TransitionCallbackReturn.FAILURE
         self._enabled = bool(self._param("start_enabled"))
-        self._last_thermal_ns = time.monotonic_ns()
+        self._active_since_ns = self._last_thermal_ns = time.monotonic_ns()
+        self._thermal_seen = False
+        self._first_msg_ns = None
+        self._last_msg_ns = {}
         self._thermal_missing = False
+        self._delivery = {"rgb": DeliveryMeter(), "thermal": DeliveryMeter()}
         self._slot = LatestSlot()
         self._active = True
         self._worker = threading.Thread(target=self._work, name="dlrmamba_infer", daemon=True)
         self._worker.start()
-        self._timer = self.create_timer(float(self._param("diagnostics_period_s")),
-                                        self._on_timer)
+        period = float(self._param("diagnostics_period_s"))
+        if period != self._diag_period:  # [activate] parameter: re-arm the shared timer
+            self.destroy_timer(self._diag_timer)
+            self._diag_period = period
+            self._diag_timer = self.create_timer(period, self._on_diag_timer)
         header = Header(frame_id="")
         header.stamp = self.get_clock().now().to_msg()
         self._pubs["labels"].publish(conversions.label_info_msg(
             self._class_names, header, float(self._param("conf_threshold"))))
         self._check_qos()
+        self._state = "active"
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Unsubscribe and stop the worker (the model stays loaded)."""
         self._stop_active()
+        self._state = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -306,9 +336,6 @@ class DetectorNode(LifecycleNode):
     def _stop_active(self) -> None:
         self._active = False
         self._destroy_inputs()
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
         self._slot.close()
         if self._worker is not None:
             self._worker.join(timeout=30.0)
@@ -319,51 +346,32 @@ class DetectorNode(LifecycleNode):
             self.destroy_publisher(pub)
         self._pubs = {}
         self._detector = None
+        self._state = "unconfigured"
 
     # ------------------------------------------------------------------ inputs
     def _create_inputs(self) -> None:
         depth = int(self._param("qos_depth"))
         exact = self._param("sync") == "exact"
         qsize, slop = int(self._param("sync_queue_size")), float(self._param("sync_slop_s"))
-        self._pairer = ApproximateTimePairer(qsize, slop, exact)
         self._qos = {s: make_qos(self._param(f"{s}_qos"), depth) for s in ("rgb", "thermal")}
         types = {s: CompressedImage if self._param(f"{s}_compressed") else Image
                  for s in ("rgb", "thermal")}
         topics = {"rgb": RGB_TOPIC, "thermal": THERMAL_TOPIC}
-        use_mf = (self._param("sync_backend") == "auto"
-                  and importlib.util.find_spec("message_filters") is not None)
+        self._sync = make_sync(str(self._param("sync_backend")), self._on_pair, qsize, slop,
+                               exact)
+        self._sync_backend = self._sync.name
         self._subs = []
-        if use_mf:
-            self._sync_backend = "message_filters"
-            import message_filters
-
-            self._pairer = None
-            mf_subs, gates = [], []
-            for s in ("rgb", "thermal"):
-                sub = message_filters.Subscriber(self, types[s], topics[s],
-                                                 qos_profile=self._qos[s])
-                # A gate between subscriber and synchronizer: the synchronizer only ever sees
-                # messages that passed our checks (a bad stamp would raise inside it).
-                gate = message_filters.SimpleFilter()
-                sub.registerCallback(self._make_gate(s, gate))
-                mf_subs.append(sub)
-                gates.append(gate)
-                self._subs.append(sub.sub)
-            if exact:
-                sync = message_filters.TimeSynchronizer(gates, qsize)
-            else:
-                sync = message_filters.ApproximateTimeSynchronizer(gates, qsize, slop)
-            sync.registerCallback(self._on_mf_pair)
-            self._mf_sync = (mf_subs, sync)
-        else:
-            self._sync_backend = "internal"
-            for s in ("rgb", "thermal"):
-                events = SubscriptionEventCallbacks(incompatible_qos=self._qos_event(s))
-                self._subs.append(self.create_subscription(
-                    types[s], topics[s], self._make_callback(s), self._qos[s],
-                    event_callbacks=events))
+        for s in ("rgb", "thermal"):
+            events = SubscriptionEventCallbacks(incompatible_qos=self._qos_event(s))
+            self._subs.append(self.create_subscription(
+                types[s], topics[s], self._make_callback(s), self._qos[s],
+                event_callbacks=events))
         self._topics = {s: sub.topic_name for s, sub in zip(("rgb", "thermal"), self._subs,
                                                             strict=True)}
+        policy = "exact stamps" if exact else f"slop {slop} s"
+        self._event("info", "sync_backend",
+                    f"pairing {self._topics['rgb']} + {self._topics['thermal']} with the "
+                    f"{self._sync.name} synchronizer ({policy}, queue {qsize})")
 
     def _qos_event(self, stream: str) -> Callable[[Any], None]:
         """Incompatible-QoS event handler of one input: name the offending publishers."""
@@ -374,14 +382,12 @@ class DetectorNode(LifecycleNode):
         return handler
 
     def _destroy_inputs(self) -> None:
-        if self._mf_sync is not None:
-            for sub in self._mf_sync[0]:
-                self.destroy_subscription(sub.sub)
-            self._mf_sync = None
-        else:
-            for sub in self._subs:
-                self.destroy_subscription(sub)
+        for sub in self._subs:
+            self.destroy_subscription(sub)
         self._subs = []
+        if self._sync is not None:  # drops its queued frames and callbacks
+            self._sync.close()
+            self._sync = None
 
     def _make_callback(self, stream: str) -> Callable[[Any], None]:
         def callback(msg: Any) -> None:
@@ -392,30 +398,28 @@ class DetectorNode(LifecycleNode):
 
         return callback
 
-    def _make_gate(self, stream: str, gate: Any) -> Callable[[Any], None]:
-        """message_filters path: forward a message to the synchronizer only if accepted."""
-
-        def callback(msg: Any) -> None:
-            if self._accept(stream, msg, time.monotonic_ns()):
-                gate.signalMessage(msg)
-
-        return callback
-
     def _accept(self, stream: str, msg: Any, now: int) -> bool:
         """Count, rate-meter and sanity-check one input message; False = do not pair it."""
         self._received[stream] += 1
         self._rates[stream].tick(now)
+        self._last_msg_ns[stream] = now
+        if self._first_msg_ns is None:
+            self._first_msg_ns = now
         try:
             conversions.check_image_msg(msg, stream, self._topics[stream])
         except ImageDataError as exc:
             self._drop(stream, exc.kind, str(exc))
             return False
+        if isinstance(msg, Image) and not self._size_ok(stream, msg.height, msg.width):
+            return False
+        self._delivery[stream].add(conversions.stamp_ns(msg.header), now)
         if msg.header.stamp.sec < 0:  # builtin_interfaces/Time.sec is signed
             self._drop(stream, "stamp", f"negative stamp sec={msg.header.stamp.sec} on "
                        f"{self._topics[stream]}: the publisher's clock is not set")
             return False
         if stream == "thermal":  # only a well-formed thermal frame proves the camera alive
             self._last_thermal_ns = now
+            self._thermal_seen = True
             if self._thermal_missing:
                 self._thermal_missing = False
                 self._event("info", "thermal_recovered",
@@ -433,24 +437,28 @@ class DetectorNode(LifecycleNode):
             return False
         return True
 
+    def _size_ok(self, stream: str, height: int, width: int) -> bool:
+        """False (dropped, counted, logged once) when a frame exceeds ``max_image_pixels``."""
+        limit = int(self._param("max_image_pixels"))
+        if height * width <= limit:
+            return True
+        self._drop(stream, "oversize",
+                   f"{width}x{height} = {height * width} pixels on {self._topics[stream]} is "
+                   f"over max_image_pixels={limit}; raise the parameter if this camera is real")
+        return False
+
     def _pair(self, stream: str, msg: Any, now: int) -> None:
-        assert self._pairer is not None
+        sync = self._sync
+        if sync is None:
+            return
         try:
-            pairs = self._pairer.add(stream, conversions.stamp_ns(msg.header), (msg, now))
+            sync.feed(stream, conversions.stamp_ns(msg.header), msg)
         except InputError as exc:  # e.g. a negative stamp (sec is a signed int32)
             self._drop(stream, "stamp", str(exc))
-            return
-        for pair in pairs:
-            (rgb_msg, rgb_t), (th_msg, th_t) = pair.rgb, pair.thermal
-            self._submit(Job(rgb_msg, th_msg, max(rgb_t, th_t), pair.skew_ns))
 
-    def _on_mf_pair(self, rgb_msg: Any, th_msg: Any) -> None:
-        now = time.monotonic_ns()
-        skew = conversions.stamp_ns(rgb_msg.header) - conversions.stamp_ns(th_msg.header)
-        self._mf_pairs += 1
-        self._mf_last_skew_ns = skew
-        self._mf_max_skew_ns = max(self._mf_max_skew_ns, abs(skew))
-        self._submit(Job(rgb_msg, th_msg, now, skew))
+    def _on_pair(self, rgb_msg: Any, th_msg: Any, skew_ns: int) -> None:
+        """Either synchronizer: a pair is complete now (on the later message's arrival)."""
+        self._submit(Job(rgb_msg, th_msg, time.monotonic_ns(), skew_ns))
 
     def _submit(self, job: Job) -> None:
         if job.skew_ns is not None:
@@ -460,7 +468,12 @@ class DetectorNode(LifecycleNode):
 
     def _thermal_stale(self, now: int) -> bool:
         """True (and mode switched, logged once) when thermal is older than the timeout."""
-        age_s = (now - self._last_thermal_ns) / 1e9
+        # Before the first thermal frame, the clock starts at the first message of either
+        # input (not at activation): a camera that starts a little later is not a dropout.
+        ref = self._last_thermal_ns
+        if not self._thermal_seen:
+            ref = max(ref, self._first_msg_ns or now)
+        age_s = (now - ref) / 1e9
         if age_s <= float(self._param("thermal_timeout_s")):
             return False
         if not self._thermal_missing:
@@ -513,12 +526,16 @@ class DetectorNode(LifecycleNode):
         except ImageDataError as exc:
             self._drop("rgb", exc.kind, str(exc))
             return
+        if not self._size_ok("rgb", *rgb.shape[:2]):  # compressed: known after decoding
+            return
         if job.thermal is not None:
             try:
                 thermal = conversions.decode_image_msg(job.thermal, "thermal",
                                                        self._topics["thermal"])
             except ImageDataError as exc:
                 self._drop("thermal", exc.kind, str(exc))
+                return
+            if not self._size_ok("thermal", *thermal.shape[:2]):
                 return
             homography = self._homography
         else:
@@ -563,6 +580,8 @@ class DetectorNode(LifecycleNode):
                 if key in self._warned_qos:
                     continue
                 self._warned_qos.add(key)
+                self._qos_texts[key] = (f"{m.topic}: publisher {m.node} offers {m.offered}, "
+                                        f"this node requests {m.requested}")
                 self._event(
                     "warn", "qos_incompatible",
                     f"QoS mismatch on {m.topic}: publisher {m.node} offers {m.offered} but "
@@ -572,30 +591,54 @@ class DetectorNode(LifecycleNode):
         return found
 
     # ------------------------------------------------------------------ timer: diag + checks
-    def _on_timer(self) -> None:
+    def _on_diag_timer(self) -> None:
+        """Every diagnostics period, in every lifecycle state: checks, then /diagnostics."""
         now = time.monotonic_ns()
-        counts = {s: self.count_publishers(t) for s, t in self._topics.items()}
-        if counts != self._publisher_counts:  # publishers appeared or left: re-check QoS
-            self._publisher_counts = counts
-            self._check_qos()
-        if self._received["rgb"] or self._received["thermal"]:
-            self._thermal_stale(now)
-        self._pubs["diagnostics"].publish(self.diagnostics(now))
+        if self._active:
+            counts = {s: self.count_publishers(t) for s, t in self._topics.items()}
+            if counts != self._publisher_counts:  # publishers appeared or left: re-check QoS
+                self._publisher_counts = counts
+                self._check_qos()
+            if self._received["rgb"] or self._received["thermal"]:
+                self._thermal_stale(now)
+            self._check_delivery()
+        self._diag_pub.publish(self.diagnostics(now))
+
+    def _both_stopped_s(self, now: int) -> float | None:
+        """Seconds since the last image of either input, when both are older than the
+        thermal timeout and both had sent something since activation; else None."""
+        if not self._active or len(self._last_msg_ns) < 2:
+            return None
+        age_s = (now - max(self._last_msg_ns.values())) / 1e9
+        return age_s if age_s > float(self._param("thermal_timeout_s")) else None
+
+    def _low_delivery(self) -> dict[str, str]:
+        """Streams receiving far fewer frames than the publisher sends (from stamp gaps)."""
+        out = {}
+        for stream, meter in self._delivery.items():
+            ratio = meter.delivered_ratio()
+            if ratio is None or ratio >= LOW_DELIVERY_RATIO:
+                continue
+            if self._publisher_counts.get(stream, 1) > 1:
+                continue  # stamps of several publishers interleave: the estimate is invalid
+            out[stream] = (
+                f"{self._topics.get(stream, stream)}: {ratio:.0%} of the frames the publisher "
+                f"sent arrived (stamps every {meter.period_ms():.0f} ms). Large images over "
+                "best-effort DDS are lost in fragments: launch with dds_profile:=fastdds "
+                "(shared memory, see docs/ros.md 'Large images'), or set "
+                f"{stream}_qos:=reliable on both sides.")
+        return out
+
+    def _check_delivery(self) -> None:
+        for stream, text in self._low_delivery().items():
+            if stream not in self._warned_delivery:
+                self._warned_delivery.add(stream)
+                self._event("warn", "low_delivery", f"low delivery on {text}")
 
     def diagnostics(self, now_ns: int | None = None) -> DiagnosticArray:
-        """The node's current DiagnosticArray (one status)."""
+        """The node's current DiagnosticArray (statuses: see dlrmamba_ros.diagnostics)."""
         now_ns = time.monotonic_ns() if now_ns is None else now_ns
-        st = self._pairer.stats if self._pairer is not None else None
-        level, message = DiagnosticStatus.OK, "running"
-        if not self._enabled:
-            message = "disabled (~/enable)"
-        elif self._thermal_missing:
-            if self._param("thermal_dropout_policy") == "rgb_only":
-                level, message = DiagnosticStatus.WARN, "thermal missing: RGB-only (degraded)"
-            else:
-                level, message = DiagnosticStatus.ERROR, "thermal missing: detection paused"
-        elif self._received["rgb"] == 0:
-            level, message = DiagnosticStatus.WARN, "no RGB images received yet"
+        st = self.pairing_stats()
         values: dict[str, Any] = {
             "enabled": self._enabled,
             "sync_backend": self._sync_backend,
@@ -614,43 +657,56 @@ class DetectorNode(LifecycleNode):
             "latency_ms_p95": round(self._latency.percentile(95), 2),
             "node_overhead_ms_p95": round(self._overhead.percentile(95), 3),
         }
-        summary = self.pairing_summary()
         for s in ("rgb", "thermal"):
-            values[f"{s}_paired"] = summary[f"{s}_paired"]
-            if st is not None:  # message_filters does not report its drops
-                values[f"{s}_sync_dropped"] = st.stream(s).dropped
-        values["skew_ms_max"] = round(summary["max_abs_skew_ns"] / 1e6, 3)
-        for (stream, kind), n in sorted(self.counters.drops.items()):
+            values[f"{s}_paired"] = st.stream(s).paired
+            values[f"{s}_sync_dropped"] = st.stream(s).dropped
+        values["skew_ms_max"] = round(st.max_abs_skew_ns / 1e6, 3)
+        drops = dict(self.counters.drops)
+        for (stream, kind), n in sorted(drops.items()):
             values[f"{stream}_dropped_{kind}"] = n
-        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: detector",
-                                  message=message, hardware_id=self.get_fully_qualified_name())
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        arr = DiagnosticArray(status=[status])
+        for s in ("rgb", "thermal"):  # pairing drops are input drops too
+            if st.stream(s).dropped:
+                drops[(s, "sync_unpaired")] = st.stream(s).dropped
+        detector = self._detector
+        snap = diag.Snapshot(
+            name=self.get_name(), hardware_id=self.get_fully_qualified_name(),
+            state=self._state, enabled=self._enabled, thermal_missing=self._thermal_missing,
+            dropout_policy=str(self._param("thermal_dropout_policy")),
+            received=dict(self._received), values=values, drops=drops,
+            qos_mismatches=list(self._qos_texts.values()),
+            low_delivery=list(self._low_delivery().values()) if self._active else [],
+            both_stopped_s=self._both_stopped_s(now_ns),
+            input_warnings=dict(getattr(detector, "input_warnings", None) or {}))
+        arr = DiagnosticArray(status=diag.statuses(snap))
         arr.header.stamp = self.get_clock().now().to_msg()
         return arr
+
+    def pairing_stats(self) -> PairingStats:
+        """Counters of the running synchronizer (either backend), or the last ones."""
+        if self._sync is not None:
+            self._last_stats = self._sync.stats()
+        return self._last_stats
 
     def pairing_summary(self) -> dict[str, Any]:
         """Pairs made and stamp skew, whichever sync backend runs.
 
         Returns:
             ``rgb_paired``, ``thermal_paired`` (messages that left the synchronizer in a
-            pair), ``last_skew_ns`` (RGB minus thermal stamp of the last pair, or None) and
-            ``max_abs_skew_ns``.
+            pair), ``rgb_dropped``, ``thermal_dropped`` (evicted unpaired), ``last_skew_ns``
+            (RGB minus thermal stamp of the last pair, or None) and ``max_abs_skew_ns``.
         """
-        if self._pairer is not None:
-            st = self._pairer.stats
-            return {"rgb_paired": st.rgb.paired, "thermal_paired": st.thermal.paired,
-                    "last_skew_ns": st.last_skew_ns, "max_abs_skew_ns": st.max_abs_skew_ns}
-        return {"rgb_paired": self._mf_pairs, "thermal_paired": self._mf_pairs,
-                "last_skew_ns": self._mf_last_skew_ns, "max_abs_skew_ns": self._mf_max_skew_ns}
+        st = self.pairing_stats()
+        return {"rgb_paired": st.rgb.paired, "thermal_paired": st.thermal.paired,
+                "rgb_dropped": st.rgb.dropped, "thermal_dropped": st.thermal.dropped,
+                "last_skew_ns": st.last_skew_ns, "max_abs_skew_ns": st.max_abs_skew_ns}
 
     # ------------------------------------------------------------------ services / params
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> Any:
         self._enabled = bool(request.data)
         if not self._enabled:
             self._slot.clear()
-            if self._pairer is not None:
-                self._pairer.reset()
+            if self._sync is not None:
+                self._sync.reset()
         response.success = True
         response.message = "detection enabled" if self._enabled else "detection disabled"
         self.get_logger().info(response.message)
@@ -690,6 +746,7 @@ class DetectorNode(LifecycleNode):
 
 
 GIL_SWITCH_INTERVAL_S = 0.001
+LOW_DELIVERY_RATIO = 0.5  # below this share of the publisher's frames: WARN low delivery
 
 
 def tune_process() -> None:

@@ -65,6 +65,9 @@ SPECS: tuple[ParamSpec, ...] = (
               choices=QOS_CHOICES, applies="activate"),
     ParamSpec("qos_depth", 5, "history depth of both image subscriptions (messages)",
               lo=1, hi=100, applies="activate"),
+    ParamSpec("max_image_pixels", 5_242_880, "largest accepted input image, width x height "
+              "pixels (4x a 1280x1024 camera); larger frames are dropped, counted, logged once",
+              lo=1, hi=400_000_000),
     ParamSpec("sync", "approximate", "pairing policy: approximate (nearest stamp within "
               "sync_slop_s) or exact (equal stamps)", choices=SYNC_CHOICES, applies="activate"),
     ParamSpec("sync_backend", "auto", "auto = message_filters when importable, else the "
