@@ -376,6 +376,15 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
     return "\n".join(lines)
 
 
+def _on_front_plot(key: str, models: dict[str, Any]) -> bool:
+    """Fused models only, one point per run (the fine-tuned model where there is one), no
+    loss ablations or seed repeats (their latency equals the student's): a readable front."""
+    m = models[key]
+    if m.get("modality", "fused") != "fused" or key.startswith("sad_no_") or "_seed" in key:
+        return False
+    return not (key.endswith("/distill") and key.replace("/distill", "/finetune") in models)
+
+
 def front_rows(models: dict[str, Any], arch_of: dict[str, str],
                ms: dict[str, dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
     """One row per evaluated model: mAP50 and CPU ms p50 at each measured size, and whether it
@@ -390,7 +399,7 @@ def front_rows(models: dict[str, Any], arch_of: dict[str, str],
     rows = []
     for key, m in models.items():
         test = m.get("test") or {}
-        if test.get("mAP50") is None or key not in arch_of:
+        if test.get("mAP50") is None or key not in arch_of or not _on_front_plot(key, models):
             continue
         row: dict[str, Any] = {"model": key, "mAP50": float(test["mAP50"]), "ms": {}}
         for size, arch in ms.items():
@@ -461,7 +470,10 @@ def front_lines(rows: list[dict[str, Any]], png: str | None, trained_hw: list[in
     lines += [f"Every model was trained at {trained_hw[0]}x{trained_hw[1]}; the larger size "
               "times the same architecture (untrained copy, latency does not depend on the "
               "weights) for the 640x512 targets. `front`: no other model is both faster "
-              f"(at {sizes[-1] if sizes else '-'}) and more accurate.", "",
+              f"(at {sizes[-1] if sizes else '-'}) and more accurate. Fused models, one row "
+              "per run (its fine-tuned model where it has one); the loss ablations, seed "
+              "repeats and single-camera runs are in the tables below (same latency as the "
+              "student).", "",
               "| model | mAP50 | " + " | ".join(f"CPU ms {s} | / cnn" for s in sizes)
               + " | front |",
               "|---|---:|" + "---:|---:|" * len(sizes) + "---|"]

@@ -11,12 +11,16 @@ def _models() -> dict:
     return {"cnn": {"test": {"mAP50": 75.5}}, "teacher": {"test": {"mAP50": 75.7}},
             "student_sad/finetune": {"test": {"mAP50": 77.7}},
             "student_p5/finetune": {"test": {"mAP50": 77.0}},
+            "student_sad/distill": {"test": {"mAP50": 76.6}},  # its finetune is plotted
+            "student_sad_seed2/finetune": {"test": {"mAP50": 77.7}},  # a seed repeat
+            "rgb": {"test": {"mAP50": 56.0}, "modality": "rgb"},  # single camera
             "broken": {"error": "missing"}}
 
 
 def test_front_marks_models_nothing_beats_on_both_axes(tmp_path: Path) -> None:
     arch_of = {"cnn": "cnn", "teacher": "teacher", "student_sad/finetune": "student",
-               "student_p5/finetune": "p5"}
+               "student_p5/finetune": "p5", "student_sad/distill": "student",
+               "student_sad_seed2/finetune": "student", "rgb": "student"}
     ms = {"256x320": {"cnn": {"cpu_ms_p50": 8.0}, "teacher": {"cpu_ms_p50": 70.0},
                       "student": {"cpu_ms_p50": 28.0}, "p5": {"cpu_ms_p50": 15.0}},
           "512x640": {"cnn": {"cpu_ms_p50": 30.0}, "teacher": {"cpu_ms_p50": 300.0},
