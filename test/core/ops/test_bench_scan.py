@@ -21,6 +21,7 @@ def test_cpu_rows_add_floor_columns_from_the_limits() -> None:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert len(cells) == 10
         ref_ms = float(cells[3])
-        assert float(cells[7]) == round(ref_ms / 50, 1)
+        # ref ms is printed rounded to 0.1, so its /50 may round to the neighbouring 0.1
+        assert abs(float(cells[7]) - ref_ms / 50) <= 0.05 + 0.05 / 50 + 1e-9
         assert float(cells[8]) == round(d * n * L / 1e9 * 1e3, 1)  # exp floor, ms
         assert float(cells[9]) == round(4 * d * n * L / 10e9 * 1e3, 1)  # state write, ms
