@@ -298,7 +298,30 @@ def target_lines(results: Sequence[BenchConfig], threads: Sequence[int] = (1, 2)
             False, 1),
         row("student ORT fp32 / cnn ORT fp32 latency", "<= 1.5", 2, 1.5, True, 2),
         row("student ORT fp32 p50 at 640x512 (ms)", "report", 3, None, True, 1),
+        *_fast_lines(results, threads),
     ]
+
+
+def _fast_lines(results: Sequence[BenchConfig], threads: Sequence[int]) -> list[str]:
+    """Issue 13's targets for the fast students (models.config.FAST_PAIRS) that were measured:
+    student / cnn <= 2.0 and student / the shipped-shape teacher <= 0.4, at 640x512."""
+    from dlrmamba_core.models.config import FAST_PAIRS
+
+    s, out = "640x512", []
+    for _, student in FAST_PAIRS:
+        for ref, bound in (("cnn", 2.0), ("teacher", 0.4)):
+            vals = []
+            for t in threads:
+                a = find(results, student, "ort-fp32", t, s)
+                b = find(results, ref, "ort-fp32", t, s)
+                vals.append(None if a is None or b is None else a / b)
+            if all(v is None for v in vals):
+                continue
+            cells = [f"{v:.2f} ({_verdict(v, bound, True)})" if v is not None
+                     else "not measured" for v in vals]
+            out.append(f"| {student} ORT fp32 / {ref} ORT fp32 latency | <= {bound} | "
+                       + " | ".join(cells) + " |")
+    return out
 
 
 def _verdict(v: float | None, bound: float, le: bool) -> str:

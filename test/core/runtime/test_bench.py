@@ -33,6 +33,11 @@ def test_target_ratios_are_computed_from_the_results() -> None:
     assert lines[3].endswith("| not measured | 12.0 (met) |")  # 600 / 50
     assert lines[4].endswith("| not measured | 2.50 (NOT met) |")  # 50 / 20 > 1.5
     assert lines[5].endswith("| 80.0 | 50.0 |")
+    assert len(lines) == 6  # no fast student measured: no rows for them
+    fast = target_lines([*res, _cfg("student_p5", "ort-fp32", 2, 30.0)], [1, 2])
+    assert fast[6] == ("| student_p5 ORT fp32 / cnn ORT fp32 latency | <= 2.0 | not measured | "
+                       "1.50 (met) |")
+    assert fast[7].endswith("| <= 0.4 | not measured | 0.15 (met) |") and len(fast) == 8
     header = {"date": "d", "cpu": "c", "cores": 2, "load_before": "0", "load_after": "0",
               "python": "3", "torch": "t", "onnxruntime": "o", "numpy": "n", "command": "x",
               "elapsed_s": 1.0}
