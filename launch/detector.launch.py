@@ -6,15 +6,26 @@
 Works on ROS 2 Humble and Jazzy. The file only describes what to start (no side effects):
 arguments are declared with descriptions (``ros2 launch ... --show-args``), and the node is
 driven to *active* by lifecycle events (``autostart:=false`` leaves it unconfigured for a
-lifecycle manager).
+lifecycle manager). Autostart is one-shot: after a user's cleanup, configure leaves the node
+inactive for the user's own activate.
+
+``dds_profile:=fastdds`` (default) points Fast DDS at config/fastdds_large_images.xml (a 64 MiB
+shared-memory segment: large images arrive), unless FASTDDS_DEFAULT_PROFILES_FILE is already
+set; ``cyclonedds`` sets CYCLONEDDS_URI to config/cyclonedds_large_images.xml; ``none`` leaves
+the environment alone. The camera driver needs the same profile (docs/ros.md "Large images").
 """
 
 from __future__ import annotations
 
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
-from launch.conditions import IfCondition
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    RegisterEventHandler,
+    SetEnvironmentVariable,
+)
+from launch.conditions import IfCondition, LaunchConfigurationEquals
 from launch.events import matches_action
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
@@ -37,8 +48,29 @@ ARGUMENTS = (
      "YAML file with the node's parameters (see config/detector.yaml)"),
     ("use_sim_time", "false", "use /clock (true when playing a rosbag with --clock)"),
     ("log_level", "info", "logging level: debug, info, warn, error"),
-    ("autostart", "true", "configure and activate the lifecycle node at start"),
+    ("autostart", "true", "configure and activate the lifecycle node once at start"),
+    ("dds_profile", "fastdds",
+     "DDS settings for large images: fastdds (config/fastdds_large_images.xml), cyclonedds "
+     "(config/cyclonedds_large_images.xml) or none"),
 )
+
+
+def _dds_environment() -> list[SetEnvironmentVariable]:
+    """Environment for ``dds_profile``; a profile the user already exported wins."""
+    config = PathJoinSubstitution([FindPackageShare("dlrmamba_ros"), "config"])
+    fast = PathJoinSubstitution([config, "fastdds_large_images.xml"])
+    cyclone = ["file://", PathJoinSubstitution([config, "cyclonedds_large_images.xml"])]
+    on_fast = LaunchConfigurationEquals("dds_profile", "fastdds")
+    on_cyclone = LaunchConfigurationEquals("dds_profile", "cyclonedds")
+    return [
+        # Fast DDS 3 (Kilted) reads FASTDDS_..., Fast DDS 2 (Humble, Jazzy) FASTRTPS_...
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", EnvironmentVariable(
+            "FASTDDS_DEFAULT_PROFILES_FILE", default_value=fast), condition=on_fast),
+        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", EnvironmentVariable(
+            "FASTRTPS_DEFAULT_PROFILES_FILE", default_value=fast), condition=on_fast),
+        SetEnvironmentVariable("CYCLONEDDS_URI", EnvironmentVariable(
+            "CYCLONEDDS_URI", default_value=cyclone), condition=on_cyclone),
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -80,10 +112,12 @@ def generate_launch_description() -> LaunchDescription:
             target_lifecycle_node=node,
             start_state="configuring",
             goal_state="inactive",
+            # One-shot: a later configure (after the user's cleanup) must not auto-activate.
+            handle_once=True,
             entities=[EmitEvent(event=ChangeState(
                 lifecycle_node_matcher=matches_action(node),
                 transition_id=Transition.TRANSITION_ACTIVATE))],
         ),
         condition=autostart,
     )
-    return LaunchDescription([*declared, activate, node, configure])
+    return LaunchDescription([*declared, *_dds_environment(), activate, node, configure])

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = REPO / "launch" / "detector.launch.py"
 CONFIG_FILE = REPO / "config" / "detector.yaml"
 LAUNCH_ARGS = {"namespace", "rgb_topic", "thermal_topic", "compressed", "model", "params_file",
-               "use_sim_time", "log_level", "autostart"}
+               "use_sim_time", "log_level", "autostart", "dds_profile"}
 
 
 @pytest.mark.ros

@@ -1,0 +1,198 @@
+"""Field faults (issue 21): lifecycle cycles, size limit, start-up dropout, diagnostics of
+input faults, both sync backends' counters, DDS delivery estimate; real rclpy on loopback."""
+
+from __future__ import annotations
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+import numpy as np
+import pytest
+from ros_helpers import image_msg, synthetic_pair, wait_for
+from sensor_msgs.msg import Image
+
+from dlrmamba_ros.stats import DeliveryMeter
+from dlrmamba_ros.sync import message_filters_available
+
+MS = 1_000_000
+T0 = 1_700_000_000 * 1_000_000_000
+BACKENDS = [
+    "internal",
+    pytest.param("auto", marks=pytest.mark.skipif(
+        not message_filters_available(), reason="message_filters is not importable here")),
+]
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def _status(arr: DiagnosticArray, part: str) -> DiagnosticStatus:
+    return next(s for s in arr.status if s.name.endswith(f": {part}"))
+
+
+def _values(st: DiagnosticStatus) -> dict[str, str]:
+    return {kv.key: kv.value for kv in st.values}
+
+
+def _pubs(h):
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    return pubs
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lifecycle_cycles_free_queued_frames(harness_factory, backend: str) -> None:
+    """20 deactivate/cleanup/configure/activate cycles, each leaving 1280x1024 frames queued
+    in the synchronizer: RSS stays bounded (a leak of the queue is ~9 MiB per cycle)."""
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    h = harness_factory(sync_backend=backend, sync_queue_size=10)
+    rgb = np.zeros((480, 640, 3), np.uint8)
+    msgs = [image_msg(rgb, "rgb8", T0 + k * 33 * MS, "cam_rgb") for k in range(10)]
+    rss = []
+    for cycle in range(20):
+        h.configure_activate()
+        pub = h.publisher(Image, "rgb/image")
+        h.wait_for_subscribers(pub)
+        n0 = h.node._received["rgb"]
+        for m in msgs:  # no thermal: every frame waits in the synchronizer's queue
+            pub.publish(m)
+        wait_for(lambda n0=n0: h.node._received["rgb"] >= n0 + 3, 2.0)
+        h.peer.destroy_publisher(pub)
+        assert h.node.trigger_deactivate() == R.SUCCESS
+        assert h.node.trigger_cleanup() == R.SUCCESS
+        rss.append(_rss_mib())
+        if cycle == 0:
+            assert h.node._sync is None
+    growth = max(rss[10:]) - rss[4]
+    assert growth < 60, f"RSS grew {growth:.0f} MiB over 15 cycles: {rss}"
+
+
+@pytest.mark.ros
+def test_oversize_frames_dropped_counted_logged_once(harness_factory) -> None:
+    h = harness_factory(max_image_pixels=320 * 240 - 1)
+    h.configure_activate()
+    pubs = _pubs(h)
+    rgb, _ = synthetic_pair(0)  # 240x320: one pixel over the limit
+    for k in range(3):
+        pubs[0].publish(image_msg(rgb, "rgb8", T0 + k * MS, "cam_rgb"))
+    assert wait_for(lambda: h.node.counters.drops[("rgb", "oversize")] == 3)
+    logged = [e for e in h.node.events if e[1] == "drop_oversize"]
+    assert len(logged) == 1 and "max_image_pixels=76799" in logged[0][2]
+    st = _status(h.node.diagnostics(), "inputs")
+    assert st.level == DiagnosticStatus.WARN
+    assert _values(st)["rgb_dropped_oversize"] == "3"
+    assert h.node.pairing_summary()["rgb_paired"] == 0  # never reached the synchronizer
+
+
+@pytest.mark.ros
+def test_unconfigured_node_publishes_diagnostics(harness_factory) -> None:
+    h = harness_factory(diagnostics_period_s=0.1)
+    diags = h.collect(DiagnosticArray, "/diagnostics")
+    mine = f"{h.node.get_name()}: detector"
+
+    def unconfigured() -> bool:
+        return any(s.name == mine and s.hardware_id == h.node.get_fully_qualified_name()
+                   and s.level == DiagnosticStatus.WARN and "unconfigured" in s.message
+                   for a in list(diags) for s in a.status)
+
+    assert wait_for(unconfigured, 10.0), "no /diagnostics from an unconfigured node"
+
+
+@pytest.mark.ros
+def test_no_dropout_error_when_cameras_start_late(harness_factory) -> None:
+    """Cameras that start 1 s after activation (timeout 0.3 s): no thermal_missing event."""
+    h = harness_factory(thermal_timeout_s=0.3, diagnostics_period_s=0.1)
+    h.configure_activate()
+    pubs = _pubs(h)
+    wait_for(lambda: False, 1.0)  # activation was > 3 timeouts ago
+    rgb, thermal = synthetic_pair(0)
+    pubs[0].publish(image_msg(rgb, "rgb8", T0, "cam_rgb"))  # RGB beats thermal
+    wait_for(lambda: h.node._received["rgb"] == 1)
+    pubs[1].publish(image_msg(thermal, "mono16", T0 - 2 * MS, "cam_t"))
+    assert wait_for(lambda: h.node.counters.processed == 1)
+    assert not any(e[1] == "thermal_missing" for e in h.node.events), list(h.node.events)
+
+
+@pytest.mark.ros
+def test_both_cameras_stopped_is_an_error(harness_factory) -> None:
+    h = harness_factory(thermal_timeout_s=0.2, diagnostics_period_s=0.1)
+    h.configure_activate()
+    pubs = _pubs(h)
+    rgb, thermal = synthetic_pair(0)
+    pubs[1].publish(image_msg(thermal, "mono16", T0, "cam_t"))
+    pubs[0].publish(image_msg(rgb, "rgb8", T0, "cam_rgb"))
+    assert wait_for(lambda: h.node.counters.processed == 1)
+    wait_for(lambda: False, 0.5)
+    arr = h.node.diagnostics()
+    main, inputs = _status(arr, "detector"), _status(arr, "inputs")
+    assert main.level == DiagnosticStatus.ERROR and "both cameras stopped" in main.message
+    assert inputs.level == DiagnosticStatus.ERROR
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_both_backends_count_unpaired_drops_and_skew(harness_factory, backend: str) -> None:
+    h = harness_factory(sync_backend=backend, sync_queue_size=3, sync_slop_s=0.01)
+    h.configure_activate()
+    assert any(e[1] == "sync_backend" for e in h.node.events)  # the backend is logged
+    expected = "message_filters" if backend == "auto" else "internal"
+    assert _values(h.node.diagnostics().status[0])["sync_backend"] == expected
+    pubs = _pubs(h)
+    rgb, thermal = synthetic_pair(0)
+    for k in range(8):  # RGB without partners: the queue of 3 evicts 5
+        pubs[0].publish(image_msg(rgb, "rgb8", T0 + k * 100 * MS, "cam_rgb"))
+        wait_for(lambda k=k: h.node._received["rgb"] == k + 1, 2.0)  # depth-5 QoS: pace
+    assert wait_for(lambda: h.node._received["rgb"] == 8)
+    pubs[1].publish(image_msg(thermal, "mono16", T0 + 700 * MS - 3 * MS, "cam_t"))
+    assert wait_for(lambda: h.node.pairing_summary()["rgb_paired"] == 1)
+    s = h.node.pairing_summary()
+    assert s["last_skew_ns"] == 3 * MS and s["max_abs_skew_ns"] == 3 * MS
+    assert s["rgb_dropped"] >= 5
+    values = _values(h.node.diagnostics().status[0])
+    assert int(values["rgb_sync_dropped"]) == s["rgb_dropped"]
+
+
+@pytest.mark.ros
+def test_qos_mismatch_is_a_diagnostic(harness_factory) -> None:
+    from rclpy.qos import qos_profile_sensor_data
+
+    h = harness_factory(rgb_qos="reliable", diagnostics_period_s=0.1)
+    h.configure_activate()
+    h.publisher(Image, "rgb/image", qos_profile_sensor_data)
+    assert wait_for(lambda: _status(h.node.diagnostics(), "inputs").level
+                    == DiagnosticStatus.WARN, 10.0)
+    values = _values(_status(h.node.diagnostics(), "inputs"))
+    assert any(k.startswith("qos_mismatch") and "fake_camera" in v for k, v in values.items())
+
+
+@pytest.mark.ros
+def test_runtime_input_warnings_are_diagnostics(harness_factory) -> None:
+    h = harness_factory()
+    h.configure_activate()
+    pubs = _pubs(h)
+    rgb, _ = synthetic_pair(0)
+    _, thermal = synthetic_pair(0, thermal_hw=(200, 160))  # 4:5 vs 4:3, no homography
+    pubs[1].publish(image_msg(thermal, "mono16", T0, "cam_t"))
+    pubs[0].publish(image_msg(rgb, "rgb8", T0, "cam_rgb"))
+    assert wait_for(lambda: h.node.counters.processed == 1)
+    st = _status(h.node.diagnostics(), "runtime")
+    assert st.level == DiagnosticStatus.WARN and "thermal_aspect" in _values(st)
+
+
+def test_delivery_meter_estimates_the_publisher_rate_from_stamps() -> None:
+    period = 33 * MS
+    full, lossy = DeliveryMeter(window_s=2.0), DeliveryMeter(window_s=2.0)
+    for k in range(200):
+        full.add(T0 + k * period, 0)
+        if k % 10 in (0, 1):  # 2 of every 10 frames arrive (two in a row now and then)
+            lossy.add(T0 + k * period, 0)
+    assert full.delivered_ratio() == pytest.approx(1.0)
+    assert lossy.delivered_ratio() == pytest.approx(0.2, abs=0.03)
+    assert lossy.period_ms() == pytest.approx(33.0)
+    assert DeliveryMeter().delivered_ratio() is None
