@@ -11,8 +11,9 @@ inactive for the user's own activate.
 
 ``dds_profile:=fastdds`` (default) points Fast DDS at config/fastdds_large_images.xml (a 64 MiB
 shared-memory segment: large images arrive), unless FASTDDS_DEFAULT_PROFILES_FILE is already
-set; ``cyclonedds`` sets CYCLONEDDS_URI to config/cyclonedds_large_images.xml; ``none`` leaves
-the environment alone. The camera driver needs the same profile (docs/ros.md "Large images").
+set (``fastdds2``: the same through FASTRTPS_DEFAULT_PROFILES_FILE, for Fast DDS 2);
+``cyclonedds`` sets CYCLONEDDS_URI to config/cyclonedds_large_images.xml; ``none`` leaves the
+environment alone. The camera driver needs the same profile (docs/ros.md "Large images").
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ ARGUMENTS = (
     ("log_level", "info", "logging level: debug, info, warn, error"),
     ("autostart", "true", "configure and activate the lifecycle node once at start"),
     ("dds_profile", "fastdds",
-     "DDS settings for large images: fastdds (config/fastdds_large_images.xml), cyclonedds "
-     "(config/cyclonedds_large_images.xml) or none"),
+     "DDS settings for large images: fastdds (config/fastdds_large_images.xml via "
+     "FASTDDS_DEFAULT_PROFILES_FILE, Fast DDS 3 / Kilted), fastdds2 (the same file via "
+     "FASTRTPS_DEFAULT_PROFILES_FILE, Humble/Jazzy), cyclonedds (CYCLONEDDS_URI) or none"),
 )
 
 
@@ -61,13 +63,15 @@ def _dds_environment() -> list[SetEnvironmentVariable]:
     fast = PathJoinSubstitution([config, "fastdds_large_images.xml"])
     cyclone = ["file://", PathJoinSubstitution([config, "cyclonedds_large_images.xml"])]
     on_fast = LaunchConfigurationEquals("dds_profile", "fastdds")
+    on_fast2 = LaunchConfigurationEquals("dds_profile", "fastdds2")
     on_cyclone = LaunchConfigurationEquals("dds_profile", "cyclonedds")
     return [
-        # Fast DDS 3 (Kilted) reads FASTDDS_..., Fast DDS 2 (Humble, Jazzy) FASTRTPS_...
+        # Fast DDS 3 (Kilted) reads FASTDDS_...; Fast DDS 2 (Humble, Jazzy) FASTRTPS_....
+        # Only one is set: Fast DDS 3 reads both and loading the file twice is an error.
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", EnvironmentVariable(
             "FASTDDS_DEFAULT_PROFILES_FILE", default_value=fast), condition=on_fast),
         SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", EnvironmentVariable(
-            "FASTRTPS_DEFAULT_PROFILES_FILE", default_value=fast), condition=on_fast),
+            "FASTRTPS_DEFAULT_PROFILES_FILE", default_value=fast), condition=on_fast2),
         SetEnvironmentVariable("CYCLONEDDS_URI", EnvironmentVariable(
             "CYCLONEDDS_URI", default_value=cyclone), condition=on_cyclone),
     ]

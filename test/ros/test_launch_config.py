@@ -218,3 +218,107 @@ def test_launch_configures_and_activates_the_node(nano_model: str, ros_context) 
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     assert "Traceback" not in out, out
+
+
+def _start_launch(ns: str, model: str, noninteractive: bool = False,
+                  **args: str) -> subprocess.Popen:
+    launch_args = {"namespace": ns, "model": model, "rgb_topic": "rgb_in",
+                   "thermal_topic": "th_in", **args}
+    code = (
+        "import sys\n"
+        "from launch import LaunchService\n"
+        "from launch.actions import IncludeLaunchDescription\n"
+        "from launch.launch_description_sources import PythonLaunchDescriptionSource\n"
+        f"ls = LaunchService(noninteractive={noninteractive!r})\n"
+        f"ls.include_launch_description(IncludeLaunchDescription(PythonLaunchDescriptionSource("
+        f"{str(LAUNCH_FILE)!r}), launch_arguments={launch_args!r}.items()))\n"
+        "sys.exit(ls.run())\n"
+    )
+    # A session of its own: SIGINT to its process group is what Ctrl-C in a terminal does.
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd="/",
+                            start_new_session=True)
+
+
+def _lifecycle_clients(node, ns: str):
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    get = node.create_client(GetState, f"{ns}/dlrmamba_detector/get_state")
+    change = node.create_client(ChangeState, f"{ns}/dlrmamba_detector/change_state")
+    assert get.wait_for_service(timeout_sec=60), "the launched node never appeared"
+    assert change.wait_for_service(timeout_sec=10)
+    return get, change
+
+
+def _call(node, client, request):
+    import rclpy
+
+    future = client.call_async(request)
+    rclpy.spin_until_future_complete(node, future, timeout_sec=10)
+    assert future.result() is not None, "service call timed out"
+    return future.result()
+
+
+def _state(node, get) -> str:
+    from lifecycle_msgs.srv import GetState
+
+    return _call(node, get, GetState.Request()).current_state.label
+
+
+def _wait_state(node, get, label: str, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _state(node, get) == label:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.launch
+@pytest.mark.ros
+@pytest.mark.parametrize("how", ["ctrl_c_group", "pid_noninteractive"])
+def test_launch_autostart_is_one_shot_and_sigint_stops_cleanly(nano_model: str, ros_context,
+                                                               how: str) -> None:
+    """cleanup -> configure -> activate by the user after autostart; then SIGINT stops the
+    node without launch escalating to SIGTERM: Ctrl-C in a terminal (SIGINT to the process
+    group), or SIGINT to the launch pid alone with a noninteractive launch (what
+    ``ros2 launch`` is without a tty, e.g. under systemd). An interactive launch that alone
+    gets SIGINT assumes the terminal signalled the node too and escalates after 5 s."""
+    pytest.importorskip("launch_ros", reason="ROS 2 `launch_ros` is not importable here")
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    import rclpy
+
+    ns = f"/oneshot{os.getpid()}"
+    proc = _start_launch(ns, nano_model, noninteractive=how == "pid_noninteractive")
+    node = rclpy.create_node("launch_probe_oneshot")
+    out = ""
+    try:
+        get, change = _lifecycle_clients(node, ns)
+        assert _wait_state(node, get, "active"), "autostart never reached active"
+        for t in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP,
+                  Transition.TRANSITION_CONFIGURE):
+            assert _call(node, change, ChangeState.Request(
+                transition=Transition(id=t))).success, t
+        time.sleep(2.0)  # a second autostart would activate within this time
+        assert _state(node, get) == "inactive", "configure after cleanup auto-activated"
+        assert _call(node, change, ChangeState.Request(
+            transition=Transition(id=Transition.TRANSITION_ACTIVATE))).success
+        assert _state(node, get) == "active"
+    finally:
+        node.destroy_node()
+        t0 = time.monotonic()
+        if how == "ctrl_c_group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        stop_s = time.monotonic() - t0
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "XMLPARSER" not in out, out  # the DDS profile loads
+    assert "SIGTERM" not in out and "SIGKILL" not in out, out
+    assert stop_s < 5.0, f"stop took {stop_s:.1f} s:\n{out}"
