@@ -212,7 +212,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             modality=args.modality, batch_size=args.batch_size,
                             device=args.device or "cpu", limit=args.limit,
                             group_by=args.group_by,
-                            progress=False if args.no_progress else None)
+                            progress=False if args.no_progress else None,
+                            class_map=args.class_map)
     print(summarize(metrics))
     if args.out:
         print(f"wrote {args.out}/metrics.json, pr_curves.png, confusion_matrix.png")
@@ -274,4 +275,10 @@ def register(subparsers: Any) -> None:
     e.add_argument("--group-by", default=None, metavar="ATTR",
                    help="also report mAP per value of an image attribute of the reader, e.g. "
                         "condition or scene (synthetic benchmark)")
+    e.add_argument("--class-map", default=None, metavar="MODEL=DATA,...",
+                   help="when the model's classes differ from the data's: model class -> data "
+                        "class, e.g. person=person,car=vehicle (truck= ignores one); classes "
+                        "not named are matched by name (default: by name only). Detections "
+                        "of model classes the data lacks are dropped, boxes of data classes "
+                        "the model lacks are not scored; both are reported")
     e.set_defaults(func=cmd_eval)

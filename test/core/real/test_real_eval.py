@@ -34,10 +34,12 @@ def test_eval_shipped_model_on_llvip_by_name(tmp_path: Path,
 
 @pytest.mark.skipif(not DRONE.is_dir(), reason="../shared/real/dronevehicle6 not present")
 def test_eval_shipped_model_on_dronevehicle_given_map(tmp_path: Path) -> None:
-    from dlrmamba_core.engine.runs import evaluate_file
+    from dlrmamba_core.cli import main
 
-    m = evaluate_file(MODEL, "dronevehicle", DRONE, None, None, limit=2,
-                      class_map="car=car,van=car,truck=truck")
+    assert main(["eval", str(MODEL), "--data", str(DRONE), "--data-format", "dronevehicle",
+                 "--split", "", "--limit", "2", "--out", str(tmp_path),
+                 "--class-map", "car=car,van=car,truck=truck"]) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
     assert list(m["per_class"]) == ["car", "truck"]
     cm = m["class_map"]
     assert cm["matched"] == {"car": "car", "van": "car", "truck": "truck"}
