@@ -224,10 +224,11 @@ def _cmd(args: argparse.Namespace) -> int:
                                                     args.classes)
         source = {"rgb": str(args.rgb), "thermal": str(args.thermal),
                   "labels": None if args.labels is None else str(args.labels)}
-    if args.limit is not None:
+    if args.skip or args.limit is not None:
         import itertools
 
-        pairs = itertools.islice(pairs, args.limit)
+        stop = None if args.limit is None else args.skip + args.limit
+        pairs = itertools.islice(pairs, args.skip, stop)
     s = make_bag(args.out, names, pairs, rate_hz=args.rate,
                  thermal_offset_ms=args.thermal_offset_ms, scale=args.scale,
                  storage=args.storage, compressed=args.compressed, overwrite=args.overwrite,
@@ -265,7 +266,8 @@ def register(subparsers: Any) -> None:
                    help="thermal stamp minus RGB stamp, ms (default 0)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="resize both images by this factor, 0..1 (default 1)")
-    p.add_argument("--limit", type=int, default=None, help="first N pairs only")
+    p.add_argument("--skip", type=int, default=0, help="leave out the first N pairs")
+    p.add_argument("--limit", type=int, default=None, help="at most N pairs (after --skip)")
     p.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"))
     p.add_argument("--compressed", action="store_true",
                    help="also write CompressedImage topics")
