@@ -90,9 +90,14 @@ def merge_results(paths: list[str | os.PathLike[str]]) -> dict[str, Any]:
             log.warning("%s replaces %s", path, ", ".join(repeated))
         merged["models"].update(res["models"])
         merged["status"].update(res.get("status") or {})
-        merged["phases"].append({"file": str(path), "models": sorted(res["models"]),
-                                 **{k: res.get(k) for k in ("created_utc", "device", "torch",
-                                                            "settings")}})
+        if res.get("phases"):
+            # An already merged file (e.g. models/results_synth.json of an earlier session):
+            # keep its own phase records, so results can be added to it session by session.
+            merged["phases"].extend(res["phases"])
+        else:
+            merged["phases"].append({"file": str(path), "models": sorted(res["models"]),
+                                     **{k: res.get(k) for k in ("created_utc", "device",
+                                                                "torch", "settings")}})
     newest = max((r for _, r in sources), key=lambda r: str(r.get("created_utc", "")))
     for k in ("created_utc", "device", "torch"):
         merged[k] = newest.get(k)

@@ -46,6 +46,13 @@ def test_merge_joins_phases_and_refuses_other_data(tmp_path: Path) -> None:
     assert not out.exists()
     assert main(["merge", str(a), str(b), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["models"]["teacher"]["test"]["mAP50"] == 60.0
+    # A merged file merged again (a later session adds its phases) keeps its phase records.
+    c = _results(tmp_path / "c2.json", {"student_p5/finetune": {"test": {"mAP50": 73.0}}},
+                 "2026-01-04")
+    again = merge_results([out, c])
+    assert [p["file"] for p in again["phases"]] == [str(a), str(b), str(c)]
+    assert sorted(again["models"]) == ["cnn", "student_p5/finetune", "student_sad/finetune",
+                                       "teacher"]
     (tmp_path / "bad.json").write_text("{\"models\": 1}")
     with pytest.raises(ConfigError, match=r"not a results\.json"):
         merge_results([tmp_path / "bad.json"])
