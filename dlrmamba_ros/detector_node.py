@@ -197,6 +197,8 @@ class DetectorNode(LifecycleNode):
         self._last_msg_ns: dict[str, int] = {}
         self._delivery = {"rgb": DeliveryMeter(), "thermal": DeliveryMeter()}
         self._warned_delivery: set[str] = set()
+        self._publisher_since: dict[str, int] = {}  # stream -> monotonic ns, publishers > 0
+        self._delivery_texts: dict[str, str] = {}  # stream -> low-delivery finding
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_period = float(self._param("diagnostics_period_s"))
         self._diag_timer = self.create_timer(self._diag_period, self._on_diag_timer)
@@ -289,6 +291,10 @@ class DetectorNode(LifecycleNode):
         self._last_msg_ns = {}
         self._thermal_missing = False
         self._delivery = {"rgb": DeliveryMeter(), "thermal": DeliveryMeter()}
+        self._publisher_since = {}
+        self._delivery_texts = {}
+        self._publisher_counts = {}
+        self._warned_delivery = set()
         self._slot = LatestSlot()
         self._active = True
         self._worker = threading.Thread(target=self._work, name="dlrmamba_infer", daemon=True)
@@ -598,6 +604,11 @@ class DetectorNode(LifecycleNode):
             counts = {s: self.count_publishers(t) for s, t in self._topics.items()}
             if counts != self._publisher_counts:  # publishers appeared or left: re-check QoS
                 self._publisher_counts = counts
+                for s, n in counts.items():
+                    if n == 0:
+                        self._publisher_since.pop(s, None)
+                    else:
+                        self._publisher_since.setdefault(s, now)
                 self._check_qos()
             if self._received["rgb"] or self._received["thermal"]:
                 self._thermal_stale(now)
@@ -615,6 +626,17 @@ class DetectorNode(LifecycleNode):
     def _low_delivery(self) -> dict[str, str]:
         """Streams receiving far fewer frames than the publisher sends (from stamp gaps)."""
         out = {}
+        now = time.monotonic_ns()
+        for stream, since in self._publisher_since.items():
+            silent_s = (now - since) / 1e9
+            if (self._received[stream] == 0 and silent_s > SILENT_PUBLISHER_S
+                    and not any(k[0] == self._topics.get(stream) for k in self._qos_texts)):
+                out[stream] = (
+                    f"{self._topics.get(stream, stream)}: a publisher has been matched for "
+                    f"{silent_s:.0f} s but no frame arrived. If the camera is publishing, "
+                    "large images are being lost in DDS: launch with dds_profile:=fastdds "
+                    "and export the same FASTDDS_DEFAULT_PROFILES_FILE for the camera "
+                    "(docs/ros.md 'Large images').")
         for stream, meter in self._delivery.items():
             ratio = meter.delivered_ratio()
             if ratio is None or ratio >= LOW_DELIVERY_RATIO:
@@ -630,7 +652,14 @@ class DetectorNode(LifecycleNode):
         return out
 
     def _check_delivery(self) -> None:
-        for stream, text in self._low_delivery().items():
+        """Refresh the low-delivery findings (kept until the stream delivers well again)."""
+        found = self._low_delivery()
+        for stream in list(self._delivery_texts):
+            ratio = self._delivery[stream].delivered_ratio()
+            if stream not in found and ratio is not None and ratio >= LOW_DELIVERY_RATIO:
+                del self._delivery_texts[stream]
+        self._delivery_texts.update(found)
+        for stream, text in found.items():
             if stream not in self._warned_delivery:
                 self._warned_delivery.add(stream)
                 self._event("warn", "low_delivery", f"low delivery on {text}")
@@ -674,7 +703,7 @@ class DetectorNode(LifecycleNode):
             dropout_policy=str(self._param("thermal_dropout_policy")),
             received=dict(self._received), values=values, drops=drops,
             qos_mismatches=list(self._qos_texts.values()),
-            low_delivery=list(self._low_delivery().values()) if self._active else [],
+            low_delivery=list(self._delivery_texts.values()) if self._active else [],
             both_stopped_s=self._both_stopped_s(now_ns),
             input_warnings=dict(getattr(detector, "input_warnings", None) or {}))
         arr = DiagnosticArray(status=diag.statuses(snap))
@@ -746,6 +775,7 @@ class DetectorNode(LifecycleNode):
 
 
 GIL_SWITCH_INTERVAL_S = 0.001
+SILENT_PUBLISHER_S = 3.0  # a matched publisher and no frame for this long: WARN
 LOW_DELIVERY_RATIO = 0.5  # below this share of the publisher's frames: WARN low delivery
 
 

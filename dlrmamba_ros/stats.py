@@ -79,7 +79,7 @@ class DeliveryMeter:
         min_frames: fewest frames before an estimate is made.
     """
 
-    def __init__(self, window_s: float = 5.0, min_frames: int = 5) -> None:
+    def __init__(self, window_s: float = 3.0, min_frames: int = 5) -> None:
         self.window_ns = int(window_s * 1e9)
         self.min_frames = min_frames
         self._first: int | None = None
