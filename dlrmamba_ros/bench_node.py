@@ -38,11 +38,12 @@ from dlrmamba_core.errors import ConfigError
 from dlrmamba_core.sysinfo import cpu_model as _cpu_model
 
 
-def _rss_mb() -> float:
-    """Resident set size of this process (MiB), from /proc/self/status."""
+def _rss_mb(key: str = "VmRSS") -> float:
+    """Resident set size of this process (MiB), from /proc/self/status; ``key="VmHWM"``
+    gives the peak resident set size so far."""
     with open("/proc/self/status", encoding="utf-8") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 
@@ -130,6 +131,7 @@ class Bench:
         ok = TransitionCallbackReturn.SUCCESS
         if self.node.trigger_configure() != ok or self.node.trigger_activate() != ok:
             raise ConfigError(f"the detector node did not start with model {model}")
+        self.rss_loaded_mb = _rss_mb()  # model loaded, node active, no frame yet
         deadline = time.monotonic() + 10
         while (self.pub_rgb.get_subscription_count() < 1
                or self.pub_th.get_subscription_count() < 1):
@@ -277,6 +279,15 @@ def run(args: argparse.Namespace) -> str:
                         load_detect,
                         float(np.mean([t.n_detections for t in t1])) if t1 else float("nan"),
                         (load0, os.getloadavg()[0]))
+        lines += [
+            "",
+            "## Memory",
+            "",
+            f"RSS with the model loaded and the node active, before any frame: "
+            f"{bench.rss_loaded_mb:.1f} MiB; peak RSS (VmHWM) over the whole run: "
+            f"{_rss_mb('VmHWM'):.1f} MiB (one process: publisher + node + subscriber, "
+            f"{hw[1]}x{hw[0]} frames, CPU above).",
+        ]
     finally:
         bench.close()
         rclpy.try_shutdown()

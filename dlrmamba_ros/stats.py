@@ -68,11 +68,14 @@ class Window:
 
 
 class DeliveryMeter:
-    """Share of a publisher's frames that arrive, estimated from header stamps alone.
+    """Share of a publisher's frames that arrive, estimated from header stamps.
 
     The publisher's period is the smallest positive gap between consecutive received stamps
     (two frames in a row arrive now and then even on a lossy link); the frames it sent in the
-    window are ``(last - first) / period + 1``. Valid for one publisher at a steady rate.
+    window are ``(last - first) / period + 1``. The estimate is only made when it can be
+    trusted: at least two gaps within 1.5 periods (a steady rate, not one close pair), and
+    stamps that advance like the arrival clock (within 25 %; replayed or synthetic stamps
+    do not). Valid for one publisher.
 
     Args:
         window_s: stamp span (s) of one estimate; the window restarts after it.
@@ -82,34 +85,39 @@ class DeliveryMeter:
     def __init__(self, window_s: float = 3.0, min_frames: int = 5) -> None:
         self.window_ns = int(window_s * 1e9)
         self.min_frames = min_frames
-        self._first: int | None = None
-        self._last = 0
-        self._n = 0
-        self._gap = 0
+        self._stamps: list[int] = []
+        self._arrivals: list[int] = []
         self._ratio: float | None = None
         self._period_ns = 0
 
     def add(self, stamp_ns: int, now_ns: int) -> None:
-        """One received frame with header stamp ``stamp_ns`` (ns)."""
-        if self._first is None or stamp_ns < self._last:  # first frame, or the clock jumped
-            self._first, self._last, self._n, self._gap = stamp_ns, stamp_ns, 1, 0
+        """One received frame: header stamp and monotonic arrival time (both ns)."""
+        if self._stamps and stamp_ns < self._stamps[-1]:  # the clock jumped back: restart
+            self._stamps, self._arrivals = [], []
+        self._stamps.append(stamp_ns)
+        self._arrivals.append(now_ns)
+        span = stamp_ns - self._stamps[0]
+        if span < self.window_ns:
             return
-        gap = stamp_ns - self._last
-        if gap > 0:
-            self._gap = gap if self._gap == 0 else min(self._gap, gap)
-        self._last = stamp_ns
-        self._n += 1
-        if stamp_ns - self._first >= self.window_ns:
-            if self._n >= self.min_frames and self._gap > 0:
-                sent = (stamp_ns - self._first) / self._gap + 1
-                self._ratio = min(1.0, self._n / sent)
-                self._period_ns = self._gap
-            self._first, self._n, self._gap = stamp_ns, 1, 0
+        self._estimate(span, now_ns - self._arrivals[0])
+        self._stamps, self._arrivals = [stamp_ns], [now_ns]
+
+    def _estimate(self, span: int, arrival_span: int) -> None:
+        gaps = [b - a for a, b in zip(self._stamps, self._stamps[1:], strict=False) if b > a]
+        if len(self._stamps) < self.min_frames or not gaps:
+            return
+        if abs(arrival_span - span) > 0.25 * span:
+            return  # stamps do not follow the arrival clock: no rate can be read from them
+        period = min(gaps)
+        if sum(g <= 1.5 * period for g in gaps) < 2:
+            return
+        self._ratio = min(1.0, len(self._stamps) / (span / period + 1))
+        self._period_ns = period
 
     def delivered_ratio(self) -> float | None:
-        """Received / sent of the last complete window, or None before one completed."""
+        """Received / sent of the last trusted window, or None before one."""
         return self._ratio
 
     def period_ms(self) -> float:
-        """The publisher's estimated period (ms) of the last complete window."""
+        """The publisher's estimated period (ms) of the last trusted window."""
         return self._period_ns / 1e6

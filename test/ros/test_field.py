@@ -188,11 +188,18 @@ def test_runtime_input_warnings_are_diagnostics(harness_factory) -> None:
 def test_delivery_meter_estimates_the_publisher_rate_from_stamps() -> None:
     period = 33 * MS
     full, lossy = DeliveryMeter(window_s=2.0), DeliveryMeter(window_s=2.0)
+    synthetic, single = DeliveryMeter(window_s=2.0), DeliveryMeter(window_s=2.0)
     for k in range(200):
-        full.add(T0 + k * period, 0)
-        if k % 10 in (0, 1):  # 2 of every 10 frames arrive (two in a row now and then)
-            lossy.add(T0 + k * period, 0)
+        t = T0 + k * period
+        full.add(t, t)
+        if k % 10 in (0, 1, 2):  # 3 of every 10 frames arrive (in a row now and then)
+            lossy.add(t, t)
+        synthetic.add(t, 5 * t)  # stamps 5x faster than arrivals: replay, not a rate
+        if k <= 70 and (k % 10 == 0 or k == 1):  # one close pair, then sparse: one window
+            single.add(t, t)
     assert full.delivered_ratio() == pytest.approx(1.0)
-    assert lossy.delivered_ratio() == pytest.approx(0.2, abs=0.03)
+    assert lossy.delivered_ratio() == pytest.approx(0.3, abs=0.03)
     assert lossy.period_ms() == pytest.approx(33.0)
+    assert synthetic.delivered_ratio() is None
+    assert single.delivered_ratio() is None
     assert DeliveryMeter().delivered_ratio() is None
