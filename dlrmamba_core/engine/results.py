@@ -126,6 +126,13 @@ def _phase_letter(runs: list[str], index: int) -> str:
         return "C"
     if any(b.startswith(("student_sad", "student_nodistill", "sweep_")) for b in base):
         return "B"
+    from dlrmamba_core.engine.pipeline import VARIANT_RUNS
+    from dlrmamba_core.models.config import FAST_PAIRS
+
+    fast = {n for pair in FAST_PAIRS for n in pair} | {f"{s}_nodistill" for _, s in FAST_PAIRS}
+    seed = {v for v, _ in VARIANT_RUNS} | {f"{v}_lr" for v, _ in VARIANT_RUNS}
+    if base and base <= fast | seed:  # phase S (faster architectures), V (seed variants)
+        return "+".join(p for p, names in (("S", fast), ("V", seed)) if base & names)
     return str(index + 1)
 
 

@@ -206,5 +206,7 @@ def test_results_page_loss_ablation_seed_spread_and_notes(tmp_path: Path) -> Non
 
     assert _phase_letter(["cnn", "teacher"], 0) == "A"
     assert _phase_letter(["student_sad/distill", "sweep_r050/distill"], 1) == "B"
+    assert _phase_letter(["teacher_p5", "fusion_mamba"], 3) == "S+V"
+    assert _phase_letter(["student_p5_nodistill/finetune"], 4) == "S"
     assert _phase_letter(["sad_no_svd/finetune", "student_sad_seed2/finetune"], 2) == "C"
     assert _phase_letter(["my_run"], 3) == "4"
