@@ -225,7 +225,10 @@ def play(
                     raise DlrmambaError(f"nobody publishes {record_topic} within "
                                         f"{ready_timeout_s} s; is the detector node active?")
                 time.sleep(0.05)
-        time.sleep(0.3)  # let discovery finish both ways before the first message
+        # A publisher sees its subscriber matched before the subscriber has always matched
+        # the publisher (discovery finishes at each end on its own): a best-effort camera
+        # subscription drops what arrives before that. Give both ends time to finish.
+        time.sleep(1.0 if wait_subscribers or activate else 0.3)
         bar = None
         if progress:
             from tqdm import tqdm

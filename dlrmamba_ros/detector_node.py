@@ -340,12 +340,15 @@ class DetectorNode(LifecycleNode):
         self._release()
 
     def _stop_active(self) -> None:
+        was_active = self._active
         self._active = False
         self._destroy_inputs()
         self._slot.close()
         if self._worker is not None:
             self._worker.join(timeout=30.0)
             self._worker = None
+        if was_active:
+            self._event("info", "summary", "input and output counts: " + self.run_summary())
 
     def _release(self) -> None:
         for pub in self._pubs.values():
@@ -709,6 +712,30 @@ class DetectorNode(LifecycleNode):
         arr = DiagnosticArray(status=diag.statuses(snap))
         arr.header.stamp = self.get_clock().now().to_msg()
         return arr
+
+    def run_summary(self) -> str:
+        """One line accounting for every input message and pair (logged at each deactivation).
+
+        Node counters run from the node's start, the synchronizer's (``paired``, ``pairs``,
+        ``sync_unpaired``) from the last activation. ``received`` counts messages per camera,
+        ``paired`` the messages that left the synchronizer in a pair, ``pairs`` the pairs made,
+        ``published`` the detection messages, ``skipped_stale`` the pairs replaced by a newer
+        one before inference (the latest-pair worker), ``paused`` / ``rgb_only`` the RGB frames
+        handled without thermal, and ``dropped`` every dropped input by stream and kind
+        (``sync_unpaired``: evicted by the synchronizer without a partner).
+        """
+        st = self.pairing_stats()
+        drops = {f"{s}/{k}": n for (s, k), n in sorted(self.counters.drops.items())}
+        for s in ("rgb", "thermal"):
+            if st.stream(s).dropped:
+                drops[f"{s}/sync_unpaired"] = st.stream(s).dropped
+        pairs = st.thermal.paired
+        c = self.counters
+        return (f"received rgb={self._received['rgb']} thermal={self._received['thermal']}; "
+                f"paired rgb={st.rgb.paired} thermal={st.thermal.paired}; pairs={pairs}; "
+                f"published={c.published} skipped_stale={c.skipped_stale} paused={c.paused} "
+                f"rgb_only={c.rgb_only} disabled={c.disabled}; dropped="
+                + (",".join(f"{k}:{n}" for k, n in drops.items()) or "none"))
 
     def pairing_stats(self) -> PairingStats:
         """Counters of the running synchronizer (either backend), or the last ones."""
