@@ -46,6 +46,10 @@ class TrainConfig:
             epochs). The schedule still spans ``epochs``, so a resumed run continues it.
         max_time_min: time budget (minutes of this process): when it runs out, validate and
             save the models (None: no budget).
+        pause_after_min: stop at the first epoch end after this many minutes of this
+            process, schedule intact, so ``--resume last.pt`` continues exactly where it
+            stopped (training in time slices, e.g. a GPU lent for minutes at a time); unlike
+            ``max_time_min`` nothing is cut short (None: no pause).
         fit_to_time: with ``max_time_min``, shorten ``epochs`` after the first and second
             epochs so the whole schedule (warmup + cosine to its floor) fits the time left,
             measured from those epochs (``epochs`` stays the upper bound).
@@ -77,6 +81,7 @@ class TrainConfig:
     val_max_images: int | None = None
     max_steps: int | None = None
     max_time_min: float | None = None
+    pause_after_min: float | None = None
     fit_to_time: bool = False
     modality: Literal["fused", "rgb", "thermal"] = "fused"
     progress: bool = True
@@ -96,6 +101,9 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.max_time_min is not None and self.max_time_min <= 0:
             raise ConfigError(f"max_time_min must be > 0 (or None), got {self.max_time_min}")
+        if self.pause_after_min is not None and self.pause_after_min <= 0:
+            raise ConfigError(f"pause_after_min must be > 0 (or None), got "
+                              f"{self.pause_after_min}")
 
     @property
     def max_time_s(self) -> float | None:

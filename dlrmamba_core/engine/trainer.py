@@ -378,7 +378,7 @@ class Trainer:
         # be collected here, not inside the forked workers, where freeing it crashes them.
         gc.collect()
         loader = self._loader()
-        stopped = truncated = False
+        stopped = truncated = paused = False
         heartbeat = time.monotonic()
         while self.epoch < self.cfg.epochs and not stopped:
             t_epoch = time.monotonic()
@@ -436,6 +436,8 @@ class Trainer:
                 break
             self._end_epoch(time.monotonic() - t_epoch)
             self._fit_schedule(time.monotonic() - t0, time.monotonic() - t_epoch)
+            if self._pause_due(time.monotonic() - t0):
+                stopped = paused = True
         # Persistent workers end with the loader: here, in this process, not whenever the
         # collector meets it (possibly inside the next fit's workers, see above).
         del loader
@@ -445,11 +447,25 @@ class Trainer:
             self._tb.close()
         best = self.out / "best.pt"
         return {"finished": self.epoch >= self.cfg.epochs, "truncated": truncated,
+                "paused": paused,
                 "global_step": self.global_step, "total_steps": self.total_steps,
                 "epoch": self.epoch, "best_metrics": self.best_metrics,
                 "seconds": round(time.monotonic() - t0, 1),
                 "best": str(best) if best.exists() else None,
                 "last": str(self.out / "last.pt")}
+
+    def _pause_due(self, elapsed_s: float) -> bool:
+        """True at an epoch end once ``pause_after_min`` has passed (every process agrees:
+        one process's clock is enough). ``last.pt`` of that epoch end is the resume point."""
+        if self.cfg.pause_after_min is None or self.epoch >= self.cfg.epochs:
+            return False
+        due = float(elapsed_s >= 60.0 * self.cfg.pause_after_min)
+        if ddp_utils.all_reduce_mean(due, self.info) == 0.0:
+            return False
+        log.info("%s %s: paused after %.1f min at the end of epoch %d of %d; continue with "
+                 "--resume %s", self.meta.kind, self.meta.variant, elapsed_s / 60.0,
+                 self.epoch, self.cfg.epochs, self.out / "last.pt")
+        return True
 
     def _end_epoch(self, epoch_s: float, final: bool = False) -> None:
         n = max(self.batch_in_epoch, 1)

@@ -75,6 +75,27 @@ def test_resume_mid_epoch_gives_identical_state(synth_root: Path, tmp_path: Path
     assert strip(straight.history) == strip(resumed.history)
 
 
+def test_pause_after_min_stops_at_an_epoch_end_and_resumes_exactly(synth_root: Path,
+                                                                    tmp_path: Path) -> None:
+    """Time slices: a paused run keeps its whole schedule; resuming it equals a straight run."""
+    torch.set_num_threads(1)
+    straight = _trainer(synth_root, tmp_path / "a", epochs=3)
+    assert straight.fit()["finished"]
+    sliced = _trainer(synth_root, tmp_path / "b", epochs=3, pause_after_min=1e-6)
+    summary = sliced.fit()  # any epoch takes longer than 60 us: pauses after the first
+    assert summary["paused"] and not summary["finished"] and not summary["truncated"]
+    state = load_train_state(tmp_path / "b" / "last.pt")
+    assert (state["epoch"], state["batch_in_epoch"]) == (1, 0)
+    assert not (tmp_path / "b" / "final.pt").exists()
+    resumed = _trainer(synth_root, tmp_path / "b", epochs=3)
+    resumed.load_state(tmp_path / "b" / "last.pt")
+    end = resumed.fit()
+    assert end["finished"] and not end["paused"]
+    _same_state(straight, resumed)
+    with pytest.raises(ConfigError, match="pause_after_min"):
+        TrainConfig(pause_after_min=0).validate()
+
+
 def test_cli_train_then_eval_writes_logs_models_and_metrics(synth_root: Path,
                                                             tmp_path: Path) -> None:
     from dlrmamba_core.models.io import load_model
