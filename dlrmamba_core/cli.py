@@ -23,7 +23,8 @@ _AREAS = (
     "dlrmamba_core.models.cli",    # models (list variants, params, GFLOPs)
     "dlrmamba_core.engine.cli",    # train | distill | eval
     "dlrmamba_core.engine.finetune",  # finetune (a shipped or trained model on a few pairs)
-    "dlrmamba_core.runtime.cli",   # export | detect | bench | quantize
+    "dlrmamba_core.deploy.cli",    # export | quantize | bench (torch-side deployment tools)
+    "dlrmamba_core.runtime.cli",   # detect (the torch-free robot path)
     "dlrmamba_core.bag.cli",       # synth-bag | bag-eval | bag-play
 )
 

@@ -81,9 +81,9 @@ def build_nano(out_dir: Path, input_hw: tuple[int, int]) -> str:
     """Export the UNTRAINED nano variant (seed 0) for timing only (needs torch)."""
     import torch
 
+    from dlrmamba_core.deploy.export import export_onnx
     from dlrmamba_core.models import build_model
     from dlrmamba_core.models.io import save_model
-    from dlrmamba_core.runtime.export import export_onnx
 
     torch.manual_seed(0)
     model = build_model("nano", num_classes=3).eval()

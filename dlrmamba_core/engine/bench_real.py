@@ -121,13 +121,13 @@ def run_set(key: str, real: Path, work: Path, minutes: float, shipped: tuple[Any
 
     import torch
 
+    from dlrmamba_core.deploy.export import export_onnx
     from dlrmamba_core.engine.finetune import (
         FINETUNE_DEFAULTS,
         finetune_model,
         split_holdout,
     )
     from dlrmamba_core.engine.runs import open_pairs
-    from dlrmamba_core.runtime.export import export_onnx
 
     spec = SETS[key]
     root = real / spec["folder"]

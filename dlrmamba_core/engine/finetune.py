@@ -106,8 +106,8 @@ def model_from_onnx(path: str | os.PathLike[str], check: bool = True
     from onnx import numpy_helper
     import torch
 
+    from dlrmamba_core.deploy.export import _export_to, check_parity, parity_inputs
     from dlrmamba_core.models import build_from_config, get_config
-    from dlrmamba_core.runtime.export import _export_to, check_parity, parity_inputs
     from dlrmamba_core.runtime.metadata import ModelInfo
 
     src = Path(path)

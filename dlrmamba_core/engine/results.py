@@ -64,9 +64,9 @@ def measure_architectures(configs: dict[str, dict[str, Any]], input_hw: tuple[in
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from dlrmamba_core.deploy.export import export_model_to_onnx
     from dlrmamba_core.models import build_from_config
     from dlrmamba_core.models.config import DetectorConfig
-    from dlrmamba_core.runtime.export import export_model_to_onnx
     from dlrmamba_core.runtime.metadata import ModelInfo
     from dlrmamba_core.runtime.ort_session import ort_session
 
@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     arch = measure_architectures(configs, hw, args.threads, args.runs)
     ms = {f"{hw[0]}x{hw[1]}": arch}
     if args.front_size:
-        from dlrmamba_core.runtime.cli import parse_hw
+        from dlrmamba_core.deploy.cli import parse_hw
 
         big = parse_hw(args.front_size)
         if big != hw:

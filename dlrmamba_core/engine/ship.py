@@ -12,7 +12,7 @@ The pipeline (``engine.pipeline``) runs on the GPU machine in phases (A: teacher
 baselines; B: distillation and the rank sweep), each call writing its own ``results.json``.
 ``merge`` joins them into the one file ``docs/results.md`` is generated from, after checking
 that every phase trained and tested on the same synthetic benchmark (generator, seed and
-split sizes). ``model`` exports one run's checkpoint to ONNX (``runtime.export``: metadata,
+split sizes). ``model`` exports one run's checkpoint to ONNX (``deploy.export``: metadata,
 ``onnx.checker``, torch/onnxruntime parity) and writes its model card with the data and the
 test metrics recorded for that run, so the card's numbers come from the evaluation that
 produced them; ``--eval-root`` re-evaluates the exported ONNX on a local copy of the test split
@@ -161,7 +161,7 @@ def _stage(checkpoint: str | os.PathLike[str], staged: Path, run: str, res: dict
            entry: dict[str, Any], test: dict[str, Any],
            eval_root: str | os.PathLike[str] | None, eval_tolerance: float) -> dict[str, Any]:
     """Export to ``staged``, build the card, run the local check; returns the card."""
-    from dlrmamba_core.runtime.export import export_onnx
+    from dlrmamba_core.deploy.export import export_onnx
     from dlrmamba_core.runtime.metadata import read_model_card
 
     result = export_onnx(checkpoint, staged)

@@ -5,7 +5,9 @@ thermal normalization, registration, letterbox) -> a backend (onnxruntime by def
 for development) -> the shared decode + NMS (``runtime.postprocess.nms``) -> boxes mapped back
 to original RGB pixels (``data.letterbox.unletterbox_boxes``).
 
-This module imports without torch: the torch backend imports it when it is chosen.
+This module imports without torch. The optional torch backend (a ``.pt`` checkpoint, for
+development) lives outside the robot path, in ``deploy.torch_backend``, and is imported only
+when ``backend="torch"`` is chosen.
 """
 
 from __future__ import annotations
@@ -249,7 +251,7 @@ class Detector:
             self.backend = OrtBackend(path, threads, graph_optimization, providers)
             self.card = self._check_card(verify_card, require_card)
         else:
-            from dlrmamba_core.runtime.torch_backend import TorchBackend
+            from dlrmamba_core.deploy.torch_backend import TorchBackend
 
             self.backend = TorchBackend(path, threads)
             self.card = None

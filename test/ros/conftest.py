@@ -24,9 +24,9 @@ def nano_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     torch = pytest.importorskip("torch")
     from ros_helpers import CLASS_NAMES, INPUT_HW
 
+    from dlrmamba_core.deploy.export import export_onnx
     from dlrmamba_core.models import build_model
     from dlrmamba_core.models.io import save_model
-    from dlrmamba_core.runtime.export import export_onnx
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("nano_model")

@@ -97,8 +97,8 @@ def test_split_holdout_is_the_last_block(synth_root: Path) -> None:
 
 
 def _export(tmp_path: Path, model: torch.nn.Module, names: list[str]) -> Path:
+    from dlrmamba_core.deploy.export import export_onnx
     from dlrmamba_core.models.io import save_model
-    from dlrmamba_core.runtime.export import export_onnx
 
     ckpt = save_model(tmp_path / "m.pt", model, names, INPUT_HW)
     return export_onnx(ckpt, tmp_path / "m.onnx").onnx_path

@@ -76,12 +76,12 @@ def test_pixel_fusion_is_small_and_starts_as_average() -> None:
 
 
 def test_profile_parts_split_an_exported_ss2d_graph(tmp_path) -> None:
-    """runtime.profile's categorize_nodes puts each SS2D node in the right part: the scan's
+    """deploy.profile's categorize_nodes puts each SS2D node in the right part: the scan's
     Exp/Clip/MatMul-with-triangle nodes in the scan, the cross-scan Concat before x_proj,
     the projections by submodule (checked on a real TorchScript export of a VSS block)."""
     import onnx
 
-    from dlrmamba_core.runtime.profile import categorize_nodes
+    from dlrmamba_core.deploy.profile import categorize_nodes
 
     torch.manual_seed(0)
     block = VSSBlock(16, d_state=4, ssm_ratio=1.0, mlp_ratio=2.0, rank_ratio=0.5).eval()
@@ -180,8 +180,8 @@ def test_profile_regions_name_each_ss2d_part_per_block(tmp_path) -> None:
     out_proj) at the right pyramid level, and the rest into fusion / neck / head / decode."""
     import onnx
 
+    from dlrmamba_core.deploy.profile import categorize_nodes
     from dlrmamba_core.models import build_model
-    from dlrmamba_core.runtime.profile import categorize_nodes
 
     torch.manual_seed(0)
     model = build_model("nano", 2, stage_types=("conv", "vss", "vss"), scan_dirs=(4, 4, 2),

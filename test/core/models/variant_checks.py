@@ -156,17 +156,17 @@ print(json.dumps({"n": len(d), "boxes": d.boxes.tolist(), "classes": d.class_ids
 
 
 def check_export_and_torch_free_runtime(variant: str, tmp_path: Path) -> None:
-    """``runtime.export.export_onnx`` of a checkpoint (metadata, card, parity), then the
+    """``deploy.export.export_onnx`` of a checkpoint (metadata, card, parity), then the
     runtime Detector in a process where torch cannot be imported gives the same detections
     as in this process."""
     import onnx
 
+    from dlrmamba_core.deploy.export import export_onnx
     from dlrmamba_core.runtime import Detector
-    from dlrmamba_core.runtime.export import export_onnx
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # test/core
     try:
-        from runtime_helpers import make_checkpoint
+        from model_helpers import make_checkpoint
     finally:
         sys.path.pop(0)
     ckpt = make_checkpoint(tmp_path / f"{variant}.pt", variant)

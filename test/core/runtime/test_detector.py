@@ -195,9 +195,9 @@ def test_model_card_checksum_and_metadata_mismatch(nano_onnx: Path, tmp_path: Pa
 def test_model_file_replaced_under_its_card(nano_onnx: Path, tmp_path: Path,
                                             nano_ckpt: Path) -> None:
     """Another export (other weights) copied over the ONNX file fails the card check."""
-    from runtime_helpers import make_checkpoint
+    from model_helpers import make_checkpoint
 
-    from dlrmamba_core.runtime.export import export_onnx
+    from dlrmamba_core.deploy.export import export_onnx
 
     other = export_onnx(make_checkpoint(tmp_path / "o.pt", seed=3), tmp_path / "o" / "o.onnx",
                         parity_samples=0)

@@ -1,4 +1,7 @@
-"""The runtime path imports and runs with torch made unimportable (as on a Raspberry Pi)."""
+"""The runtime path imports and runs with torch made unimportable (as on a Raspberry Pi).
+
+Every module of ``dlrmamba_core/runtime`` is imported: the robot imports that one folder.
+"""
 
 from __future__ import annotations
 
@@ -27,10 +30,15 @@ except ImportError:
 else:
     raise SystemExit("the torch blocker does not work")
 
+import importlib, pkgutil
 import numpy as np
 import dlrmamba_core.runtime as rt
 from dlrmamba_core.runtime import Detector, Detections
-from dlrmamba_core.runtime import metadata, postprocess, pairing, quantize, cli  # noqa: F401
+# every module of the robot's folder, not only the ones the Detector happens to use
+runtime_modules = sorted(m.name for m in pkgutil.iter_modules(rt.__path__,
+                                                            "dlrmamba_core.runtime."))
+for name in runtime_modules:
+    importlib.import_module(name)
 import dlrmamba_core.data
 from dlrmamba_core.data.synthetic import SynthConfig, generate_frame
 from dlrmamba_core.cli import build_parser  # the `dlrmamba` command (every subcommand's parser)
@@ -42,6 +50,7 @@ det = Detector(sys.argv[1], threads=1, require_card=True)
 d = det.detect(s.rgb, s.thermal, s.homography)
 assert isinstance(d, Detections)
 print(json.dumps({"n": len(d), "boxes": d.boxes.tolist(), "classes": d.class_ids.tolist(),
+                  "runtime_modules": runtime_modules,
                   "torch_loaded": any(m == "torch" or m.startswith("torch.")
                                       for m in sys.modules)}))
 """
@@ -53,6 +62,13 @@ def test_runtime_runs_with_torch_blocked(nano_onnx: Path, synth_frames: list[Any
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["torch_loaded"] is False
+    # Every .py file of dlrmamba_core/runtime was imported with torch blocked.
+    import dlrmamba_core.runtime
+
+    folder = Path(dlrmamba_core.runtime.__file__).parent
+    files = sorted(f"dlrmamba_core.runtime.{f.stem}" for f in folder.glob("*.py")
+                   if f.stem != "__init__")
+    assert out["runtime_modules"] == files and len(files) >= 8
     # Same detections as in this (torch-enabled) process.
     from dlrmamba_core.runtime import Detector
 

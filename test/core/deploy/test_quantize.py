@@ -16,7 +16,7 @@ from dlrmamba_core.runtime import Detector
 @pytest.fixture(scope="module")
 def int8(nano_export: Any, synth_frames: list[Any], tmp_path_factory: pytest.TempPathFactory
          ) -> Any:
-    from dlrmamba_core.runtime.quantize import quantize_model
+    from dlrmamba_core.deploy.quantize import quantize_model
 
     out = tmp_path_factory.mktemp("int8") / "nano.int8.onnx"
     return quantize_model(nano_export.onnx_path, out, synth_frames, num_calibration=3)
@@ -55,7 +55,7 @@ def test_int8_outputs_track_fp32(int8: Any, nano_export: Any, synth_frames: list
 
 def test_quantize_refuses_bad_inputs(int8: Any, synth_frames: list[Any], tmp_path: Path
                                      ) -> None:
-    from dlrmamba_core.runtime.quantize import quantize_model
+    from dlrmamba_core.deploy.quantize import quantize_model
 
     with pytest.raises(ModelFileError, match="already quantized"):
         quantize_model(int8.onnx_path, tmp_path / "x.onnx", synth_frames)
@@ -91,7 +91,7 @@ def test_dynamic_int8_quantizes_projections_and_keeps_the_scan_fp32(
     import onnx
 
     from dlrmamba_core.data.preprocess import prepare_inputs
-    from dlrmamba_core.runtime.quantize import quantize_dynamic_model, scan_matmuls
+    from dlrmamba_core.deploy.quantize import quantize_dynamic_model, scan_matmuls
 
     src = onnx.load(str(nano_export.onnx_path))
     scan = set(scan_matmuls(src))

@@ -1,4 +1,5 @@
-"""Helpers shared by the runtime tests (imported by name: the test dirs are not packages)."""
+"""Helpers shared by the runtime, deploy and models tests (imported by name: the test dirs are
+not packages)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import shutil
 from typing import Any
 
-from dlrmamba_core.runtime.bench import (
+from dlrmamba_core.deploy.bench import (
     BenchConfig,
     Prepared,
     render_markdown,

@@ -189,7 +189,7 @@ def _export_to(model: Any, info: ModelInfo, path: str, opset: int, dynamo: bool)
     import onnx
     import torch
 
-    from dlrmamba_core.runtime.torch_backend import set_scan
+    from dlrmamba_core.deploy.torch_backend import set_scan
 
     model.eval()
     set_scan(model, "chunked")  # the reference loop would unroll over L in the graph
@@ -322,7 +322,7 @@ def export_onnx(
         ModelFileError: the checkpoint cannot be read, the export fails, or onnxruntime
             disagrees with torch beyond the tolerance (then the ONNX file is removed).
     """
-    from dlrmamba_core.runtime.torch_backend import load_checkpoint
+    from dlrmamba_core.deploy.torch_backend import load_checkpoint
 
     model, meta, info = load_checkpoint(checkpoint)
     if input_hw is not None:

@@ -1,7 +1,7 @@
-"""Fixtures of the runtime tests: a tiny nano checkpoint and its real ONNX export.
+"""Fixtures of the runtime and deploy tests: a tiny nano checkpoint and its real ONNX export.
 
 The nano model is untrained, but its class-prediction layers are re-drawn (see
-``runtime_helpers.make_checkpoint``) so that detections pass the 0.25 score threshold and the
+``model_helpers.make_checkpoint``) so that detections pass the 0.25 score threshold and the
 parity / mapping tests compare real, well-separated detections instead of ties.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from model_helpers import make_checkpoint
 import pytest
-from runtime_helpers import make_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def nano_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def nano_export(nano_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``export_onnx`` result of :func:`nano_ckpt` (ONNX + card, parity on 2 frames)."""
-    from dlrmamba_core.runtime.export import export_onnx
+    from dlrmamba_core.deploy.export import export_onnx
 
     out = tmp_path_factory.mktemp("onnx") / "nano.onnx"
     return export_onnx(nano_ckpt, out, parity_samples=2)

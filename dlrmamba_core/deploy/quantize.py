@@ -329,15 +329,15 @@ def compare_int8(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dlrmamba_core.runtime.quantize MODEL --out X [--data DIR --split test]``:
+    """``python -m dlrmamba_core.deploy.quantize MODEL --out X [--data DIR --split test]``:
     dynamic INT8 of the MatMul/Gemm weights (scan kept fp32), fp32 and INT8 timed in
-    alternation (``runtime.arch_latency.time_files``) and, with ``--data``, both evaluated
+    alternation (``deploy.arch_latency.time_files``) and, with ``--data``, both evaluated
     (mAP50 on that split of a synthetic dataset). Prints one JSON line."""
     import argparse
     import json
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m dlrmamba_core.runtime.quantize",
+    ap = argparse.ArgumentParser(prog="python -m dlrmamba_core.deploy.quantize",
                                  description=main.__doc__)
     ap.add_argument("model", type=Path)
     ap.add_argument("--out", type=Path, required=True)
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=None, help="synthetic dataset folder")
     ap.add_argument("--split", default="test")
     args = ap.parse_args(argv)
-    from dlrmamba_core.runtime.arch_latency import time_files
+    from dlrmamba_core.deploy.arch_latency import time_files
 
     res = quantize_dynamic_model(args.model, args.out, per_channel=not args.per_tensor)
     times = time_files([str(args.model), str(res.onnx_path)], args.threads, args.rounds)

@@ -1,6 +1,7 @@
 """Torch backend of the Detector: runs a ``.pt`` checkpoint in eager mode (development only).
 
-Imports torch; the runtime path never imports this module unless ``backend="torch"``.
+Imports torch when used; ``runtime.Detector`` imports this module only for ``backend="torch"``,
+so the robot path (``dlrmamba_core.runtime``) never loads it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Where an ONNX model spends its time in onnxruntime: operator types ranked by time.
 
-``python -m dlrmamba_core.runtime.profile M.onnx [--threads 2] [--iters 10]`` runs the model
+``python -m dlrmamba_core.deploy.profile M.onnx [--threads 2] [--iters 10]`` runs the model
 with ORT profiling on random inputs and prints the share of each operator type (and the
 slowest nodes). ``--compare-exporters VARIANT`` exports an untrained variant with both
 ``torch.onnx`` exporters (TorchScript and dynamo) and times both graphs in alternation.
@@ -212,9 +212,9 @@ def compare_exporters(variant: str, input_hw: tuple[int, int], threads: int,
     import onnx
     import torch
 
+    from dlrmamba_core.deploy.export import export_model_to_onnx
     from dlrmamba_core.models import build_model
     from dlrmamba_core.runtime.detector import OrtBackend
-    from dlrmamba_core.runtime.export import export_model_to_onnx
     from dlrmamba_core.runtime.metadata import ModelInfo
 
     torch.manual_seed(0)
@@ -250,8 +250,8 @@ def compare_exporters(variant: str, input_hw: tuple[int, int], threads: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m dlrmamba_core.runtime.profile``."""
-    p = argparse.ArgumentParser(prog="python -m dlrmamba_core.runtime.profile",
+    """Entry point of ``python -m dlrmamba_core.deploy.profile``."""
+    p = argparse.ArgumentParser(prog="python -m dlrmamba_core.deploy.profile",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("model", nargs="?", help=".onnx file to profile")
     p.add_argument("--threads", type=int, default=2)
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                         "fusion, neck, head")
     args = p.parse_args(argv)
     if args.compare_exporters:
-        from dlrmamba_core.runtime.cli import parse_hw
+        from dlrmamba_core.deploy.cli import parse_hw
 
         res = compare_exporters(args.compare_exporters, parse_hw(args.input_size),
                                 args.threads)

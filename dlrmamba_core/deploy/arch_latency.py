@@ -1,6 +1,6 @@
 """Latency of untrained architecture candidates against the ``cnn`` yardstick, in ONE run.
 
-``python -m dlrmamba_core.runtime.arch_latency [NAME ...] [--input-size 512x640] [--threads 2]``
+``python -m dlrmamba_core.deploy.arch_latency [NAME ...] [--input-size 512x640] [--threads 2]``
 
 Each candidate (a registered variant, or a named entry of :data:`CANDIDATES`: a registered
 variant with config overrides) is built with random weights (latency does not depend on the
@@ -83,9 +83,9 @@ def measure(names: list[str], input_hw: tuple[int, int] = (512, 640), threads: i
     import onnx
     import torch
 
+    from dlrmamba_core.deploy.export import export_model_to_onnx
     from dlrmamba_core.models import build_from_config
     from dlrmamba_core.runtime.detector import OrtBackend
-    from dlrmamba_core.runtime.export import export_model_to_onnx
     from dlrmamba_core.runtime.metadata import ModelInfo
 
     order = [ref] + [n for n in names if n != ref]
@@ -181,8 +181,8 @@ def e2e_breakdown(path: str, rgb_hw: tuple[int, int] = (1024, 1280),
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m dlrmamba_core.runtime.arch_latency``."""
-    p = argparse.ArgumentParser(prog="python -m dlrmamba_core.runtime.arch_latency",
+    """Entry point of ``python -m dlrmamba_core.deploy.arch_latency``."""
+    p = argparse.ArgumentParser(prog="python -m dlrmamba_core.deploy.arch_latency",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("names", nargs="*", help="variants / candidates (default: student + all)")
     p.add_argument("--input-size", default="512x640", metavar="HxW")
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="time Detector.detect on a 1280x1024 RGB + 640x512 16-bit thermal "
                         "pair instead (pre-processing, network, NMS)")
     args = p.parse_args(argv)
-    from dlrmamba_core.runtime.cli import parse_hw
+    from dlrmamba_core.deploy.cli import parse_hw
     from dlrmamba_core.sysinfo import cpu_model
 
     if args.e2e:

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from model_helpers import TEST_HW, make_checkpoint
 import numpy as np
 import pytest
-from runtime_helpers import TEST_HW, make_checkpoint
 
 from dlrmamba_core.errors import ConfigError, ModelFileError
 from dlrmamba_core.runtime.metadata import ModelInfo, sha256_file
@@ -64,8 +64,8 @@ def test_parity_with_torch_on_synthetic_frames(nano_export: Any) -> None:
 
 def test_check_parity_detects_a_different_model(nano_export: Any, tmp_path: Path) -> None:
     """The parity check fails against a model with other weights (it can fail)."""
-    from dlrmamba_core.runtime.export import check_parity, parity_inputs
-    from dlrmamba_core.runtime.torch_backend import load_checkpoint
+    from dlrmamba_core.deploy.export import check_parity, parity_inputs
+    from dlrmamba_core.deploy.torch_backend import load_checkpoint
 
     other = make_checkpoint(tmp_path / "other.pt", seed=1)
     model, _, _ = load_checkpoint(other)
@@ -75,7 +75,7 @@ def test_check_parity_detects_a_different_model(nano_export: Any, tmp_path: Path
 
 
 def test_failed_parity_leaves_destination_untouched(nano_ckpt: Path, tmp_path: Path) -> None:
-    from dlrmamba_core.runtime.export import export_onnx
+    from dlrmamba_core.deploy.export import export_onnx
 
     dest = tmp_path / "m.onnx"
     dest.write_bytes(b"previous model")
@@ -89,7 +89,7 @@ def test_failed_parity_leaves_destination_untouched(nano_ckpt: Path, tmp_path: P
 def test_export_rejects_low_opset_and_bad_size_without_writing(
     nano_ckpt: Path, tmp_path: Path
 ) -> None:
-    from dlrmamba_core.runtime.export import export_onnx
+    from dlrmamba_core.deploy.export import export_onnx
 
     with pytest.raises(ConfigError, match="opset 16"):
         export_onnx(nano_ckpt, tmp_path / "a.onnx", opset=16, parity_samples=0)
@@ -103,7 +103,7 @@ def test_export_rejects_low_opset_and_bad_size_without_writing(
 def test_export_at_another_input_size(nano_ckpt: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from dlrmamba_core.runtime.export import export_onnx
+    from dlrmamba_core.deploy.export import export_onnx
 
     res = export_onnx(nano_ckpt, tmp_path / "small.onnx", input_hw=(64, 96), parity_samples=1)
     sess = ort.InferenceSession(str(res.onnx_path), providers=["CPUExecutionProvider"])
