@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--png", action="store_true", help="write RGB as PNG instead of JPEG q95")
     g.add_argument("--overwrite", action="store_true",
                    help="allow writing into an existing synthetic dataset directory")
+    g.add_argument("--yolo-seg", action="store_true",
+                   help="labels/ as YOLO-seg polygon rows (the instance masks' outlines) "
+                        "instead of box rows; annotations.json has the masks either way")
     g.set_defaults(func=_gen)
 
     fmts = sorted(FORMATS)
@@ -134,6 +137,7 @@ def _gen(args: argparse.Namespace) -> int:
     info = write_frame_dataset(
         args.out, args.num, _parse_splits(args.splits), args.seed, cfg, workers=args.workers,
         rgb_ext=".png" if args.png else ".jpg", overwrite=args.overwrite, progress=True,
+        yolo_seg=args.yolo_seg,
     )
     dt = time.perf_counter() - t0
     print(f"wrote {args.num} SYNTHETIC pairs to {args.out} in {dt:.1f} s "

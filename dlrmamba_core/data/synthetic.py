@@ -22,6 +22,12 @@ noisy), ``fog`` (RGB contrast gone with distance, LWIR mostly fine), ``glint`` (
 each modality is **measured on the rendered pixels** (object vs surrounding ring contrast
 against the ring's clutter, and the fraction of the object inside the thermal field of view)
 and stored as ``visible[:, 0:2] = [rgb, thermal]``.
+
+Every object also gets its **instance mask** in the RGB frame (``PairSample.masks``): the pixels
+its parts cover in the rendered RGB image (the id map the renderer already draws for the
+visibility measurement), so masks cost no extra random draws and the images do not change.
+``write_frame_dataset`` stores them as COCO RLE in ``annotations.json`` and, on request, as
+YOLO-seg polygons in ``labels/``.
 """
 
 from __future__ import annotations
@@ -837,8 +843,11 @@ def generate_frame(cfg: SynthConfig, seed: int, scene: str | None = None,
     Returns:
         A :class:`PairSample`: rgb (H, W, 3) uint8, thermal (th, tw) uint16 centi-kelvin,
         boxes in RGB pixels, labels into ``SYNTH_CLASSES``, the rig's calibrated homography,
-        ``visible`` (N, 2) measured per modality, and meta (scene, condition, seed, true
-        homography of this frame including the misregistration jitter).
+        ``visible`` (N, 2) measured per modality, ``masks`` (N, H, W) uint8 {0, 1}: the RGB
+        pixels each object covers (objects never overlap, so no mask is occluded; its tight
+        box is the object's box within about a pixel of rounding), and meta (scene,
+        condition, seed, true homography of this frame including the misregistration
+        jitter).
     """
     rng = np.random.default_rng([int(seed), 1])
     sc = _build_scene(cfg, rng, scene, condition)
@@ -848,11 +857,14 @@ def generate_frame(cfg: SynthConfig, seed: int, scene: str | None = None,
     thermal, t_obs, ids_t = _render_thermal(sc, cfg, rng, h_act)
     boxes, labels = _boxes(sc, cfg, 0.0)
     vis = _visibility(sc, cfg, rgb_f, ids_rgb, t_obs, ids_t, h_act, boxes)
+    # Object k is drawn as id k + 1 (its box parts, in painter's order): its visible pixels.
+    masks = (ids_rgb[None] == np.arange(1, len(boxes) + 1, dtype=np.int32)[:, None, None])
     return PairSample(
         rgb=rgb, thermal=thermal, boxes=boxes, labels=labels, homography=h_cal,
         image_id=f"{int(seed):08d}", visible=vis,
         meta={"scene": sc.scene, "condition": sc.condition, "seed": int(seed),
               "synthetic": True, "homography_true": h_act.tolist()},
+        masks=masks.astype(np.uint8),
     )
 
 
@@ -1033,11 +1045,24 @@ def _split_counts(n: int, splits: tuple[tuple[str, float], ...]) -> list[tuple[s
     return [(name, c) for (name, _), c in zip(splits, counts, strict=True)]
 
 
-def _write_one(job: tuple[SynthConfig, str, str, int, int, str]) -> dict[str, Any]:
+def _yolo_seg_row(cls: int, mask: np.ndarray, box: np.ndarray, w: int, h: int) -> str:
+    """``cls x1 y1 x2 y2 ...``: the mask's outline (its parts joined), normalized."""
+    from dlrmamba_core.data.masks import join_polygons, mask_to_polygons
+
+    poly = join_polygons(mask_to_polygons(mask))
+    if len(poly) < 3:  # no visible pixel: the box outline keeps the row valid
+        poly = np.float32([[box[0], box[1]], [box[2], box[1]], [box[2], box[3]],
+                           [box[0], box[3]]])
+    xy = np.clip(poly / np.float32([w, h]), 0.0, 1.0).ravel()
+    return f"{int(cls)} " + " ".join(f"{v:.6f}" for v in xy)
+
+
+def _write_one(job: tuple[SynthConfig, str, str, int, int, str, bool]) -> dict[str, Any]:
     """Worker: render one frame and write its RGB, thermal and YOLO label files."""
+    from dlrmamba_core.data.masks import rle_encode
     from dlrmamba_core.data.viz import write_image_atomic
 
-    cfg, root, split, index, seed, rgb_ext = job
+    cfg, root, split, index, seed, rgb_ext, yolo_seg = job
     cv2.setNumThreads(1)  # one process per core; OpenCV threads would oversubscribe
     s = generate_frame(cfg, seed)
     stem = f"{index:06d}"
@@ -1047,8 +1072,12 @@ def _write_one(job: tuple[SynthConfig, str, str, int, int, str]) -> dict[str, An
     write_image_atomic(os.path.join(base, rgb_rel), s.rgb, rgb=True, params=params)
     write_image_atomic(os.path.join(base, th_rel), s.thermal, rgb=False)
     h, w = s.rgb.shape[:2]
+    masks = s.masks if s.masks is not None else np.zeros((0, h, w), np.uint8)
     lines = []
-    for b, c in zip(s.boxes, s.labels, strict=True):
+    for b, c, m in zip(s.boxes, s.labels, masks, strict=True):
+        if yolo_seg:
+            lines.append(_yolo_seg_row(int(c), m, b, w, h))
+            continue
         cx, cy = (b[0] + b[2]) / 2 / w, (b[1] + b[3]) / 2 / h
         lines.append(f"{int(c)} {cx:.6f} {cy:.6f} {(b[2] - b[0]) / w:.6f} {(b[3] - b[1]) / h:.6f}")
     write_text(os.path.join(base, "labels", f"{stem}.txt"), "\n".join(lines) + "\n")
@@ -1061,6 +1090,8 @@ def _write_one(job: tuple[SynthConfig, str, str, int, int, str]) -> dict[str, An
         "homography_true": s.meta["homography_true"],
         "boxes": s.boxes.tolist(), "labels": s.labels.tolist(),
         "visible": np.asarray(s.visible).astype(int).tolist(),
+        "segmentation": [rle_encode(m) for m in masks],
+        "mask_area": [int(m.sum()) for m in masks],
     }
 
 
@@ -1074,12 +1105,15 @@ def _coco(records: list[dict[str, Any]]) -> dict[str, Any]:
                                  "homography_true")}
         img["id"] = iid
         images.append(img)
-        for b, c, v in zip(r["boxes"], r["labels"], r["visible"], strict=True):
+        for b, c, v, seg, area in zip(r["boxes"], r["labels"], r["visible"],
+                                      r["segmentation"], r["mask_area"], strict=True):
             bw, bh = b[2] - b[0], b[3] - b[1]
             anns.append({
                 "id": aid, "image_id": iid, "category_id": int(c) + 1,
                 "bbox": [round(b[0], 2), round(b[1], 2), round(bw, 2), round(bh, 2)],
-                "area": round(bw * bh, 2), "iscrowd": 0,
+                # COCO's area is the segmentation's (pixels); it picks the small / medium /
+                # large range of both bbox and segm evaluation.
+                "segmentation": seg, "area": area, "iscrowd": 0,
                 "visible_rgb": int(v[0]), "visible_thermal": int(v[1]),
             })
             aid += 1
@@ -1098,15 +1132,23 @@ def write_frame_dataset(
     rgb_ext: str = ".jpg",
     overwrite: bool = False,
     progress: bool = False,
+    yolo_seg: bool = False,
 ) -> dict[str, Any]:
     """Generate a SYNTHETIC frame dataset on disk (layout in docs/data.md).
 
     ``root/dataset.json`` (format, classes, config, seed, split sizes, calibration homography);
     per split ``root/<split>/rgb/<id>.jpg``, ``thermal/<id>.png`` (16-bit),
-    ``labels/<id>.txt`` (YOLO: ``cls cx cy w h`` normalized to the RGB image) and
+    ``labels/<id>.txt`` (YOLO: ``cls cx cy w h`` normalized to the RGB image; with
+    ``yolo_seg`` YOLO-seg rows ``cls x1 y1 x2 y2 ...``, the mask's outline) and
     ``annotations.json`` (COCO; category_id = class index + 1; images carry ``thermal_file``,
     ``homography``, ``scene``, ``condition``; annotations carry ``visible_rgb`` /
-    ``visible_thermal``). Frame ``i`` depends only on (cfg, seed, i): the same dataset comes out
+    ``visible_thermal`` and ``segmentation``, the instance mask as compressed COCO RLE, with
+    ``area`` its pixel count).
+
+    Masks are stored as RLE rather than polygons because RLE is the rendered pixels exactly
+    (polygons would need a rasterization convention and lose a fraction of a pixel along
+    every edge, a large share of a 15-pixel person) and pycocotools evaluates segm from it
+    as it is. Frame ``i`` depends only on (cfg, seed, i): the same dataset comes out
     for any number of workers.
 
     Args:
@@ -1119,6 +1161,8 @@ def write_frame_dataset(
         rgb_ext: ``".jpg"`` (quality 95) or ``".png"``.
         overwrite: allow writing into a non-empty directory that holds a synthetic dataset.
         progress: show a tqdm progress bar.
+        yolo_seg: write YOLO-seg polygon rows in ``labels/`` instead of box rows (a YOLO-seg
+            trainer reads them; the boxes are the polygons' bounds there).
 
     Returns:
         The ``dataset.json`` content.
@@ -1142,7 +1186,7 @@ def write_frame_dataset(
     counts = _split_counts(n, splits)
     for split, count in counts:
         for i in range(start, start + count):
-            jobs.append((cfg, rootp, split, i, frame_seed(seed, i), rgb_ext))
+            jobs.append((cfg, rootp, split, i, frame_seed(seed, i), rgb_ext, bool(yolo_seg)))
         start += count
     records: list[dict[str, Any]] = []
     bar = None
@@ -1179,6 +1223,7 @@ def write_frame_dataset(
         "splits": {s: c for s, c in counts},
         "config": json.loads(json.dumps(asdict(cfg))),
         "homography": rig_homography(cfg).tolist(),
+        "segmentation": "coco_rle", "yolo_labels": "segment" if yolo_seg else "detect",
         "conditions": {c: sum(r["condition"] == c for r in records) for c in CONDITIONS},
     }
     write_text(os.path.join(rootp, "dataset.json"), json.dumps(info, indent=1))

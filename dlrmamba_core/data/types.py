@@ -25,6 +25,10 @@ class PairSample:
         visible: (N, 2) bool, ``[visible_in_rgb, visible_in_thermal]`` per object, or None
             when the dataset does not say.
         meta: free-form extras (condition, scene, timestamps in ns, source paths, ...).
+        masks: (N, H, W) uint8 instance masks in RGB pixels, values {0, 1}, row ``i`` for
+            box ``i`` (the mask's tight box is about the box: within a pixel for the
+            synthetic data), or None when the dataset has no masks. Conventions (continuous
+            pixel coordinates, RLE, polygons) in :mod:`dlrmamba_core.data.masks`.
     """
 
     rgb: np.ndarray
@@ -35,3 +39,4 @@ class PairSample:
     image_id: str = ""
     visible: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    masks: np.ndarray | None = None
