@@ -171,6 +171,9 @@ def dataset_stats(ds: Any, sizes: int = 20) -> dict[str, Any]:
         "boxes_per_class": {c: per_class.get(c, 0) for c in ds.class_names},
         "class_names": list(ds.class_names),
         "rgb_sizes": dict(rgb_sizes), "thermal_sizes": dict(th_sizes),
+        # Instance masks: objects that have one (0 for a dataset without masks).
+        "instance_masks": bool(getattr(ds, "has_masks", False)),
+        "masks": sum(len(e.masks) for e in ds.entries if e.masks is not None),
     }
     if vis:
         out["visibility"] = dict(vis)
@@ -193,6 +196,8 @@ def _stats(args: argparse.Namespace) -> int:
     for f in st["unpaired_files"]:
         print(f"  unpaired: {f}")
     print(f"  RGB sizes: {st['rgb_sizes']}  thermal: {st['thermal_sizes']}")
+    print(f"  instance masks: {st['masks']} objects" if st["instance_masks"]
+          else "  instance masks: none (boxes only)")
     for c, n in st["boxes_per_class"].items():
         print(f"  {c:16s} {n}")
     for key in ("visibility", "conditions"):

@@ -272,12 +272,12 @@ def join_polygons(polygons: Sequence[np.ndarray]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def decode_segmentation(seg: Any, hw: tuple[int, int]) -> MaskSource:
+def decode_segmentation(seg: Any, hw: tuple[int, int] | None) -> MaskSource:
     """A COCO annotation's ``segmentation`` as a :data:`MaskSource` (checked, not rasterized).
 
     Args:
         seg: a list of flat polygons ``[[x1, y1, x2, y2, ...], ...]`` or an RLE dict.
-        hw: (H, W) of the image; an RLE must have this size.
+        hw: (H, W) of the image, which an RLE must have; None: not checked here.
 
     Raises:
         InputError: neither form, a polygon with fewer than 3 points or an odd number of
@@ -291,9 +291,11 @@ def decode_segmentation(seg: Any, hw: tuple[int, int]) -> MaskSource:
                              "'counts'") from exc
         if "counts" not in seg:
             raise InputError("RLE segmentation has no 'counts'")
-        if size != [int(hw[0]), int(hw[1])]:
+        if hw is not None and size != [int(hw[0]), int(hw[1])]:
             raise InputError(f"RLE size {size} differs from the image's [height, width] "
                              f"{[int(hw[0]), int(hw[1])]}")
+        if not isinstance(seg["counts"], (str, bytes, list)):
+            raise InputError("RLE counts must be a compressed string or a list of ints")
         return dict(seg)
     if isinstance(seg, list):
         polys = []

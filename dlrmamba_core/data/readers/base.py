@@ -10,14 +10,16 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dlrmamba_core.data.masks import MaskSource, render_masks
 from dlrmamba_core.data.types import PairSample
-from dlrmamba_core.errors import DatasetError
+from dlrmamba_core.errors import DatasetError, InputError
 
 __all__ = [
     "IMAGE_EXTS",
     "Entry",
     "PairDataset",
     "as_bool",
+    "box_polygon",
     "class_index",
     "list_images",
     "read_rgb",
@@ -45,6 +47,9 @@ class Entry:
         crop: optional (x0, y0, x1, y1) applied to both images when read (e.g. borders);
             boxes are already in the cropped frame.
         meta: extras.
+        masks: one :data:`~dlrmamba_core.data.masks.MaskSource` per object (polygons in RGB
+            pixels of the cropped frame, or a COCO RLE of the RGB image's size), rasterized
+            when the pair is read; None when the dataset has no instance masks.
     """
 
     image_id: str
@@ -56,6 +61,7 @@ class Entry:
     visible: np.ndarray | None = None
     crop: tuple[int, int, int, int] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    masks: list[MaskSource] | None = None
 
 
 class PairDataset:
@@ -84,7 +90,21 @@ class PairDataset:
     def __len__(self) -> int:
         return len(self.entries)
 
+    @property
+    def has_masks(self) -> bool:
+        """Whether the pairs carry instance masks (``PairSample.masks`` is not None)."""
+        return any(e.masks is not None for e in self.entries)
+
     def __getitem__(self, i: int) -> PairSample:
+        return self.load(i)
+
+    def load(self, i: int, masks: bool = True) -> PairSample:
+        """Pair ``i``; ``masks=False`` skips rasterizing its instance masks (detection only).
+
+        Raises:
+            IndexError: ``i`` out of range.
+            DatasetError: an image is unreadable, or a mask does not fit the RGB image.
+        """
         if not -len(self.entries) <= i < len(self.entries):
             raise IndexError(f"{self.name} dataset index {i} out of range ({len(self)} pairs)")
         e = self.entries[i]
@@ -94,10 +114,18 @@ class PairDataset:
             x0, y0, x1, y1 = e.crop
             rgb = rgb[y0:y1, x0:x1]
             thermal = thermal[y0:y1, x0:x1]
+        mask_arr = None
+        if masks and e.masks is not None:
+            try:
+                mask_arr = render_masks(e.masks, rgb.shape[:2])
+            except InputError as exc:
+                raise DatasetError(f"{self.name}: instance mask of {e.rgb_path}: {exc}; fix "
+                                   "the annotation or the image") from exc
         return PairSample(
             rgb=rgb, thermal=thermal, boxes=e.boxes, labels=e.labels, homography=e.homography,
             image_id=e.image_id, visible=e.visible,
             meta={**e.meta, "rgb_path": str(e.rgb_path), "thermal_path": str(e.thermal_path)},
+            masks=mask_arr,
         )
 
     def __repr__(self) -> str:
@@ -189,6 +217,13 @@ def class_index(name: str, class_names: Sequence[str], aliases: dict[str, str],
             "layout with its own classes.txt (docs/data_formats.md)"
         )
     return lowered.index(key)
+
+
+def box_polygon(box: Sequence[float]) -> list[np.ndarray]:
+    """The rectangle of an xyxy box as a one-polygon :data:`MaskSource` (the mask of an
+    object whose annotation has a box but no outline, in a dataset with masks)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [np.float32([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])]
 
 
 def boxes_array(rows: list[list[float]]) -> np.ndarray:

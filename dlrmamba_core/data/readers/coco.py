@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from dlrmamba_core.data.readers.base import Entry, PairDataset, boxes_array
-from dlrmamba_core.errors import DatasetError
+from dlrmamba_core.data.masks import MaskSource, decode_segmentation
+from dlrmamba_core.data.readers.base import Entry, PairDataset, box_polygon, boxes_array
+from dlrmamba_core.errors import DatasetError, InputError
 
 __all__ = ["open_coco", "open_synth"]
 
@@ -28,6 +29,20 @@ def _load_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _segmentation(a: dict[str, Any], img: dict[str, Any], path: Path) -> MaskSource | None:
+    """The annotation's ``segmentation`` (polygons or RLE), or None when it has none."""
+    seg = a.get("segmentation")
+    if seg is None or (isinstance(seg, (list, dict)) and not seg):
+        return None
+    hw = (int(img["height"]), int(img["width"])) if "height" in img and "width" in img \
+        else None
+    try:
+        return decode_segmentation(seg, hw)
+    except InputError as exc:
+        raise DatasetError(f"{path}: annotation id {a.get('id')} of image {img['file_name']}: "
+                           f"segmentation: {exc}; fix or remove the segmentation") from exc
+
+
 def _parse_coco(path: Path, base: Path, thermal_dir: str | None, name: str) -> PairDataset:
     data = _load_json(path)
     cats = sorted(data["categories"], key=lambda c: c["id"])
@@ -40,6 +55,8 @@ def _parse_coco(path: Path, base: Path, thermal_dir: str | None, name: str) -> P
         except (KeyError, TypeError) as exc:
             raise DatasetError(f"{path}: annotation {a!r} lacks image_id") from exc
     entries, unpaired = [], []
+    sources: list[list[MaskSource | None]] = []  # per entry, per object
+    crowd = 0
     for img in data["images"]:
         try:
             rgb_path = base / img["file_name"]
@@ -56,6 +73,7 @@ def _parse_coco(path: Path, base: Path, thermal_dir: str | None, name: str) -> P
             unpaired.append(str(rgb_path if rgb_path.is_file() else th_path))
             continue
         rows, labels, vis = [], [], []
+        segs: list[MaskSource | None] = []
         for a in per_image.get(img["id"], []):
             try:
                 x, y, w, h = (float(v) for v in a["bbox"])
@@ -69,7 +87,9 @@ def _parse_coco(path: Path, base: Path, thermal_dir: str | None, name: str) -> P
                 raise DatasetError(f"{path}: annotation id {a.get('id')} has an empty bbox "
                                    f"{a['bbox']}")
             if a.get("iscrowd", 0):
+                crowd += 1  # a crowd region: neither an object to find nor a mistake
                 continue
+            segs.append(_segmentation(a, img, path))
             rows.append([x, y, x + w, y + h])
             labels.append(cls)
             vis.append([bool(a.get("visible_rgb", 1)), bool(a.get("visible_thermal", 1))])
@@ -82,7 +102,21 @@ def _parse_coco(path: Path, base: Path, thermal_dir: str | None, name: str) -> P
             homography=None if hm is None else np.asarray(hm, np.float64),
             visible=np.asarray(vis, bool).reshape(-1, 2) if has_vis else None, meta=meta,
         ))
-    return PairDataset(name, base, entries, class_names, unpaired)
+        sources.append(segs)
+    ds = PairDataset(name, base, entries, class_names, unpaired)
+    if crowd:
+        ds.notes.append(f"{crowd} iscrowd annotations of {path} are left out of the objects "
+                        "(COCO crowd regions: ignored by COCO evaluation, not targets)")
+    if any(s is not None for segs in sources for s in segs):
+        boxed = 0
+        for e, segs in zip(entries, sources, strict=True):
+            boxed += sum(s is None for s in segs)
+            e.masks = [box_polygon(b) if s is None else s
+                       for s, b in zip(segs, e.boxes, strict=True)]
+        if boxed:
+            ds.notes.append(f"{boxed} annotations of {path} have a bbox but no segmentation: "
+                            "their instance mask is the box rectangle")
+    return ds
 
 
 def open_coco(root: Path, split: str | None = None, annotations: str | None = None,
@@ -98,6 +132,12 @@ def open_coco(root: Path, split: str | None = None, annotations: str | None = No
 
     Optional per image ``homography`` (3x3 thermal -> RGB); per annotation
     ``visible_rgb`` / ``visible_thermal``. Class names come from ``categories`` (by id order).
+
+    Instance masks: an annotation's ``segmentation`` (polygons ``[[x1, y1, ...], ...]`` or
+    RLE ``{"size": [h, w], "counts": str | [int]}``) becomes ``PairSample.masks``; when some
+    annotations have one, the others get their box rectangle (counted in ``notes``); when
+    none has one, the dataset has no masks (``has_masks`` False). ``iscrowd`` annotations are
+    left out of the objects (counted in ``notes``).
     """
     base = root / split if split else root
     ann = base / (annotations or "annotations.json")

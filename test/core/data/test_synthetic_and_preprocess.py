@@ -93,6 +93,7 @@ def test_frame_dataset_layout_and_stats_cli(tmp_path: Path) -> None:
     assert stats["pairs"] == 3 and stats["unpaired"] in (0, [])
     assert stats["boxes"] == sum(stats["boxes_per_class"].values())
     assert set(stats["boxes_per_class"]) <= set(SYNTH_CLASSES)
+    assert stats["instance_masks"] and stats["masks"] == stats["boxes"]
 
 
 def test_missing_dataset_root_is_a_clear_error(tmp_path: Path) -> None:
