@@ -63,6 +63,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=["dlrmamba_core", "dlrmamba_core.*", PACKAGE, f"{PACKAGE}.*"]),
+    package_data={"dlrmamba_core.research": ["runs.yaml"]},  # the research pipeline's run list
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

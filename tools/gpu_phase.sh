@@ -35,7 +35,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
 export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
 # Fail in seconds, not after the data generation, when a training dependency is missing.
-python3 -c "import albumentations, pycocotools, onnx" || { echo "a wheel is missing in .whl" >&2; exit 3; }
+python3 -c "import albumentations, pycocotools, onnx, yaml" || { echo "a wheel is missing in .whl" >&2; exit 3; }
 export DLRMAMBA_STACK_DUMP_S=${DLRMAMBA_STACK_DUMP_S:-0}
 cd /tmp/src || exit 4
 if ls "$ORIG"/.whl/need.tar.part-* >/dev/null 2>&1; then
@@ -49,7 +49,7 @@ if [ "$PH" = B ]; then
   mkdir -p /tmp/pipe/teacher && cat "$ORIG"/.whl/teacher_best.pt.part-* > /tmp/pipe/teacher/best.pt \
     || { echo "phase B needs .whl/teacher_best.pt.part-*" >&2; exit 5; }
 fi
-timeout -s INT "${PIPE_LIMIT_S:-540}" python3 -m dlrmamba_core.engine.pipeline --out /tmp/pipe \
+timeout -s INT "${PIPE_LIMIT_S:-540}" python3 -m dlrmamba_core.research.pipeline --out /tmp/pipe \
   --n-train 2400 --n-val 300 --n-test 500 "$@" --pack /tmp/pack 2>&1 \
   | tee "$OUT/pipeline.log" | grep -v "^INFO dlrmamba_core.engine.trainer" | grep -v "start "
 rc=$?

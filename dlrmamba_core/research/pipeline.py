@@ -1,31 +1,35 @@
 """The recipe that trains and evaluates the models we ship, on the SYNTHETIC benchmark.
 
-    python -m dlrmamba_core.engine.pipeline --out runs/synth --budget-min 16
+    python -m dlrmamba_core.research.pipeline --out runs/synth --budget-min 16
 
 Stages (each skipped when its output exists, so a rerun on the same folder resumes):
 
 1. ``data/``: the synthetic benchmark from ``data.synthetic.write_frame_dataset`` (train / val /
    test splits, fixed seed); ``cache/``: the train and val splits pre-processed once
    (``engine.cache``), shared by every run (``--no-cache``: each run reads the images).
-2. Phase A, in parallel on one GPU (small models leave most of an H100 idle, so several runs
-   share it): the full-rank ``teacher`` (fused), the same detector on ``rgb`` only and on
-   ``thermal`` only, the ``cnn`` yardstick and the low-rank ``student_scratch`` (same
-   architecture as the distilled student, random init, task loss only).
-3. Phase B, needs the teacher: ``student_sad`` (SVD init at ``MAIN_RANK`` -> SAD -> fine-tune),
-   ``student_nodistill`` (the same schedule with the SVD/state/feature weights at 0: low-rank
-   init + task loss only), and the rank sweep ``sweep_r050 / r055 / r060 / r065`` (SAD only).
-   Phase C runs only when ``--only`` names them: the SAD losses switched off one at a time
-   (``sad_no_svd``, ``sad_no_state``, ``sad_no_feat``) and ``student_sad_seed2`` /
-   ``student_nodistill_seed2`` (phase B again with another seed: how far two runs of one recipe
-   differ, the noise any distillation gain must clear). Phase V, also only when named: the
-   ``fusion_mamba`` and ``mobilemamba`` variants trained like phase A, and ``fusion_mamba_lr``
-   / ``mobilemamba_lr`` distilled from them like ``student_sad``. Phase S, also only when
-   named: the faster architectures (``models.config.FAST_PAIRS``, e.g. ``teacher_p5`` then
-   ``student_p5``), each teacher trained like phase A, its student distilled like
-   ``student_sad``.
-4. Every model's best-on-val checkpoint is evaluated on the TEST split (COCO mAP); everything
+2. The runs listed in ``research/runs.yaml`` (``--runs FILE`` for another list), several at a
+   time on one GPU (small models leave most of an H100 idle), each after the run it is
+   distilled from. Phases A and B run by default; C, V and S only when ``--only`` names
+   their runs. The list as shipped:
+
+   * A: the full-rank ``teacher`` (fused), the same low-rank detector on ``rgb`` only and on
+     ``thermal`` only, the ``cnn`` yardstick and the low-rank ``student_scratch`` (same
+     architecture as the distilled student, random init, task loss only);
+   * B, needs the teacher: ``student_sad`` (SVD init at ``MAIN_RANK`` -> SAD -> fine-tune),
+     ``student_nodistill`` (the same schedule with the SVD/state/feature weights at 0: low-rank
+     init + task loss only), and the rank sweep ``sweep_r050 / r055 / r060 / r065`` (SAD only);
+   * C: the SAD losses switched off one at a time (``sad_no_svd``, ``sad_no_state``,
+     ``sad_no_feat``) and ``student_sad_seed2`` / ``student_nodistill_seed2`` (phase B again
+     with another seed: how far two runs of one recipe differ, the noise any distillation
+     gain must clear);
+   * V: the ``fusion_mamba`` and ``mobilemamba`` variants trained like phase A, and
+     ``fusion_mamba_lr`` / ``mobilemamba_lr`` distilled from them like ``student_sad``;
+   * S: the faster architectures (``models.config.FAST_PAIRS``, e.g. ``teacher_p5`` then
+     ``student_p5``), each teacher trained like phase A, its student distilled like
+     ``student_sad``, and the same student without the structural losses.
+3. Every model's best-on-val checkpoint is evaluated on the TEST split (COCO mAP); everything
    goes to ``results.json``.
-5. ``--pack DIR`` copies results, logs, curves and fp16 checkpoints into a few files for transfer.
+4. ``--pack DIR`` copies results, logs, curves and fp16 checkpoints into a few files for transfer.
 
 Each run is a ``dlrmamba train`` / ``dlrmamba distill`` subprocess (the same CLI users run), with
 ``--resume`` from its ``last.pt`` when one exists, a time budget and ``--fit-to-time`` (the
@@ -56,13 +60,10 @@ from dlrmamba_core.subproc import stop_process
 log = logging.getLogger("dlrmamba.pipeline")
 
 DATA_FORMAT = "synth"
-SWEEP = (0.50, 0.55, 0.60, 0.65)
-ABLATE_LOSSES = ("svd", "state", "feat")  # phase C: SAD with one loss switched off
-REPEAT_SEED = 2  # phase C: phase B's two students again with this seed
-VARIANT_RUNS = (  # phase V: (variant, role); each also gets a distilled "<variant>_lr" run
-    ("fusion_mamba", "Fusion-Mamba dual-stream feature fusion (full rank)"),
-    ("mobilemamba", "MobileMamba MRFFI backbone (full rank)"),
-)
+#: The run list: names, phases, recipes, teachers, extra arguments (see the file's header).
+RUNS_FILE = Path(__file__).with_name("runs.yaml")
+#: How each recipe builds a run's arguments: see :func:`plan`.
+RECIPES = ("train", "distill", "sweep")
 # The shipped student is the registered `student` variant (<= 30% of the teacher's params);
 # the paper's rank ratios 0.50..0.65 are measured by the sweep.
 MAIN_RANK = STUDENT_RANK_RATIO
@@ -78,7 +79,8 @@ class Run:
         command: "train" or "distill".
         args: CLI arguments after the command (without --out / --resume).
         needs: names of runs that must have finished first.
-        phase: "A", "B", "C", "V" or "S" (C, V and S: only run when ``--only`` names them).
+        phase: the phase letter of ``runs.yaml`` (those outside its ``default_phases`` run
+            only when ``--only`` names them).
         info: what results.json records about it (variant, modality, rank ratio, ...).
     """
 
@@ -113,16 +115,143 @@ class Run:
         return None
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """One entry of the run list, before the schedule's numbers are filled in.
+
+    Attributes:
+        name: run folder name and key in results.json.
+        phase: phase letter.
+        recipe: one of :data:`RECIPES`.
+        teacher: the run whose ``best.pt`` distills this one (``distill`` / ``sweep``).
+        args: extra CLI arguments (may hold placeholders, see ``runs.yaml``).
+        info: what results.json records (may hold placeholders).
+        seed: ``--seed`` after all other arguments (a repeat of another run), or None.
+    """
+
+    name: str
+    phase: str
+    recipe: str
+    teacher: str | None = None
+    args: tuple[str, ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class RunList:
+    """The parsed run list: the runs in order and the phases that run without ``--only``."""
+
+    runs: tuple[RunSpec, ...]
+    default_phases: tuple[str, ...]
+
+    def phase_of(self) -> dict[str, str]:
+        """{run name: phase letter}."""
+        return {r.name: r.phase for r in self.runs}
+
+
+def _spec_error(path: Path, where: str, what: str) -> ConfigError:
+    return ConfigError(f"{path}: {where}: {what} (the fields are described at the top of "
+                       f"{RUNS_FILE.name})")
+
+
+def _run_spec(entry: Any, i: int, known: dict[str, RunSpec], path: Path) -> RunSpec:
+    """One ``runs:`` entry as a :class:`RunSpec`; ``repeat_of`` resolved against ``known``."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise _spec_error(path, f"run {i + 1}", "needs a mapping with a name")
+    name = entry["name"]
+    if name in known:
+        raise _spec_error(path, name, "the name is used twice")
+    phase = str(entry.get("phase", ""))
+    if not phase:
+        raise _spec_error(path, name, "has no phase")
+    base_name = entry.get("repeat_of")
+    if base_name is not None:
+        base = known.get(str(base_name))
+        if base is None:
+            raise _spec_error(path, name, f"repeat_of {base_name!r} is not an earlier run")
+        seed = entry.get("seed")
+        if not isinstance(seed, int):
+            raise _spec_error(path, name, "repeat_of needs an integer seed")
+        info = {**base.info, "repeat_of": base.name, "seed": seed,
+                "role": f"{base.info.get('role', '')}, seed {seed}"}
+        return RunSpec(name, phase, base.recipe, base.teacher, base.args, info, seed)
+    recipe = entry.get("recipe")
+    if recipe not in RECIPES:
+        raise _spec_error(path, name, f"recipe {recipe!r} is not one of {', '.join(RECIPES)}")
+    teacher = entry.get("teacher")
+    if (recipe == "train") != (teacher is None):
+        raise _spec_error(path, name, "distill and sweep runs name a teacher, train runs none")
+    info = dict(entry.get("info") or {})
+    if recipe != "train" and "rank_ratio" not in info:
+        raise _spec_error(path, name, "a distill or sweep run needs info.rank_ratio")
+    args = tuple(str(a) for a in entry.get("args") or ())
+    return RunSpec(name, phase, str(recipe), None if teacher is None else str(teacher), args,
+                   info)
+
+
+def load_runs(path: Path = RUNS_FILE) -> RunList:
+    """Read the run list (default: the packaged ``runs.yaml``).
+
+    Raises:
+        ConfigError: the file is missing or an entry is malformed (says which and why).
+    """
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the run list ({exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
+        raise ConfigError(f"{path}: needs a 'runs:' list (see {RUNS_FILE})")
+    known: dict[str, RunSpec] = {}
+    for i, entry in enumerate(doc["runs"]):
+        spec = _run_spec(entry, i, known, Path(path))
+        known[spec.name] = spec
+    for spec in known.values():
+        if spec.teacher is not None and spec.teacher not in known:
+            raise _spec_error(Path(path), spec.name, f"teacher {spec.teacher!r} is not a run")
+    default = tuple(str(p) for p in doc.get("default_phases") or ())
+    return RunList(tuple(known.values()), default)
+
+
+def _fill(value: Any, values: dict[str, Any], variant: str | None) -> Any:
+    """Fill ``{placeholder}`` in a string; a value that is only a placeholder keeps its type."""
+    if not isinstance(value, str) or "{" not in value:
+        return value
+    if "{description}" in value:
+        from dlrmamba_core.models.config import variant_description
+
+        values = {**values, "description": variant_description(str(variant))}
+    key = value[1:-1]
+    if value.startswith("{") and value.endswith("}") and key in values:
+        return values[key]
+    try:
+        return value.format_map(values)
+    except KeyError as exc:
+        raise ConfigError(f"run list: unknown placeholder {exc} in {value!r}; known: "
+                          f"{', '.join(sorted(values))}") from exc
+
+
 def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: int,
          sweep_epochs: int, batch: int, workers: int, input_hw: tuple[int, int],
          phase_a_min: float, phase_b_min: float, root: Path, device: str = "cuda",
          teacher_variant: str = "teacher", cache: Path | None = None,
-         val_every: int = 1, lr: float = 0.01, warmup_epochs: float = 1.0) -> list[Run]:
-    """The runs of the recipe (see the module docstring).
+         val_every: int = 1, lr: float = 0.01, warmup_epochs: float = 1.0,
+         runs_file: Path = RUNS_FILE) -> list[Run]:
+    """The runs of the run list (``runs_file``) with the schedule's arguments filled in.
 
-    Every run gets a time budget (phase A: ``phase_a_min``; phase B: half of ``phase_b_min``
-    for the distillation and half for the fine-tune) and ``--fit-to-time``: its epoch count
-    is an upper bound, shortened so the learning-rate schedule completes within the budget.
+    Every run gets a time budget and ``--fit-to-time``: its epoch count is an upper bound,
+    shortened so the learning-rate schedule completes within the budget. Its arguments are the
+    run's own ``args``, its recipe's, then ``--seed`` for a repeat:
+
+    * ``train``: ``teacher_epochs``, ``warmup_epochs`` and ``phase_a_min`` minutes;
+    * ``distill``: SVD init -> SAD (``distill_epochs``) -> fine-tune (``finetune_epochs``)
+      from the teacher run's ``best.pt``, half of ``phase_b_min`` for each stage, half the
+      warmup;
+    * ``sweep``: SAD only (``sweep_epochs``), the whole ``phase_b_min``.
     """
     common = ["--data", str(data), "--data-format", DATA_FORMAT, "--batch-size", str(batch),
               "--workers", str(workers), "--no-progress", "--device", device,
@@ -131,117 +260,38 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
     if cache is not None:
         common += ["--cache", str(cache)]
     size = ["--input-size", str(input_hw[0]), str(input_hw[1])]
-    a_time = ["--max-time-min", f"{phase_a_min:.2f}"]
     train = ["--epochs", str(teacher_epochs), "--warmup-epochs", str(warmup_epochs), *common,
-             *size, *a_time]
-    # Same architecture as student_from_teacher(teacher, MAIN_RANK, STATE_RATIO), from scratch;
-    # the single-modality models use it too, so fused vs single compares like with like.
+             *size, "--max-time-min", f"{phase_a_min:.2f}"]
+    # The low-rank architecture of student_from_teacher(teacher, MAIN_RANK, STATE_RATIO).
     from dlrmamba_core.models import get_config
 
-    r_state = state_size(STATE_RATIO, get_config(teacher_variant, 1).d_state)
-    low = ["--variant", "student", "--rank-ratio", str(MAIN_RANK), "--d-state", str(r_state)]
-    runs = [
-        Run("teacher", "train", ["--variant", teacher_variant, *train],
-            info={"variant": "teacher", "modality": "fused", "role": "full-rank teacher"}),
-        Run("student_scratch", "train", [*low, *train],
-            info={"variant": "student", "modality": "fused", "rank_ratio": MAIN_RANK,
-                  "role": "low rank, random init, no distillation"}),
-        Run("rgb", "train", [*low, "--modality", "rgb", *train],
-            info={"variant": "student", "modality": "rgb", "rank_ratio": MAIN_RANK,
-                  "role": "RGB only (low rank, random init)"}),
-        Run("thermal", "train", [*low, "--modality", "thermal", *train],
-            info={"variant": "student", "modality": "thermal", "rank_ratio": MAIN_RANK,
-                  "role": "thermal only (low rank, random init)"}),
-        Run("cnn", "train", ["--variant", "cnn", *train],
-            info={"variant": "cnn", "modality": "fused", "role": "conv yardstick"}),
-    ]
-    teacher_pt = str(root / "teacher" / "best.pt")
-    b_time = ["--max-time-min", f"{phase_b_min / 2:.2f}"]
-    sweep_time = ["--max-time-min", f"{phase_b_min:.2f}"]  # no fine-tune phase
-    distill = ["--teacher", teacher_pt, "--state-ratio", str(STATE_RATIO),
-               "--warmup-epochs", str(warmup_epochs / 2), *common]
-    runs.append(Run("student_sad", "distill",
-                    ["--rank-ratio", str(MAIN_RANK), "--epochs", str(distill_epochs),
-                     "--finetune-epochs", str(finetune_epochs), *distill, *b_time],
-                    needs=["teacher"], phase="B",
-                    info={"variant": "student", "modality": "fused", "rank_ratio": MAIN_RANK,
-                          "role": "SVD init -> SAD -> fine-tune (shipped)"}))
-    runs.append(Run("student_nodistill", "distill",
-                    ["--rank-ratio", str(MAIN_RANK), "--epochs", str(distill_epochs),
-                     "--finetune-epochs", str(finetune_epochs),
-                     "--weights", "task=1,svd=0,state=0,feat=0", *distill, *b_time],
-                    needs=["teacher"], phase="B",
-                    info={"variant": "student", "modality": "fused", "rank_ratio": MAIN_RANK,
-                          "role": "SVD init, task loss only (no distillation)"}))
-    for r in SWEEP:
-        if r == MAIN_RANK:
-            continue
-        runs.append(Run(f"sweep_r{round(r * 100):03d}", "distill",
-                        ["--rank-ratio", str(r), "--epochs", str(sweep_epochs),
-                         "--finetune-epochs", "0", *distill, *sweep_time],
-                        needs=["teacher"], phase="B",
-                        info={"variant": "student", "modality": "fused", "rank_ratio": r,
-                              "role": "rank sweep (SAD only)"}))
-    # Phase C (only when named in --only): each distillation loss switched off in turn, and the
-    # two phase-B students again with another seed, to tell an effect from run-to-run noise.
-    sad = ["--rank-ratio", str(MAIN_RANK), "--epochs", str(distill_epochs),
-           "--finetune-epochs", str(finetune_epochs), *distill, *b_time]
-    for loss in ABLATE_LOSSES:
-        runs.append(Run(f"sad_no_{loss}", "distill", [*sad, "--weights", f"{loss}=0"],
-                        needs=["teacher"], phase="C",
-                        info={"variant": "student", "modality": "fused",
-                              "rank_ratio": MAIN_RANK, "ablated_loss": loss,
-                              "role": f"SAD without L_{loss} -> fine-tune"}))
-    for base in ("student_sad", "student_nodistill"):
-        b = next(r for r in runs if r.name == base)
-        runs.append(Run(f"{base}_seed{REPEAT_SEED}", "distill",
-                        [*b.args, "--seed", str(REPEAT_SEED)], needs=["teacher"], phase="C",
-                        info={**b.info, "repeat_of": base, "seed": REPEAT_SEED,
-                              "role": f"{b.info['role']}, seed {REPEAT_SEED}"}))
-    # Phase V (only when named in --only): the other seed systems as variants. Their
-    # full-rank models train like phase A, their low-rank forms are distilled from them like
-    # student_sad (SVD init at MAIN_RANK -> SAD -> fine-tune).
-    for variant, role in VARIANT_RUNS:
-        runs.append(Run(variant, "train", ["--variant", variant, *train], phase="V",
-                        info={"variant": variant, "modality": "fused", "role": role}))
-        runs.append(Run(f"{variant}_lr", "distill",
-                        ["--rank-ratio", str(MAIN_RANK), "--epochs", str(distill_epochs),
-                         "--finetune-epochs", str(finetune_epochs),
-                         "--teacher", str(root / variant / "best.pt"),
-                         "--state-ratio", str(STATE_RATIO),
-                         "--warmup-epochs", str(warmup_epochs / 2), *common, *b_time],
-                        needs=[variant], phase="V",
-                        info={"variant": f"{variant}_lr", "modality": "fused",
-                              "rank_ratio": MAIN_RANK,
-                              "role": f"low-rank {variant}: SVD init -> SAD -> fine-tune"}))
-    # Phase S (only when named in --only): the faster architectures of [speed]
-    # (models.config.FAST_PAIRS): each full-rank teacher trained like phase A, then its
-    # registered student distilled from it like student_sad (SVD init -> SAD -> fine-tune).
-    from dlrmamba_core.models.config import FAST_PAIRS, variant_description
+    values: dict[str, Any] = {
+        "teacher_variant": teacher_variant, "main_rank": MAIN_RANK,
+        "r_state": state_size(STATE_RATIO, get_config(teacher_variant, 1).d_state)}
 
-    for t_variant, s_variant in FAST_PAIRS:
-        runs.append(Run(t_variant, "train", ["--variant", t_variant, *train], phase="S",
-                        info={"variant": t_variant, "modality": "fused",
-                              "role": f"fast teacher: {variant_description(t_variant)}"}))
-        runs.append(Run(s_variant, "distill",
-                        ["--rank-ratio", str(MAIN_RANK), "--epochs", str(distill_epochs),
-                         "--finetune-epochs", str(finetune_epochs),
-                         "--teacher", str(root / t_variant / "best.pt"),
-                         "--state-ratio", str(STATE_RATIO),
-                         "--warmup-epochs", str(warmup_epochs / 2), *common, *b_time],
-                        needs=[t_variant], phase="S",
-                        info={"variant": s_variant, "modality": "fused",
-                              "rank_ratio": MAIN_RANK,
-                              "role": f"fast student of {t_variant}: SVD init -> SAD -> "
-                                      "fine-tune"}))
-        # The same schedule with the structural losses off: what SAD adds on this architecture.
-        s_run = runs[-1]
-        runs.append(Run(f"{s_variant}_nodistill", "distill",
-                        [*s_run.args, "--weights", "task=1,svd=0,state=0,feat=0"],
-                        needs=[t_variant], phase="S",
-                        info={**s_run.info,
-                              "role": f"fast student of {t_variant}: SVD init, task loss only "
-                                      "(no distillation)"}))
+    def distill(spec: RunSpec, rank: Any) -> list[str]:
+        stages = (["--epochs", str(distill_epochs), "--finetune-epochs", str(finetune_epochs)]
+                  if spec.recipe == "distill" else
+                  ["--epochs", str(sweep_epochs), "--finetune-epochs", "0"])
+        minutes = phase_b_min / 2 if spec.recipe == "distill" else phase_b_min  # no fine-tune
+        return ["--rank-ratio", str(rank), *stages,
+                "--teacher", str(root / str(spec.teacher) / "best.pt"),
+                "--state-ratio", str(STATE_RATIO), "--warmup-epochs", str(warmup_epochs / 2),
+                *common, "--max-time-min", f"{minutes:.2f}"]
+
+    runs = []
+    for spec in load_runs(runs_file).runs:
+        variant = spec.info.get("variant")
+        info = {k: _fill(v, values, variant) for k, v in spec.info.items()}
+        own = [str(_fill(a, values, variant)) for a in spec.args]
+        seed = [] if spec.seed is None else ["--seed", str(spec.seed)]
+        if spec.recipe == "train":
+            runs.append(Run(spec.name, "train", [*own, *train, *seed], phase=spec.phase,
+                            info=info))
+        else:
+            runs.append(Run(spec.name, "distill",
+                            [*own, *distill(spec, info["rank_ratio"]), *seed],
+                            needs=[str(spec.teacher)], phase=spec.phase, info=info))
     return runs
 
 
@@ -509,7 +559,7 @@ def probe_speed(variant: str, batch: int, input_hw: tuple[int, int], steps: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m dlrmamba_core.engine.pipeline``."""
+    """Entry point of ``python -m dlrmamba_core.research.pipeline``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--synth-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -545,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune-epochs", type=int, default=6)
     ap.add_argument("--sweep-epochs", type=int, default=10)
     ap.add_argument("--only", nargs="*", default=None, help="run only these runs")
+    ap.add_argument("--runs", type=Path, default=RUNS_FILE, metavar="FILE",
+                    help="the run list (default: research/runs.yaml)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--teacher-variant", default="teacher",
                     help="teacher architecture (nano: CPU smoke test of the pipeline)")
@@ -565,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
     a_min = args.phase_a_min if args.phase_a_min is not None else 0.45 * args.budget_min
     b_min = args.phase_b_min if args.phase_b_min is not None else 0.45 * args.budget_min
     names = [r.name for r in plan(data, 1, 1, 1, 1, 1, 0, tuple(args.input_size), a_min, b_min,
-                                  root, teacher_variant=args.teacher_variant)]
+                                  root, teacher_variant=args.teacher_variant,
+                                  runs_file=args.runs)]
     unknown = sorted(set(args.only or []) - set(names))
     if unknown:  # before minutes of data generation, not after
         raise ConfigError(f"--only: no run named {', '.join(unknown)}; the runs are "
@@ -580,11 +633,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = plan(data, args.teacher_epochs, args.distill_epochs, args.finetune_epochs,
                 args.sweep_epochs, args.batch_size, args.workers, tuple(args.input_size),
                 a_min, b_min, root, args.device, args.teacher_variant, cache, args.val_every,
-                args.lr, args.warmup_epochs)
+                args.lr, args.warmup_epochs, args.runs)
     if args.only:
         runs = [r for r in runs if r.name in args.only]
     else:
-        runs = [r for r in runs if r.phase not in ("C", "V", "S")]
+        default = load_runs(args.runs).default_phases
+        runs = [r for r in runs if r.phase in default]
     status = run_all(runs, root, args.parallel,
                      stall_s=60 * args.stall_min if args.stall_min else None,
                      deadline_s=(60 * args.deadline_min - (time.monotonic() - t0)

@@ -1,4 +1,4 @@
-"""engine.pipeline.run_all: a silent (hung) run is stopped, a deadline stops everything."""
+"""research.pipeline.run_all: a silent (hung) run is stopped, a deadline stops everything."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dlrmamba_core.engine import pipeline
+from dlrmamba_core.research import pipeline
 
 
 def _fake_launch(script: dict[str, str]):
@@ -69,7 +69,7 @@ def test_benchmark_options_are_recorded_and_checked(tmp_path: Path) -> None:
                                synth_options=["night_light=0.0002,0.0006"])
     assert ds["generator_version"] == info["generator_version"]
     # Results of differently generated benchmarks are not merged.
-    from dlrmamba_core.engine.ship import merge_results
+    from dlrmamba_core.research.ship import merge_results
 
     base = {"created_utc": "x", "input_hw": [96, 128], "models": {"a": {}}, "status": {}}
     a, b = tmp_path / "a.json", tmp_path / "b.json"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dlrmamba_core.engine import pipeline
 from dlrmamba_core.errors import ConfigError
+from dlrmamba_core.research import pipeline
 
 
 def _plan(root: Path) -> dict[str, pipeline.Run]:

@@ -1,10 +1,10 @@
 """Regenerate ``docs/results.md`` from the pipeline's results JSON.
 
-    python -m dlrmamba_core.engine.results [--results models/results_synth.json]
+    python -m dlrmamba_core.research.results [--results models/results_synth.json]
         [--out docs/results.md] [--threads 2] [--runs 30]
 
 Accuracy (COCO mAP on the SYNTHETIC test split) comes from the results JSON written by
-``engine.pipeline`` on the GPU machine. Everything else is measured here, by this script:
+``research.pipeline`` on the GPU machine. Everything else is measured here, by this script:
 parameters and GFLOPs (``torch.utils.flop_counter.FlopCounterMode``, one frame at the
 model's input size, multiply-add = 2 FLOPs) of each architecture, and CPU latency of its ONNX
 export in onnxruntime (batch 1, the given intra-op threads, median over ``--runs`` after
@@ -33,7 +33,6 @@ log = logging.getLogger("dlrmamba.results")
 
 DEFAULT_RESULTS = Path("models/results_synth.json")
 DEFAULT_OUT = Path("docs/results.md")
-PHASE_A_ORDER = ("teacher", "student_scratch", "rgb", "thermal", "cnn")
 # Phase C of the pipeline: (row label, runs with that loss setting, weight switched off).
 LOSS_ROWS = (("all four losses (paper weights)", ("student_sad", "student_sad_seed2"), None),
              ("without L_SVD", ("sad_no_svd",), "svd"),
@@ -117,27 +116,39 @@ def _fmt(v: Any, nd: int = 1) -> str:
     return str(v)
 
 
-def _phase_letter(runs: list[str], index: int) -> str:
-    """The pipeline phase (A, B, C) a set of runs belongs to, from their names."""
-    base = {r.split("/")[0] for r in runs}
-    if base and base <= set(PHASE_A_ORDER):
-        return "A"
-    if any(b.startswith("sad_no_") or "_seed" in b for b in base):
-        return "C"
-    if any(b.startswith(("student_sad", "student_nodistill", "sweep_")) for b in base):
-        return "B"
-    from dlrmamba_core.engine.pipeline import VARIANT_RUNS
-    from dlrmamba_core.models.config import FAST_PAIRS
+def _phases_of_runs() -> dict[str, str]:
+    """{run name: phase letter} of the pipeline's run list (``research/runs.yaml``)."""
+    from dlrmamba_core.research.pipeline import load_runs
 
-    fast = {n for pair in FAST_PAIRS for n in pair} | {f"{s}_nodistill" for _, s in FAST_PAIRS}
-    seed = {v for v, _ in VARIANT_RUNS} | {f"{v}_lr" for v, _ in VARIANT_RUNS}
-    if base and base <= fast | seed:  # phase S (faster architectures), V (seed variants)
-        return "+".join(p for p, names in (("S", fast), ("V", seed)) if base & names)
+    return load_runs().phase_of()
+
+
+def _phase_a_order() -> list[str]:
+    """The phase-A runs in the order of the run list (the teacher first)."""
+    return [name for name, phase in _phases_of_runs().items() if phase == "A"]
+
+
+def _phase_letter(runs: list[str], index: int) -> str:
+    """The pipeline phase a set of runs belongs to, from the run list.
+
+    All in phase A: "A"; any in C: "C"; any in B: "B"; all in S and V: "S", "V" or "S+V";
+    otherwise the set's position (``index + 1``).
+    """
+    phase_of = _phases_of_runs()
+    base = {r.split("/")[0] for r in runs}
+    phases = {phase_of.get(b) for b in base}
+    if base and phases == {"A"}:
+        return "A"
+    for letter in ("C", "B"):
+        if letter in phases:
+            return letter
+    if base and phases <= {"S", "V"}:  # faster architectures, seed variants
+        return "+".join(p for p in ("S", "V") if p in phases)
     return str(index + 1)
 
 
 def _phase_lines(results: dict[str, Any]) -> list[str]:
-    """How each pipeline phase trained (merged results list them; see ``engine.ship``)."""
+    """How each pipeline phase trained (merged results list them; see ``research.ship``)."""
     phases = results.get("phases") or [{"models": sorted(k for k, m in results["models"].items()
                                                          if not m.get("device")),
                                         "settings": results.get("settings") or {},
@@ -163,14 +174,14 @@ def _phase_lines(results: dict[str, Any]) -> list[str]:
         if key not in in_phases and m.get("device"):
             lines.append("")
             if m.get("note"):
-                lines.append(f"`{key}`: {m['note']} (`engine.ship add-run`, the same test "
+                lines.append(f"`{key}`: {m['note']} (`research.ship add-run`, the same test "
                              "split).")
                 continue
             lines.append(f"`{key}` was trained outside the pipeline: {m.get('role', '')}, on "
                          f"{m['device']}" + (f", {m['train_seconds']:.0f} s" if
                                              m.get("train_seconds") else "")
                          + (f", starting from `{m['based_on']}`" if m.get("based_on") else "")
-                         + "; evaluated on the same test split by `engine.ship add-run`.")
+                         + "; evaluated on the same test split by `research.ship add-run`.")
     return [*lines, ""]
 
 
@@ -229,7 +240,7 @@ def _loss_lines(models: dict[str, Any]) -> list[str]:
 
 
 def _condition_lines(models: dict[str, Any]) -> list[str]:
-    """mAP50 per synthetic condition (``engine.ship conditions``), when measured."""
+    """mAP50 per synthetic condition (``research.ship conditions``), when measured."""
     rows = {k: m["test_by_condition"] for k, m in models.items() if m.get("test_by_condition")}
     if not rows:
         return []
@@ -239,7 +250,7 @@ def _condition_lines(models: dict[str, Any]) -> list[str]:
     first = next(iter(rows.values()))
     lines = ["", "## mAP50 per condition", "",
              "Each run's checkpoint evaluated on the same test split, split by the frame's "
-             "condition (`python -m dlrmamba_core.engine.ship conditions`, CPU; its overall "
+             "condition (`python -m dlrmamba_core.research.ship conditions`, CPU; its overall "
              "mAP50 reproduces the recorded one within 1 point). Frames per condition: "
              + ", ".join(f"{c} {first[c]['num_images']}" for c in conds if c in first)
              + ". The best single-camera row of each column is what fusion has to beat.", "",
@@ -256,20 +267,20 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
            threads: int, runs: int, cpu: str, front: list[str] | None = None) -> str:
     """The markdown of docs/results.md (``front``: the lines of :func:`front_lines`)."""
     # Phase-A runs first (the teacher on top), then the rest in the order of the results.
+    order = _phase_a_order()
     models = dict(sorted(results["models"].items(),
-                         key=lambda kv: PHASE_A_ORDER.index(kv[0]) if kv[0] in PHASE_A_ORDER
-                         else len(PHASE_A_ORDER)))
+                         key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     hw = results["input_hw"]
     lines = [
         "# Results on the synthetic benchmark",
         "",
-        "<!-- generated by `python -m dlrmamba_core.engine.results`; do not edit by hand -->",
+        "<!-- generated by `python -m dlrmamba_core.research.results`; do not edit by hand -->",
         "",
         f"All accuracy numbers are COCO mAP (pycocotools) on the **SYNTHETIC** test split "
         f"({results['data']['splits']['test']} frames of `dlrmamba_core.data.synthetic`, seed "
         f"{results['data']['seed']}), trained on its train split "
         f"({results['data']['splits']['train']} frames) by `python -m "
-        "dlrmamba_core.engine.pipeline` "
+        "dlrmamba_core.research.pipeline` "
         f"on {results['device']} (torch {results['torch']}, {results['created_utc']}). "
         "They say how the models rank on this generator, not how they do on real cameras.",
         "",

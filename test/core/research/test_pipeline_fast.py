@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from dlrmamba_core.engine import pipeline
 from dlrmamba_core.models import build_model, get_config
 from dlrmamba_core.models.config import FAST_PAIRS
 from dlrmamba_core.models.student import student_from_teacher
+from dlrmamba_core.research import pipeline
 
 
 def test_phase_s_runs_each_fast_teacher_then_its_student(tmp_path: Path) -> None:

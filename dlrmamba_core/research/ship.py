@@ -1,14 +1,14 @@
 """Ship trained models: merge pipeline results, export a checkpoint with its full model card.
 
-    python -m dlrmamba_core.engine.ship merge A/results.json B/results.json \\
+    python -m dlrmamba_core.research.ship merge A/results.json B/results.json \\
         --out models/results_synth.json
-    python -m dlrmamba_core.engine.ship model CHECKPOINT --run student_sad/finetune \\
+    python -m dlrmamba_core.research.ship model CHECKPOINT --run student_sad/finetune \\
         --results models/results_synth.json --out models/dlrmamba_student.onnx [--default]
-    python -m dlrmamba_core.engine.ship conditions --checkpoints PIPELINE_OUT --data SYNTH_ROOT
-    python -m dlrmamba_core.engine.ship add-run CHECKPOINT --key K --role R --trained-on M \\
+    python -m dlrmamba_core.research.ship conditions --checkpoints PIPELINE_OUT --data SYNTH_ROOT
+    python -m dlrmamba_core.research.ship add-run CHECKPOINT --key K --role R --trained-on M \\
         --data SYNTH_ROOT
 
-The pipeline (``engine.pipeline``) runs on the GPU machine in phases (A: teacher and
+The pipeline (``research.pipeline``) runs on the GPU machine in phases (A: teacher and
 baselines; B: distillation and the rank sweep), each call writing its own ``results.json``.
 ``merge`` joins them into the one file ``docs/results.md`` is generated from, after checking
 that every phase trained and tested on the same synthetic benchmark (generator, seed and
@@ -53,7 +53,7 @@ def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(res, dict) or not isinstance(res.get("models"), dict) \
             or not isinstance(res.get("data"), dict):
         raise ConfigError(f"results file {p} has no 'models' and 'data' entries: not a "
-                          "results.json of engine.pipeline")
+                          "results.json of research.pipeline")
     return res
 
 

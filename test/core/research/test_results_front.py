@@ -1,10 +1,10 @@
-"""engine.results: the accuracy-vs-latency front (rows, PNG, table)."""
+"""research.results: the accuracy-vs-latency front (rows, PNG, table)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dlrmamba_core.engine import results
+from dlrmamba_core.research import results
 
 
 def _models() -> dict:

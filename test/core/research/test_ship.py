@@ -1,4 +1,4 @@
-"""engine.ship: merging pipeline results of several phases and shipping a run's checkpoint."""
+"""research.ship: merging pipeline results of several phases and shipping a run's checkpoint."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _results(path: Path, models: dict[str, Any], created: str, **data: Any) -> P
 
 
 def test_merge_joins_phases_and_refuses_other_data(tmp_path: Path) -> None:
-    from dlrmamba_core.engine.ship import main, merge_results
+    from dlrmamba_core.research.ship import main, merge_results
 
     a = _results(tmp_path / "a.json", {"teacher": {"test": {"mAP50": 60.0}},
                                        "cnn": {"test": {"mAP50": 70.0}}}, "2026-01-01")
@@ -61,7 +61,7 @@ def test_merge_joins_phases_and_refuses_other_data(tmp_path: Path) -> None:
 def test_ship_writes_card_from_results_and_checks_locally(
         tmp_path: Path, nano_teacher: Path, synth_root: Path) -> None:
     from dlrmamba_core.engine.runs import evaluate_file
-    from dlrmamba_core.engine.ship import ship_model
+    from dlrmamba_core.research.ship import ship_model
     from dlrmamba_core.runtime import Detector
 
     # What the (untrained) model really scores on the test split: the recorded number.
@@ -109,7 +109,7 @@ def test_conditions_adds_per_condition_map_and_checks_the_record(
     import shutil
 
     from dlrmamba_core.engine.runs import evaluate_file
-    from dlrmamba_core.engine.ship import add_condition_breakdown
+    from dlrmamba_core.research.ship import add_condition_breakdown
 
     (tmp_path / "pipe" / "m").mkdir(parents=True)
     shutil.copy(nano_teacher, tmp_path / "pipe" / "m" / "best.pt")
@@ -134,8 +134,8 @@ def test_conditions_adds_per_condition_map_and_checks_the_record(
 
 def test_add_run_evaluates_a_local_model_on_the_same_benchmark(
         tmp_path: Path, nano_teacher: Path, synth_root: Path) -> None:
-    from dlrmamba_core.engine.results import _phase_lines
-    from dlrmamba_core.engine.ship import add_local_run
+    from dlrmamba_core.research.results import _phase_lines
+    from dlrmamba_core.research.ship import add_local_run
 
     res = _results(tmp_path / "r.json", {"a": {"test": {"mAP50": 1.0}}}, "2026-01-01")
     e = add_local_run(res, nano_teacher, "a/cpu", "fine-tuned 2 epochs", synth_root,
@@ -155,7 +155,7 @@ def test_add_run_evaluates_a_local_model_on_the_same_benchmark(
 
 
 def test_results_page_marks_the_shipped_run_and_lists_missing_pieces(tmp_path: Path) -> None:
-    from dlrmamba_core.engine.results import render, shipped_run
+    from dlrmamba_core.research.results import render, shipped_run
 
     models = {"teacher": {"role": "full-rank teacher", "test": {"mAP50": 60.0, "mAP50_95": 30.0}},
               "student_sad/finetune": {"role": "SAD (shipped)", "rank_ratio": 0.15,
@@ -178,7 +178,7 @@ def test_results_page_marks_the_shipped_run_and_lists_missing_pieces(tmp_path: P
 def test_results_page_loss_ablation_seed_spread_and_notes(tmp_path: Path) -> None:
     """Phase C rows: weights per row, per-seed values and means, the seed spread; a note
     replaces the 'trained outside the pipeline' sentence; the teacher is listed first."""
-    from dlrmamba_core.engine.results import render
+    from dlrmamba_core.research.results import render
 
     def t(m50: float, m95: float = 40.0) -> dict[str, Any]:
         return {"test": {"mAP50": m50, "mAP50_95": m95}}
@@ -200,9 +200,9 @@ def test_results_page_loss_ablation_seed_spread_and_notes(tmp_path: Path) -> Non
     assert "without L_SVD" not in md  # no such run, no row
     assert "differ by `student_sad` 1.0 and `student_nodistill` 1.0 mAP50" in md
     assert "| the same, mean of 2 seeds each | 72.5 vs 70.5 (diff +2.0) | yes |" in md
-    assert "`teacher`: re-evaluated after a lost record (`engine.ship add-run`, the same" in md
+    assert "`teacher`: re-evaluated after a lost record (`research.ship add-run`, the same" in md
     assert "`teacher` was trained outside the pipeline" not in md
-    from dlrmamba_core.engine.results import _phase_letter
+    from dlrmamba_core.research.results import _phase_letter
 
     assert _phase_letter(["cnn", "teacher"], 0) == "A"
     assert _phase_letter(["student_sad/distill", "sweep_r050/distill"], 1) == "B"

@@ -1,0 +1,93 @@
+"""research/runs.yaml: the pipeline's runs come from the run list, and a bad list is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dlrmamba_core.errors import ConfigError
+from dlrmamba_core.models.config import FAST_PAIRS, STUDENT_RANK_RATIO, variant_description
+from dlrmamba_core.research import pipeline
+
+
+def _plan(root: Path, runs_file: Path = pipeline.RUNS_FILE) -> dict[str, pipeline.Run]:
+    runs = pipeline.plan(root / "data", 2, 2, 1, 2, 4, 0, (96, 128), 1.0, 1.0, root,
+                         teacher_variant="nano", runs_file=runs_file)
+    return {r.name: r for r in runs}
+
+
+def _value(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def test_shipped_run_list_fills_placeholders_with_the_registry(tmp_path: Path) -> None:
+    runs = _plan(tmp_path)
+    listed = pipeline.load_runs()
+    assert list(runs) == [s.name for s in listed.runs]
+    assert listed.default_phases == ("A", "B")
+    assert _value(runs["teacher"].args, "--variant") == "nano"  # {teacher_variant}
+    scratch = runs["student_scratch"]
+    assert _value(scratch.args, "--rank-ratio") == str(STUDENT_RANK_RATIO)
+    assert scratch.info["rank_ratio"] == STUDENT_RANK_RATIO  # typed, not the string "0.15"
+    assert int(_value(scratch.args, "--d-state")) >= 1
+    assert _value(runs["sweep_r055"].args, "--rank-ratio") == "0.55"
+    assert _value(runs["sweep_r055"].args, "--finetune-epochs") == "0"
+    for teacher, _ in FAST_PAIRS:
+        assert runs[teacher].info["role"] == f"fast teacher: {variant_description(teacher)}"
+    assert not any("{" in a for r in runs.values() for a in r.args)
+
+
+def test_a_custom_run_list_drives_the_plan_and_the_default_selection(tmp_path: Path) -> None:
+    f = tmp_path / "runs.yaml"
+    f.write_text("""
+default_phases: [X]
+runs:
+  - {name: big, phase: X, recipe: train, args: [--variant, teacher], info: {role: t}}
+  - {name: small, phase: Y, recipe: distill, teacher: big, args: [--weights, feat=0],
+     info: {rank_ratio: 0.3, role: s}}
+  - {name: small_again, phase: Y, repeat_of: small, seed: 7}
+""")
+    runs = _plan(tmp_path, f)
+    assert list(runs) == ["big", "small", "small_again"]
+    small, again = runs["small"], runs["small_again"]
+    assert small.needs == ["big"] and small.command == "distill"
+    assert _value(small.args, "--teacher") == str(tmp_path / "big" / "best.pt")
+    assert _value(small.args, "--rank-ratio") == "0.3"
+    assert small.args[:2] == ["--weights", "feat=0"]
+    assert again.args == [*small.args, "--seed", "7"]
+    assert again.info == {"rank_ratio": 0.3, "role": "s, seed 7", "repeat_of": "small",
+                          "seed": 7}
+    assert pipeline.load_runs(f).default_phases == ("X",)
+    with pytest.raises(ConfigError, match="no run named teacher"):
+        pipeline.main(["--out", str(tmp_path / "p"), "--runs", str(f), "--only", "teacher"])
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("{name: a, phase: A, recipe: fit}", "recipe 'fit' is not one of train, distill, sweep"),
+    ("{name: a, phase: A, recipe: distill, info: {rank_ratio: 0.5}}", "name a teacher"),
+    ("{name: a, phase: A, recipe: sweep, teacher: t}", "needs info.rank_ratio"),
+    ("{name: a, phase: A, repeat_of: b, seed: 2}", "repeat_of 'b' is not an earlier run"),
+    ("{name: a, recipe: train}", "has no phase"),
+    ("{name: a, phase: A, recipe: train, args: ['{nope}']}", "unknown placeholder"),
+    ("{name: a, phase: A, recipe: distill, teacher: t, info: {rank_ratio: 0.5}}",
+     "teacher 't' is not a run"),
+])
+def test_a_bad_run_list_is_refused_saying_what_is_wrong(tmp_path: Path, entry: str,
+                                                        message: str) -> None:
+    f = tmp_path / "runs.yaml"
+    f.write_text(f"runs:\n  - {entry}\n")
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        _plan(tmp_path, f)
+
+
+def test_results_page_phases_come_from_the_run_list() -> None:
+    from dlrmamba_core.research.results import _phase_a_order, _phase_letter
+
+    assert _phase_a_order() == ["teacher", "student_scratch", "rgb", "thermal", "cnn"]
+    assert _phase_letter(["cnn", "rgb"], 0) == "A"
+    assert _phase_letter(["student_sad/finetune", "sweep_r050/distill"], 1) == "B"
+    assert _phase_letter(["sad_no_svd/distill", "student_sad/finetune"], 2) == "C"
+    assert _phase_letter(["teacher_p5", "fusion_mamba"], 3) == "S+V"
+    assert _phase_letter(["student_p5/finetune"], 3) == "S"
+    assert _phase_letter(["not_in_the_list"], 4) == "5"
