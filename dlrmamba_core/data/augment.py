@@ -4,7 +4,13 @@ Works on network-ready arrays (the output of ``preprocess.prepare_inputs``: the 
 already warped into the RGB frame and both letterboxed to the network input):
 
 - rgb ``(3, h, w)`` float32 in [0, 1], thermal ``(1, h, w)`` float32 in [0, 1],
-- boxes ``(N, 4)`` float32 ``x1, y1, x2, y2`` in network-input pixels, labels ``(N,)`` int64.
+- boxes ``(N, 4)`` float32 ``x1, y1, x2, y2`` in network-input pixels, labels ``(N,)`` int64,
+- optionally instance masks ``(N, h, w)`` uint8 {0, 1} at the network input size, row ``i``
+  for box ``i`` (:data:`MaskSample`; ``augment_sample`` / ``mosaic_samples``). Every
+  geometric operation moves them with the images (nearest-neighbour resampling); a box
+  dropped by a crop takes its mask with it, and an object whose mask is left empty is dropped
+  with its box. The photometric operations and the thermal misregistration leave them alone
+  (labels stay in the RGB frame).
 
 Operations, each with its own probability in :class:`AugmentConfig` (0 turns it off):
 
@@ -35,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 import functools
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -100,6 +106,11 @@ class AugmentConfig:
             raise ConfigError(f"augmentation scale={self.scale}: must be positive")
 
 
+#: One network-ready sample: (rgb (3, h, w), thermal (1, h, w), boxes (N, 4), labels (N,)).
+Sample = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: A sample with instance masks: ``Sample`` + masks (N, h, w) uint8 {0, 1}, or None.
+MaskSample = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+
 #: Everything off: the identity (for evaluation-like inputs or ablations).
 NO_AUGMENT = AugmentConfig(hflip=0, affine=0, rgb_jitter=0, thermal_jitter=0,
                            misregistration=0, mosaic=0)
@@ -124,9 +135,10 @@ def _pipelines(cfg: AugmentConfig) -> tuple[Any, Any]:
     if cfg.affine > 0:
         geo.append(A.Affine(scale=cfg.scale, translate_percent=(-cfg.translate, cfg.translate),
                             border_mode=cv2.BORDER_CONSTANT, fill=0, p=cfg.affine))
+    # "idx" follows each box through the filtering, to drop its mask with it.
     joint = A.Compose(
         geo, additional_targets={"thermal": "image"},
-        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"],
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels", "idx"],
                                  min_visibility=cfg.min_visibility, min_area=cfg.min_area,
                                  clip=True)) if geo else None
     rgb_only = A.Compose([A.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast,
@@ -139,16 +151,42 @@ def _seed(compose: Any) -> None:
     compose.set_random_seed(int(np.random.randint(0, 2**31 - 1)))
 
 
-def clean_boxes(boxes: np.ndarray, labels: np.ndarray, hw: tuple[int, int]
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Clip boxes to the image and drop empty ones (with their labels)."""
+def _clean(boxes: np.ndarray, labels: np.ndarray, hw: tuple[int, int]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clipped boxes, labels, (N,) bool of the objects kept)."""
     h, w = hw
     b = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
     lab = np.asarray(labels, np.int64).reshape(-1)
     b[:, [0, 2]] = b[:, [0, 2]].clip(0, w)
     b[:, [1, 3]] = b[:, [1, 3]].clip(0, h)
     keep = (b[:, 2] - b[:, 0] > 0.5) & (b[:, 3] - b[:, 1] > 0.5)
-    return b[keep], lab[keep]
+    return b[keep], lab[keep], keep
+
+
+def clean_boxes(boxes: np.ndarray, labels: np.ndarray, hw: tuple[int, int]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Clip boxes to the image and drop empty ones (with their labels)."""
+    b, lab, _ = _clean(boxes, labels, hw)
+    return b, lab
+
+
+def _check_masks(masks: np.ndarray | None, n: int, hw: tuple[int, int]) -> np.ndarray | None:
+    if masks is None:
+        return None
+    m = np.asarray(masks)
+    if m.shape != (n, *hw) or m.dtype != np.uint8:
+        raise ConfigError(f"instance masks must be (N, h, w) uint8 with one mask per box "
+                          f"({n} boxes, input {hw}); got {m.shape} {m.dtype}")
+    return m
+
+
+def _drop_empty(sample: MaskSample) -> MaskSample:
+    """Drop objects whose mask has no pixel left (with their boxes and labels)."""
+    rgb, th, boxes, labels, masks = sample
+    if masks is None or not len(masks):
+        return sample
+    keep = masks.reshape(len(masks), -1).any(1)
+    return rgb, th, boxes[keep], labels[keep], masks[keep]
 
 
 def _misregister(thermal_hw1: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
@@ -171,22 +209,52 @@ def augment_pair(rgb: np.ndarray, thermal: np.ndarray, boxes: np.ndarray, labels
         (rgb, thermal, boxes, labels) with the input shapes and dtypes; boxes dropped by a
         crop are removed together with their labels.
     """
+    r, t, b, lab, _ = augment_sample((rgb, thermal, boxes, labels, None), cfg)
+    return r, t, b, lab
+
+
+def augment_sample(sample: MaskSample, cfg: AugmentConfig | None = None) -> MaskSample:
+    """Augment one network-ready pair with optional instance masks.
+
+    Args:
+        sample: ``(rgb (3, h, w), thermal (1, h, w), boxes (N, 4), labels (N,), masks)``,
+            ``masks`` (N, h, w) uint8 {0, 1} or None.
+        cfg: settings (default :class:`AugmentConfig`).
+
+    Returns:
+        The same layout. Masks follow the flip and the affine exactly as the images do; an
+        object whose box is dropped, or whose mask is left empty, is removed with all its
+        fields. The random draws do not depend on whether masks are given.
+    """
+    rgb, thermal, boxes, labels, masks = sample
     cfg = cfg or AugmentConfig()
     if rgb.ndim != 3 or rgb.shape[0] != 3 or thermal.ndim != 3 or thermal.shape[0] != 1 \
             or rgb.shape[1:] != thermal.shape[1:]:
         raise ConfigError(f"augment_pair needs rgb (3, h, w) and thermal (1, h, w) of one size; "
                           f"got {rgb.shape} and {thermal.shape}")
     hw = (rgb.shape[1], rgb.shape[2])
-    boxes, labels = clean_boxes(boxes, labels, hw)
+    masks = _check_masks(masks, len(np.asarray(boxes).reshape(-1, 4)), hw)
+    boxes, labels, keep = _clean(boxes, labels, hw)
+    if masks is not None:
+        masks = masks[keep]
     joint, rgb_only = _pipelines(cfg)
     img = np.ascontiguousarray(rgb.transpose(1, 2, 0), np.float32)
     th = np.ascontiguousarray(thermal.transpose(1, 2, 0), np.float32)
     if joint is not None:
         _seed(joint)
-        out = joint(image=img, thermal=th, bboxes=boxes, labels=labels)
+        targets: dict[str, Any] = {"image": img, "thermal": th, "bboxes": boxes,
+                                   "labels": labels, "idx": np.arange(len(boxes))}
+        if masks is not None and len(masks):
+            targets["masks"] = np.ascontiguousarray(masks)
+        out = joint(**targets)
         img, th = out["image"], out["thermal"]
         boxes = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
         labels = np.asarray(out["labels"], np.int64).reshape(-1)
+        idx = np.asarray(out["idx"], np.int64).reshape(-1)
+        if masks is not None and len(masks):
+            masks = np.asarray(out["masks"], np.uint8).reshape(-1, *hw)[idx]
+        elif masks is not None:
+            masks = np.zeros((0, *hw), np.uint8)
     if rgb_only is not None:
         _seed(rgb_only)
         img = rgb_only(image=img)["image"]
@@ -200,7 +268,7 @@ def augment_pair(rgb: np.ndarray, thermal: np.ndarray, boxes: np.ndarray, labels
         th = _misregister(np.ascontiguousarray(th, np.float32), cfg)
     rgb_out = np.clip(img, 0, 1).transpose(2, 0, 1).astype(np.float32)
     th_out = np.clip(th, 0, 1).transpose(2, 0, 1).astype(np.float32)
-    return rgb_out, th_out, boxes, labels
+    return _drop_empty((rgb_out, th_out, boxes, labels, masks))
 
 
 def mosaic(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
@@ -220,6 +288,19 @@ def mosaic(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     Returns:
         (rgb, thermal, boxes, labels) of the same size.
     """
+    r, t, b, lab, _ = mosaic_samples([(*s, None) for s in samples], cfg)
+    return r, t, b, lab
+
+
+def mosaic_samples(samples: list[MaskSample], cfg: AugmentConfig | None = None) -> MaskSample:
+    """:func:`mosaic` of samples with optional instance masks (all four or none have them).
+
+    Each quadrant's masks are cut like its images; an object dropped by the cut takes its
+    mask with it, and an object whose mask has no pixel in the quadrant is dropped too.
+
+    Returns:
+        ``(rgb, thermal, boxes, labels, masks)``; masks (N, h, w) uint8 or None.
+    """
     cfg = cfg or AugmentConfig()
     if len(samples) != 4:
         raise ConfigError(f"mosaic needs 4 samples, got {len(samples)}")
@@ -227,14 +308,20 @@ def mosaic(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     if any(s[0].shape != (3, h, w) or s[1].shape != (1, h, w) for s in samples):
         raise ConfigError("mosaic needs samples of one size: "
                           f"{[(s[0].shape, s[1].shape) for s in samples]}")
+    has_masks = [s[4] is not None for s in samples]
+    if any(has_masks) and not all(has_masks):
+        raise ConfigError("mosaic needs instance masks on all 4 samples or on none; build "
+                          "every sample from one dataset")
+    for s in samples:
+        _check_masks(s[4], len(np.asarray(s[2]).reshape(-1, 4)), (h, w))
     cx = int(np.random.uniform(0.25, 0.75) * w)
     cy = int(np.random.uniform(0.25, 0.75) * h)
     rgb = np.zeros((3, h, w), np.float32)
     th = np.zeros((1, h, w), np.float32)
-    out_b, out_l = [], []
+    out_b, out_l, out_m = [], [], []
     # (destination x0, y0, x1, y1) of each quadrant; the source is the matching far corner.
     quads = [(0, 0, cx, cy), (cx, 0, w, cy), (0, cy, cx, h), (cx, cy, w, h)]
-    for (x0, y0, x1, y1), (s_rgb, s_th, s_b, s_l) in zip(quads, samples, strict=True):
+    for (x0, y0, x1, y1), (s_rgb, s_th, s_b, s_l, s_m) in zip(quads, samples, strict=True):
         if x1 <= x0 or y1 <= y0:
             continue
         # Source window of the same size, taken from the side facing the centre.
@@ -254,32 +341,47 @@ def mosaic(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
         ok = (kept >= cfg.min_area) & (kept >= cfg.min_visibility * np.maximum(area, 1e-6))
         out_b.append(c[ok])
         out_l.append(np.asarray(s_l, np.int64).reshape(-1)[ok])
+        if s_m is not None:
+            m = np.zeros((int(ok.sum()), h, w), np.uint8)
+            m[:, y0:y1, x0:x1] = s_m[ok][:, sy0:sy1, sx0:sx1]
+            out_m.append(m)
     boxes = np.concatenate(out_b) if out_b else np.zeros((0, 4), np.float32)
     labels = np.concatenate(out_l) if out_l else np.zeros((0,), np.int64)
-    return rgb, th, boxes.astype(np.float32), labels
+    masks = None
+    if all(has_masks):
+        masks = np.concatenate(out_m) if out_m else np.zeros((0, h, w), np.uint8)
+    return _drop_empty((rgb, th, boxes.astype(np.float32), labels, masks))
 
 
-Sample = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-
-
-def train_augment(i: int, n: int, sample: Sample, get: Callable[[int], Sample],
-                  cfg: AugmentConfig | None = None) -> tuple[Sample, list[int] | None]:
+def train_augment(i: int, n: int, sample: Sample | MaskSample,
+                  get: Callable[[int], Any], cfg: AugmentConfig | None = None
+                  ) -> tuple[Any, list[int] | None]:
     """The training augmentation of dataset item ``i`` of ``n``: mosaic, then augment_pair.
 
     Args:
         i: the item's index.
         n: the dataset's length.
-        sample: item ``i`` as ``(rgb, thermal, boxes, labels)`` (network-ready).
-        get: returns another item, for the mosaic's three other parts.
+        sample: item ``i`` as ``(rgb, thermal, boxes, labels)`` (network-ready), or with
+            instance masks as a 5-tuple :data:`MaskSample`.
+        get: returns another item in the same layout, for the mosaic's three other parts.
         cfg: settings (default :class:`AugmentConfig`).
 
     Returns:
-        ``(augmented sample, the mosaic's four dataset indices or None)``.
+        ``(augmented sample in the layout of sample, the mosaic's four dataset indices or
+        None)``. The random draws are the same with and without masks.
     """
     cfg = cfg or AugmentConfig()
+    with_masks = len(sample) == 5
+    full = cast(MaskSample, sample if with_masks else (*sample, None))
+
+    def part(j: int) -> MaskSample:
+        got = get(j)
+        return got if with_masks else (*got, None)
+
     parts_ids = None
     if n > 1 and cfg.mosaic > 0 and np.random.rand() < cfg.mosaic:
         others = [int(j) for j in np.random.randint(0, n, 3)]
-        sample = mosaic([sample] + [get(j) for j in others], cfg)
+        full = mosaic_samples([full] + [part(j) for j in others], cfg)
         parts_ids = [i, *others]
-    return augment_pair(*sample, cfg), parts_ids
+    out = augment_sample(full, cfg)
+    return (out if with_masks else out[:4]), parts_ids

@@ -1,7 +1,8 @@
 """Letterboxing: resize keeping the aspect ratio, pad to the network input (numpy/OpenCV).
 
 The same :class:`Letterbox` maps boxes from original RGB pixels to network-input pixels
-(:func:`letterbox_boxes`) and back (:func:`unletterbox_boxes`).
+(:func:`letterbox_boxes`) and back (:func:`unletterbox_boxes`), and instance masks into the
+network input (:func:`letterbox_masks`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from dlrmamba_core.data.masks import resize_masks
 from dlrmamba_core.errors import InputError
 
 __all__ = [
     "Letterbox",
     "letterbox_boxes",
     "letterbox_image",
+    "letterbox_masks",
     "letterbox_params",
     "unletterbox_boxes",
 ]
@@ -90,6 +93,30 @@ def letterbox_boxes(boxes: np.ndarray, lb: Letterbox) -> np.ndarray:
     b[:, [0, 2]] = b[:, [0, 2]] * lb.scale + lb.pad_x
     b[:, [1, 3]] = b[:, [1, 3]] * lb.scale + lb.pad_y
     return b
+
+
+def letterbox_masks(masks: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """Place (N, H, W) instance masks into the network input like the RGB image.
+
+    Args:
+        masks: (N, H, W) uint8 {0, 1} in original RGB pixels (``lb.src_hw``).
+        lb: the RGB letterbox.
+
+    Returns:
+        (N, h, w) uint8 {0, 1} at ``lb.dst_hw``; the padding is background. A resized pixel
+        is set when at least half of it is object.
+
+    Raises:
+        InputError: masks of another size than ``lb.src_hw``.
+    """
+    m = np.asarray(masks, np.uint8)
+    if m.ndim != 3 or m.shape[1:] != lb.src_hw:
+        raise InputError(f"masks of shape {m.shape} do not match letterbox src {lb.src_hw}: "
+                         "need (N, H, W) at the RGB image's size")
+    nh, nw = lb.new_hw
+    out = np.zeros((m.shape[0], *lb.dst_hw), np.uint8)
+    out[:, lb.pad_y : lb.pad_y + nh, lb.pad_x : lb.pad_x + nw] = resize_masks(m, (nh, nw))
+    return out
 
 
 def unletterbox_boxes(boxes: np.ndarray, lb: Letterbox, clip: bool = True) -> np.ndarray:
