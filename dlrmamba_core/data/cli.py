@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="read the first N pairs to report image sizes (0: skip)")
     s.set_defaults(func=_stats)
 
-    sh = sub.add_parser("show", help="contact sheet PNG: RGB | thermal | overlay with boxes")
+    sh = sub.add_parser("show", help="contact sheet PNG: RGB | thermal | overlay with boxes "
+                                     "and instance masks (where the dataset has them)")
     sh.add_argument("--format", required=True, choices=fmts)
     sh.add_argument("--root", required=True)
     sh.add_argument("--split", default=None)

@@ -1,4 +1,4 @@
-"""Contact sheets: RGB | thermal | overlay with boxes, one row per pair (numpy/OpenCV)."""
+"""Contact sheets: RGB | thermal | overlay with boxes and masks, one row per pair."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dlrmamba_core.data.types import PairSample
 from dlrmamba_core.engine.fileio import temp_file_for
 from dlrmamba_core.errors import InputError
 
-__all__ = ["contact_sheet", "draw_boxes", "write_image_atomic"]
+__all__ = ["contact_sheet", "draw_boxes", "draw_masks", "write_image_atomic"]
 
 _PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
             (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
@@ -44,12 +44,47 @@ def draw_boxes(img: np.ndarray, boxes: np.ndarray, labels: np.ndarray, names: Se
     return out
 
 
+def draw_masks(img: np.ndarray, masks: np.ndarray, labels: np.ndarray, scale: float = 1.0,
+               alpha: float = 0.45) -> np.ndarray:
+    """Draw instance masks on an RGB uint8 copy of ``img``: translucent fill and outline.
+
+    Args:
+        img: (h, w, 3) uint8 RGB, the image the masks were scaled onto.
+        masks: (N, H, W) {0, 1} in the original pixels (``scale`` maps them to ``img``).
+        labels: (N,) class indices (they pick the colour, as in :func:`draw_boxes`).
+        scale: ``img`` pixels per mask pixel.
+        alpha: opacity of the fill.
+
+    Returns:
+        (h, w, 3) uint8 RGB.
+    """
+    out = np.ascontiguousarray(img.copy())
+    fill = out.copy()
+    outlines = []
+    for m, lab in zip(np.asarray(masks), np.asarray(labels).reshape(-1), strict=True):
+        contours, _ = cv2.findContours((m != 0).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        # Pixel centres (c + 0.5) scaled, back to OpenCV's pixel-centre-at-integer convention.
+        pts = [np.round((c.reshape(-1, 2) + 0.5) * scale - 0.5).astype(np.int32)
+               for c in contours]
+        if not pts:
+            continue
+        col = _PALETTE[int(lab) % len(_PALETTE)]
+        cv2.fillPoly(fill, pts, col)
+        outlines.append((pts, col))
+    out = cv2.addWeighted(fill, alpha, out, 1.0 - alpha, 0.0)
+    for pts, col in outlines:
+        cv2.polylines(out, pts, True, col, 1, cv2.LINE_AA)
+    return out
+
+
 def contact_sheet(samples: Sequence[PairSample], class_names: Sequence[str],
                   width: int = 320, titles: Sequence[str] | None = None) -> np.ndarray:
     """Build a contact sheet: per sample one row of RGB | thermal (own frame) | overlay.
 
     The overlay blends the RGB image with the thermal image warped into the RGB frame (red)
-    and draws the boxes; a box tag says which modality cannot see the object
+    and draws the instance masks (translucent, when the sample has them) and the boxes; a box
+    tag says which modality cannot see the object
     (``[T]`` thermal only, ``[C]`` colour only, ``[-]`` neither).
 
     Args:
@@ -84,6 +119,8 @@ def contact_sheet(samples: Sequence[PairSample], class_names: Sequence[str],
         over[..., 0] += wr.astype(np.float32) * 0.45
         over[..., 1:] += (wr.astype(np.float32) * 0.15)[..., None]
         over = np.clip(over, 0, 255).astype(np.uint8)
+        if s.masks is not None and len(s.masks):
+            over = draw_masks(over, s.masks, s.labels, scale)
         over = draw_boxes(over, s.boxes, s.labels, class_names, s.visible, scale)
         row = np.concatenate([rgb, tpanel, over], 1)
         title = titles[i] if titles else s.image_id

@@ -181,3 +181,28 @@ def test_dataset_writes_coco_rle_that_pycocotools_evaluates(tmp_path: Path) -> N
         assert ev.stats[0] == pytest.approx(1.0)  # the ground truth scores perfectly
     info = json.loads((tmp_path / "d" / "dataset.json").read_text())
     assert info["segmentation"] == "coco_rle" and info["yolo_labels"] == "detect"
+
+
+def test_contact_sheet_and_data_show_draw_the_masks(tmp_path: Path) -> None:
+    import cv2
+
+    from dlrmamba_core.cli import main as cli_main
+    from dlrmamba_core.data.viz import contact_sheet, draw_masks
+
+    img = np.full((40, 60, 3), 50, np.uint8)
+    m = np.zeros((1, 20, 30), np.uint8)
+    m[0, 5:15, 10:20] = 1
+    out = draw_masks(img, m, np.array([1]), scale=2.0)  # masks at half the image's size
+    changed = (out != img).any(2)
+    assert changed[12:28, 22:38].all()  # filled inside (rows 10..30, columns 20..40)
+    assert not changed[:8].any() and not changed[:, :18].any()  # nothing far outside
+    s = generate_frame(SMALL, 4)
+    assert s.masks is not None
+    with_m = contact_sheet([s], ["x"] * 7, width=160)
+    s.masks = None
+    without = contact_sheet([s], ["x"] * 7, width=160)
+    assert with_m.shape == without.shape and (with_m != without).any()
+    write_frame_dataset(tmp_path / "d", 2, (("val", 1.0),), seed=1, cfg=SMALL)
+    assert cli_main(["data", "show", "--format", "synth", "--root", str(tmp_path / "d"),
+                     "--split", "val", "--num", "2", "--out", str(tmp_path / "s.png")]) == 0
+    assert cv2.imread(str(tmp_path / "s.png")) is not None
