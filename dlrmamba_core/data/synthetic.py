@@ -887,6 +887,9 @@ class SequenceFrame:
             the thermal frame for thermal frames; the other column is from the scene).
         homography: (3, 3) calibrated thermal -> RGB.
         track_ids: (N,) int64, stable object ids across the sequence.
+        masks: RGB frames: (N, H, W) uint8 {0, 1} instance masks in RGB pixels, row ``i``
+            for box ``i`` (as ``PairSample.masks``; objects move, so one passing behind
+            another keeps only its visible pixels); None for thermal frames.
     """
 
     stream: str
@@ -897,6 +900,7 @@ class SequenceFrame:
     visible: np.ndarray
     homography: np.ndarray
     track_ids: np.ndarray
+    masks: np.ndarray | None = None
 
 
 def generate_sequence(
@@ -963,10 +967,14 @@ def generate_sequence(
             vis = _visibility(sc, cfg, rgb_f, ids, t_obs, ids_t, h_act, boxes)
             vis[:, 0] = sc.condition != "night"
         keep = inside >= 0.5  # an object mostly out of the image is no longer annotated
+        masks = None
+        if stream == "rgb":
+            kept = np.nonzero(keep)[0].astype(np.int32) + 1  # ids are 1-based object indices
+            masks = (ids[None] == kept[:, None, None]).astype(np.uint8)
         yield SequenceFrame(
             stream=stream, stamp_ns=int(start_ns + round(stamp * 1e9)), image=img,
             boxes=boxes[keep], labels=labels[keep], visible=vis[keep], homography=h_cal,
-            track_ids=np.nonzero(keep)[0].astype(np.int64),
+            track_ids=np.nonzero(keep)[0].astype(np.int64), masks=masks,
         )
 
 

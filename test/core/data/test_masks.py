@@ -206,3 +206,24 @@ def test_contact_sheet_and_data_show_draw_the_masks(tmp_path: Path) -> None:
     assert cli_main(["data", "show", "--format", "synth", "--root", str(tmp_path / "d"),
                      "--split", "val", "--num", "2", "--out", str(tmp_path / "s.png")]) == 0
     assert cv2.imread(str(tmp_path / "s.png")) is not None
+
+
+def test_sequence_rgb_frames_carry_masks_inside_their_boxes() -> None:
+    from dlrmamba_core.data.synthetic import generate_sequence
+
+    frames = list(generate_sequence(SMALL, 5, duration_s=0.4, scene="maritime"))
+    again = list(generate_sequence(SMALL, 5, duration_s=0.4, scene="maritime"))
+    rgb = [f for f in frames if f.stream == "rgb"]
+    assert rgb and all(f.masks is None for f in frames if f.stream == "thermal")
+    for f, g in zip(frames, again, strict=True):
+        assert (f.masks is None) == (g.masks is None)
+        if f.masks is not None:
+            assert g.masks is not None and np.array_equal(f.masks, g.masks)
+    for f in rgb:
+        assert f.masks is not None and f.masks.shape == (len(f.boxes), 192, 320)
+        mb = mask_boxes(f.masks)
+        has = f.masks.reshape(len(f.boxes), -1).any(1)
+        assert has.all()
+        # Visible pixels lie in the box (an object passing behind another loses some).
+        assert (mb[:, :2] >= f.boxes[:, :2] - 1.5).all()
+        assert (mb[:, 2:] <= f.boxes[:, 2:] + 1.5).all()
