@@ -1,6 +1,10 @@
 """Real-data benchmark: the shipped student before and after ``finetune`` on real RGB-T pairs.
 
     python -m dlrmamba_core.research.bench_real [--real ../shared/real] [--minutes 8 3]
+        [--model MODEL.onnx]
+
+The starting model is the shipped default (the ONNX file ``models/default.json`` names,
+resolved as the node and ``bag-eval`` resolve it) unless ``--model`` names another.
 
 Uses the real pairs of ``../shared/real`` (never copied: read in place, see its README):
 
@@ -38,7 +42,8 @@ log = logging.getLogger("dlrmamba.bench_real")
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_REAL = REPO.parent / "shared" / "real"
-SHIPPED = REPO / "models" / "dlrmamba_student.onnx"
+#: the shipped default model's card (``{"model": "<file>.onnx"}``), as the node resolves it
+DEFAULT_CARD = REPO / "models" / "default.json"
 BEGIN, END = "<!-- bench_real:begin -->", "<!-- bench_real:end -->"
 
 SETS: dict[str, dict[str, Any]] = {
@@ -47,6 +52,18 @@ SETS: dict[str, dict[str, Any]] = {
     "dronevehicle": {"folder": "dronevehicle6", "format": "dronevehicle", "holdout": 2,
                      "title": "DroneVehicle, 6 aerial pairs (IR labels)"},
 }
+
+
+def shipped_model(model: Path | None = None) -> Path:
+    """The ONNX file to start from: ``model``, or the shipped default that
+    ``models/default.json`` names (resolved as the node and ``bag-eval`` resolve it).
+
+    Raises:
+        ModelFileError: ``model`` or the default card / the file it names is missing.
+    """
+    from dlrmamba_core.bag.evaluate import resolve_model
+
+    return resolve_model(model if model is not None else DEFAULT_CARD)
 
 
 def _eval_detector(onnx_path: Path, pairs: Any, class_map: str | None = None) -> dict[str, Any]:
@@ -112,10 +129,17 @@ def draw_before_after(pairs: Any, index: int, before: Path, after: Path, out: Pa
 
 
 def run_set(key: str, real: Path, work: Path, minutes: float, shipped: tuple[Any, Any],
-            seed: int = 0) -> dict[str, Any]:
+            seed: int = 0, shipped_onnx: Path | None = None) -> dict[str, Any]:
     """Before / after numbers of one data set (see the module docstring).
 
-    ``shipped`` is ``engine.finetune.model_from_onnx(SHIPPED)`` (converted once).
+    Args:
+        key: a key of :data:`SETS`.
+        real: the folder holding the real data sets (``../shared/real``).
+        work: run folders are written under ``work/key``.
+        minutes: fine-tune time budget (minutes).
+        shipped: ``engine.finetune.model_from_onnx(shipped_onnx)`` (converted once).
+        seed: random seed of the fine-tune.
+        shipped_onnx: the starting ONNX file (default: :func:`shipped_model`).
     """
     import dataclasses
 
@@ -129,6 +153,7 @@ def run_set(key: str, real: Path, work: Path, minutes: float, shipped: tuple[Any
     )
     from dlrmamba_core.engine.runs import open_pairs
 
+    onnx_in = shipped_onnx if shipped_onnx is not None else shipped_model()
     spec = SETS[key]
     root = real / spec["folder"]
     if not root.is_dir():
@@ -143,7 +168,7 @@ def run_set(key: str, real: Path, work: Path, minutes: float, shipped: tuple[Any
         "train_boxes": int(sum(len(e.boxes) for e in train.entries)),
         "heldout_boxes": int(sum(len(e.boxes) for e in held.entries))}
     t = time.monotonic()
-    res["before_onnx"] = _brief(_eval_detector(SHIPPED, held))
+    res["before_onnx"] = _brief(_eval_detector(onnx_in, held))
     model, meta = shipped
     hw = (int(meta["input_hw"][0]), int(meta["input_hw"][1]))
     res["conversion"] = meta["conversion"]
@@ -167,10 +192,18 @@ def run_set(key: str, real: Path, work: Path, minutes: float, shipped: tuple[Any
     exported = export_onnx(ft["best"], work / key / "finetuned.onnx")
     res["after_onnx"] = _brief(_eval_detector(exported.onnx_path, held))
     res["draw"] = str(draw_before_after(
-        held, len(held) // 2, SHIPPED, exported.onnx_path,
+        held, len(held) // 2, onnx_in, exported.onnx_path,
         REPO / "docs" / "images" / f"real_{key}_before_after.png").relative_to(REPO))
     res["drawn_frame"] = held.entries[len(held) // 2].image_id
     return res
+
+
+def _repo_relative(path: Path) -> str:
+    """``path`` relative to the repository when inside it, else as given."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def _table(results: dict[str, Any]) -> str:
@@ -205,7 +238,8 @@ def _table(results: dict[str, Any]) -> str:
                   f"![{key} before and after]({Path(r['draw']).relative_to('docs')}) "
                   f"(held-out frame {r['drawn_frame']}: green ground truth, red detections "
                   "with score >= 0.25, drawn on the thermal image)", ""]
-    lines.append(f"Measured {results['created_utc']} on {results['cpu']} "
+    lines.append(f"Starting model: `{results['model']}`. "
+                 f"Measured {results['created_utc']} on {results['cpu']} "
                  f"({results['threads']} torch threads, machine shared with other jobs), "
                  f"total {results['total_s']:.0f} s, by `python -m "
                  "dlrmamba_core.research.bench_real`.")
@@ -373,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--real", type=Path, default=DEFAULT_REAL, help="the shared real folder")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="starting ONNX model (default: the one models/default.json names)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/dlrmamba_bench_real"),
                     help="run folders (checkpoints, logs)")
     ap.add_argument("--minutes", type=float, nargs=2, default=(8.0, 3.0),
@@ -403,17 +439,20 @@ def main(argv: list[str] | None = None) -> int:
     from dlrmamba_core.engine.finetune import model_from_onnx
 
     t0 = time.monotonic()
-    shipped = model_from_onnx(SHIPPED)
+    onnx_in = shipped_model(args.model)
+    log.info("starting model: %s", onnx_in)
+    shipped = model_from_onnx(onnx_in)
     budgets = dict(zip(SETS, args.minutes, strict=True))
     results: dict[str, Any] = {
         "created_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpu": cpu_model(), "threads": args.threads, "python": platform.python_version(),
-        "torch": torch.__version__, "model": str(SHIPPED.relative_to(REPO)),
+        "torch": torch.__version__, "model": _repo_relative(onnx_in),
         "note": "tiny, one-scene (LLVIP) / six-pair (DroneVehicle), correlated REAL data",
         "sets": {}}
     for key in args.sets:
         log.info("%s: fine-tune budget %.1f min", key, budgets[key])
-        results["sets"][key] = run_set(key, args.real, args.work, budgets[key], shipped)
+        results["sets"][key] = run_set(key, args.real, args.work, budgets[key], shipped,
+                                       shipped_onnx=onnx_in)
     results["total_s"] = round(time.monotonic() - t0, 1)
     write_json(args.results, results)
     write_docs(results, args.doc)
