@@ -144,8 +144,9 @@ def rle_decode(rle: Mapping[str, Any]) -> np.ndarray:
         counts = counts.decode("ascii")
     if isinstance(counts, str):
         runs = rle_counts_from_string(counts)
-    elif isinstance(counts, list) and all(isinstance(c, int) for c in counts):
-        runs = list(counts)
+    elif isinstance(counts, (list, tuple)) and all(
+            isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in counts):
+        runs = [int(c) for c in counts]
     else:
         raise InputError(f"RLE counts of type {type(counts).__name__}: use a compressed "
                          "string or a list of ints")
@@ -193,9 +194,10 @@ def polygons_to_mask(polygons: Sequence[np.ndarray], hw: tuple[int, int]) -> np.
         dy = np.where(y1 != y0, y1 - y0, 1.0)
         xs = x0[None] + (yc[:, None] - y0[None]) * ((x1 - x0) / dy)[None]  # (R, E)
         xs = np.sort(np.where(cross, xs, np.inf), axis=1)  # crossings first, inf after
-        a, b = xs[:, 0::2], xs[:, 1::2][:, : xs[:, 0::2].shape[1]]
-        if b.shape[1] < a.shape[1]:
-            b = np.pad(b, ((0, 0), (0, a.shape[1] - b.shape[1])), constant_values=np.inf)
+        # A closed polygon crosses every row an even number of times, so with an odd edge
+        # count the last column is always inf: pair the crossings (0, 1), (2, 3), ...
+        xs = xs[:, : xs.shape[1] // 2 * 2]
+        a, b = xs[:, 0::2], xs[:, 1::2]
         ok = np.isfinite(a) & np.isfinite(b)
         rr, kk = np.nonzero(ok)
         # Pixel c is inside the span [a, b) when a <= c + 0.5 < b.
@@ -294,8 +296,17 @@ def decode_segmentation(seg: Any, hw: tuple[int, int] | None) -> MaskSource:
         if hw is not None and size != [int(hw[0]), int(hw[1])]:
             raise InputError(f"RLE size {size} differs from the image's [height, width] "
                              f"{[int(hw[0]), int(hw[1])]}")
-        if not isinstance(seg["counts"], (str, bytes, list)):
+        counts = seg["counts"]
+        if isinstance(counts, (str, bytes)):
+            text = counts.decode("ascii") if isinstance(counts, bytes) else counts
+            total = sum(rle_counts_from_string(text))  # the runs only, not the mask
+        elif isinstance(counts, list) and all(isinstance(c, int) for c in counts):
+            total = sum(counts)
+        else:
             raise InputError("RLE counts must be a compressed string or a list of ints")
+        if total != size[0] * size[1]:
+            raise InputError(f"RLE run lengths add up to {total}, but its size {size} needs "
+                             f"{size[0] * size[1]}")
         return dict(seg)
     if isinstance(seg, list):
         polys = []

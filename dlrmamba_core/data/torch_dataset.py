@@ -82,7 +82,7 @@ class DetectionDataset(Dataset):
         if self.masks and not getattr(pairs, "has_masks", False):
             raise DatasetError(
                 f"{getattr(pairs, 'name', 'the')} dataset at {getattr(pairs, 'root', '?')} has "
-                "no instance masks (COCO segmentation or YOLO-seg rows): train --task detect "
+                "no instance masks (COCO segmentation or YOLO-seg rows): train a detector "
                 "on it, or use a dataset with masks (`dlrmamba data gen` writes them)")
         if self.masks and (self.mask_stride < 1 or self.input_hw[0] % self.mask_stride
                            or self.input_hw[1] % self.mask_stride):

@@ -135,10 +135,11 @@ def parse_yolo_rows(path: Path, width: int, height: int, num_classes: int | None
         else:
             xy = vals.reshape(-1, 2)
             problem = _polygon_problem(xy)
-            if not clip and problem is None and (np.ptp(xy[:, 0]) <= 0 or np.ptp(xy[:, 1]) <= 0):
+            if np.ptp(xy[:, 0]) <= 0 or np.ptp(xy[:, 1]) <= 0:
                 raise DatasetError(f"{path}, line {ln}: YOLO-seg polygon has zero width or "
                                    f"height: {line[:80]!r}; remove the row")
-            xy = xy.clip(0.0, 1.0)
+            # The outline stays whole (rasterizing keeps the part inside the image); only the
+            # box is clipped below.
             poly = (xy * np.float64([width, height])).astype(np.float32)
             x1, y1 = xy.min(0)
             x2, y2 = xy.max(0)

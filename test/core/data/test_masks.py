@@ -227,3 +227,12 @@ def test_sequence_rgb_frames_carry_masks_inside_their_boxes() -> None:
         # Visible pixels lie in the box (an object passing behind another loses some).
         assert (mb[:, :2] >= f.boxes[:, :2] - 1.5).all()
         assert (mb[:, 2:] <= f.boxes[:, 2:] + 1.5).all()
+
+
+def test_rle_with_wrong_run_total_is_refused_when_read() -> None:
+    good = rle_encode(np.ones((4, 5), np.uint8))
+    assert decode_segmentation(good, (4, 5)) == good
+    with pytest.raises(InputError, match="add up to 20, but its size"):
+        decode_segmentation({"size": [4, 6], "counts": good["counts"]}, None)
+    with pytest.raises(InputError, match="add up to 3"):
+        decode_segmentation({"size": [2, 2], "counts": [1, 2]}, (2, 2))

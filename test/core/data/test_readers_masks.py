@@ -154,11 +154,18 @@ def test_malformed_yolo_seg_rows_name_file_and_line(tmp_path: Path, row: str, ma
         open_dataset("yolo", tmp_path)
 
 
-def test_yolo_seg_clip_clips_points(tmp_path: Path) -> None:
-    _yolo(tmp_path, "0 -0.2 0.1 0.5 0.1 0.1 0.6\n")
+def test_yolo_seg_clip_keeps_the_part_inside(tmp_path: Path) -> None:
+    # A rectangle reaching half an image beyond the left edge, and one wholly outside.
+    _yolo(tmp_path, "0 -0.5 0.1 0.5 0.1 0.5 0.6 -0.5 0.6\n0 1.1 0.1 1.3 0.1 1.2 0.3\n")
+    with pytest.raises(DatasetError, match=r"line 1: points .* outside the image"):
+        open_dataset("yolo", tmp_path)
     ds = open_dataset("yolo:clip=1", tmp_path)
-    np.testing.assert_allclose(ds[0].boxes, [[0, 4, 30, 24]], atol=1e-4)
-    assert any("clipped 1" in n for n in ds.notes)
+    s = ds[0]
+    np.testing.assert_allclose(s.boxes, [[0, 4, 30, 24]], atol=1e-4)
+    assert s.masks is not None and len(s.masks) == 1
+    np.testing.assert_array_equal(mask_boxes(s.masks), [[0, 4, 30, 24]])
+    assert s.masks.sum() == 30 * 20  # the inside part, unchanged by the clipping
+    assert any("clipped 2" in n for n in ds.notes)
 
 
 def test_synthetic_yolo_seg_export_reads_back(tmp_path: Path) -> None:
