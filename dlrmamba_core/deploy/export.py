@@ -19,12 +19,13 @@ import logging
 import os
 from pathlib import Path
 import tempfile
-from typing import Any, cast
+from typing import Any
 import warnings
 
 import numpy as np
 
 from dlrmamba_core.errors import ConfigError, ModelFileError
+from dlrmamba_core.runtime.detections import Detections
 from dlrmamba_core.runtime.metadata import ModelInfo, write_model_card
 
 __all__ = ["ExportResult", "ParityReport", "check_parity", "export_onnx", "parity_inputs"]
@@ -104,10 +105,10 @@ def parity_inputs(input_hw: tuple[int, int], n: int = 2, seed: int = 0,
     return out
 
 
-def _match(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...], box_atol: float,
+def _match(a: Detections, b: Detections, box_atol: float,
            score_atol: float) -> tuple[bool, float]:
-    boxes_a, scores_a, cls_a = a
-    boxes_b, scores_b, cls_b = b
+    boxes_a, scores_a, cls_a = a.boxes, a.scores, a.class_ids
+    boxes_b, scores_b, cls_b = b.boxes, b.scores, b.class_ids
     if len(cls_a) != len(cls_b) or not np.array_equal(cls_a, cls_b):
         return False, float("inf")
     if len(cls_a) == 0:
@@ -163,11 +164,10 @@ def check_parity(
         worst = max(worst, float(diff.max()))
         worst_box = max(worst_box, float(diff[:, :4].max()))
         worst_score = max(worst_score, float(diff[:, 4:].max()))
-        one = tuple[np.ndarray, np.ndarray, np.ndarray]  # nms of a 2-D input: one image
-        det_ref = cast(one, nms(ref[0], conf_threshold, iou_threshold, 100))
-        det_got = cast(one, nms(got[0], conf_threshold, iou_threshold, 100))
+        det_ref = nms(ref[0], conf_threshold, iou_threshold, 100)
+        det_got = nms(got[0], conf_threshold, iou_threshold, 100)
         ok, box_diff = _match(det_got, det_ref, box_atol, score_atol)
-        counts.append(len(det_ref[2]))
+        counts.append(len(det_ref))
         matches.append(ok)
         if np.isfinite(box_diff):
             worst_det = max(worst_det, box_diff)

@@ -29,27 +29,13 @@ import numpy as np
 
 from dlrmamba_core.engine.fileio import save_figure, write_json
 from dlrmamba_core.errors import ConfigError, DatasetError, ModelFileError
+from dlrmamba_core.runtime.detections import Detections
 
 log = logging.getLogger(__name__)
 
 #: IoU threshold and minimum score used for the confusion matrix (mAP uses all scores).
 CONFUSION_IOU = 0.5
 CONFUSION_CONF = 0.25
-
-
-@dataclass
-class ImagePredictions:
-    """Detections of one image.
-
-    Attributes:
-        boxes: (N, 4) float32 xyxy pixels.
-        scores: (N,) float32 confidences in [0, 1].
-        class_ids: (N,) int64 class indices.
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    class_ids: np.ndarray
 
 
 @dataclass
@@ -69,13 +55,11 @@ class ImageTruth:
     height: int = 0
 
 
-def _as_pred(p: ImagePredictions | Sequence[np.ndarray]) -> ImagePredictions:
-    if isinstance(p, ImagePredictions):
+def _as_pred(p: Detections | Sequence[np.ndarray]) -> Detections:
+    if isinstance(p, Detections):
         return p
     boxes, scores, class_ids = p
-    return ImagePredictions(np.asarray(boxes, np.float32).reshape(-1, 4),
-                            np.asarray(scores, np.float32).reshape(-1),
-                            np.asarray(class_ids, np.int64).reshape(-1))
+    return Detections.of(boxes, scores, class_ids)
 
 
 def _as_truth(t: ImageTruth | Sequence[np.ndarray]) -> ImageTruth:
@@ -97,7 +81,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def confusion_matrix(
-    predictions: Sequence[ImagePredictions],
+    predictions: Sequence[Detections],
     truths: Sequence[ImageTruth],
     num_classes: int,
     iou_threshold: float = CONFUSION_IOU,
@@ -138,7 +122,7 @@ def confusion_matrix(
 
 
 def coco_metrics(
-    predictions: Sequence[ImagePredictions | Sequence[np.ndarray]],
+    predictions: Sequence[Detections | Sequence[np.ndarray]],
     truths: Sequence[ImageTruth | Sequence[np.ndarray]],
     class_names: Sequence[str],
     max_detections: int = 100,
@@ -146,7 +130,7 @@ def coco_metrics(
     """COCO mAP of numpy detections against numpy ground truth (pycocotools).
 
     Args:
-        predictions: per image ``ImagePredictions`` or a ``(boxes, scores, class_ids)`` tuple.
+        predictions: per image ``Detections`` or a ``(boxes, scores, class_ids)`` tuple.
         truths: per image ``ImageTruth`` or a ``(boxes, labels)`` tuple, same order and
             pixel frame as ``predictions``.
         class_names: the class map (index -> name).
@@ -349,11 +333,11 @@ def _progress_bar(enabled: bool | None, total: int) -> Any:
 def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batch_size: int,
                        device: str, modality: str, conf: float, iou: float, max_det: int,
                        num_workers: int, limit: int | None, progress: bool | None = None
-                       ) -> tuple[list[ImagePredictions], list[ImageTruth]]:
+                       ) -> tuple[list[Detections], list[ImageTruth]]:
     import torch
 
     from dlrmamba_core.engine.datasets import collate, detection_dataset
-    from dlrmamba_core.runtime.postprocess import nms
+    from dlrmamba_core.runtime.postprocess import nms_batch
 
     ds = dataset if isinstance(dataset, torch.utils.data.Dataset) else detection_dataset(
         dataset, input_hw, augment=False)
@@ -363,7 +347,7 @@ def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batc
                                          num_workers=num_workers, collate_fn=collate)
     was_training = model.training
     model.eval()
-    preds: list[ImagePredictions] = []
+    preds: list[Detections] = []
     truths: list[ImageTruth] = []
     dev = torch.device(device)
     h, w = input_hw
@@ -374,10 +358,10 @@ def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batc
                 rgb, thermal = blank_modality(batch["rgb"].to(dev), batch["thermal"].to(dev),
                                               modality)
                 out = model(rgb, thermal).float().cpu().numpy()  # (B, 4 + nc, A)
-                dets = nms(out, conf, iou, max_det)
+                dets = nms_batch(out, conf, iou, max_det)
                 tg = batch["targets"].numpy()  # (M, 6) [batch_idx, cls, x1, y1, x2, y2]
-                for b, (boxes, scores, cls) in enumerate(dets):
-                    preds.append(ImagePredictions(boxes, scores, cls))
+                for b, det in enumerate(dets):
+                    preds.append(det)
                     sel = tg[:, 0] == b
                     truths.append(ImageTruth(tg[sel, 2:6].astype(np.float32),
                                              tg[sel, 1].astype(np.int64), w, h))
@@ -392,8 +376,8 @@ def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batc
 
 def _detector_predictions(detector: Any, dataset: Any, modality: str, limit: int | None,
                           progress: bool | None = None
-                          ) -> tuple[list[ImagePredictions], list[ImageTruth]]:
-    preds: list[ImagePredictions] = []
+                          ) -> tuple[list[Detections], list[ImageTruth]]:
+    preds: list[Detections] = []
     truths: list[ImageTruth] = []
     n = len(dataset) if limit is None else min(limit, len(dataset))
     bar = _progress_bar(progress, n)
@@ -406,7 +390,7 @@ def _detector_predictions(detector: Any, dataset: Any, modality: str, limit: int
 
 
 def _detect_all(detector: Any, dataset: Any, modality: str, n: int,
-                preds: list[ImagePredictions], truths: list[ImageTruth], bar: Any) -> None:
+                preds: list[Detections], truths: list[ImageTruth], bar: Any) -> None:
     for i in range(n):
         s = dataset[i]
         rgb, thermal = s.rgb, s.thermal
@@ -415,7 +399,7 @@ def _detect_all(detector: Any, dataset: Any, modality: str, n: int,
         elif modality == "thermal":
             rgb = np.zeros_like(rgb)
         d = detector.detect(rgb, thermal, homography=s.homography)
-        preds.append(ImagePredictions(d.boxes, d.scores, d.class_ids))
+        preds.append(d)
         truths.append(ImageTruth(s.boxes, s.labels, s.rgb.shape[1], s.rgb.shape[0]))
         if bar is not None:
             bar.update(1)
@@ -556,8 +540,8 @@ def _class_mapping(source: Any, model_names: list[str], data_names: list[str],
     return mapping
 
 
-def map_to_data(preds: Sequence[ImagePredictions], truths: Sequence[ImageTruth], mapping: Any
-                ) -> tuple[list[ImagePredictions], list[ImageTruth], list[str], dict[str, int]]:
+def map_to_data(preds: Sequence[Detections], truths: Sequence[ImageTruth], mapping: Any
+                ) -> tuple[list[Detections], list[ImageTruth], list[str], dict[str, int]]:
     """Predictions in model classes and truth in data classes -> both in the scored classes.
 
     The scored classes are the data classes some model class maps to (in data order).
@@ -570,10 +554,10 @@ def map_to_data(preds: Sequence[ImagePredictions], truths: Sequence[ImageTruth],
     scored_ids = mapping.evaluated_data_ids()
     to_scored = np.full(len(mapping.data_names), -1, np.int64)
     to_scored[scored_ids] = np.arange(len(scored_ids))
-    out_p: list[ImagePredictions] = []
+    out_p: list[Detections] = []
     for p in preds:
         boxes, scores, cls = mapping.predictions_to_data(p.boxes, p.scores, p.class_ids)
-        out_p.append(ImagePredictions(boxes, scores, to_scored[cls]))
+        out_p.append(Detections(boxes, scores, to_scored[cls]))
     out_t: list[ImageTruth] = []
     not_scored: dict[str, int] = {}
     for t in truths:
@@ -594,7 +578,7 @@ def image_attribute(dataset: Any, key: str, n: int) -> list[str]:
     return [str((getattr(e, "meta", None) or {}).get(key, "n/a")) for e in entries[:n]]
 
 
-def group_metrics(preds: Sequence[ImagePredictions], truths: Sequence[ImageTruth],
+def group_metrics(preds: Sequence[Detections], truths: Sequence[ImageTruth],
                   class_names: Sequence[str], values: Sequence[str], key: str,
                   max_detections: int = 100) -> dict[str, Any]:
     """COCO mAP of each group of images (``values[i]`` is image ``i``'s group)."""

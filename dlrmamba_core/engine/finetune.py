@@ -259,11 +259,11 @@ def remap_classes(model: Any, mapping: Any) -> Any:
     """A copy of ``model`` predicting ``mapping.data_names`` (see the module docstring).
 
     Args:
-        model: a ``Detector`` with ``mapping.model_names`` classes.
+        model: a ``DetectorNet`` with ``mapping.model_names`` classes.
         mapping: a ``data.classmap.ClassMapping`` of the model's classes onto the data's.
 
     Returns:
-        A new ``Detector`` (eval mode) with ``len(mapping.data_names)`` classes.
+        A new ``DetectorNet`` (eval mode) with ``len(mapping.data_names)`` classes.
     """
     import torch
 
@@ -379,7 +379,7 @@ def finetune_model(
     """Fine-tune ``init`` on ``train_pairs`` (see the module docstring).
 
     Args:
-        init: model file (``.onnx`` / ``.pt``) or an already loaded ``Detector`` (then
+        init: model file (``.onnx`` / ``.pt``) or an already loaded ``DetectorNet`` (then
             ``init_meta`` gives its ``class_names``, ``input_hw`` and ``variant``).
         train_pairs: a reader ``PairDataset`` (any format of ``data.readers``).
         out_dir: run folder.

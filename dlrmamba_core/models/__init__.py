@@ -1,7 +1,7 @@
 """Detector variants: ``build_model(name, num_classes)``, the registry, student from teacher.
 
 Importing this package does not import torch: the registry (``models.config``) is read by
-command-line parsers that must work on a robot without torch; the torch modules (``Detector``,
+command-line parsers that must work on a robot without torch; the torch modules (``DetectorNet``,
 ``student_from_teacher``) are imported on first use.
 """
 
@@ -19,21 +19,21 @@ from dlrmamba_core.models.config import (
 )
 
 if TYPE_CHECKING:
-    from dlrmamba_core.models.detector import Detector
+    from dlrmamba_core.models.detector import DetectorNet
     from dlrmamba_core.models.student import student_from_teacher
 
-_LAZY = {"Detector": "dlrmamba_core.models.detector",
+_LAZY = {"DetectorNet": "dlrmamba_core.models.detector",
          "student_from_teacher": "dlrmamba_core.models.student"}
 
 
 def __getattr__(name: str) -> Any:
-    """``Detector`` and ``student_from_teacher``, imported (with torch) on first access."""
+    """``DetectorNet`` and ``student_from_teacher``, imported (with torch) on first access."""
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def build_model(variant: str, num_classes: int, **overrides: Any) -> Detector:
+def build_model(variant: str, num_classes: int, **overrides: Any) -> DetectorNet:
     """Build a registered variant with ``num_classes`` classes and config field overrides.
 
     Raises:
@@ -42,16 +42,16 @@ def build_model(variant: str, num_classes: int, **overrides: Any) -> Detector:
     return build_from_config(get_config(variant, num_classes, **overrides))
 
 
-def build_from_config(cfg: DetectorConfig) -> Detector:
+def build_from_config(cfg: DetectorConfig) -> DetectorNet:
     """Build a detector from a full config (e.g. one read from a checkpoint)."""
-    from dlrmamba_core.models.detector import Detector
+    from dlrmamba_core.models.detector import DetectorNet
 
-    return Detector(cfg)
+    return DetectorNet(cfg)
 
 
 __all__ = [
-    "Detector",
     "DetectorConfig",
+    "DetectorNet",
     "build_from_config",
     "build_model",
     "get_config",

@@ -168,8 +168,10 @@ def build_variant_backbone(cfg: DetectorConfig) -> nn.Module:
     return build(cfg)  # imported here: models.backbones imports this module
 
 
-class Detector(nn.Module):
-    """RGB + thermal detector; see docs/design/interfaces.md for the forward contract.
+class DetectorNet(nn.Module):
+    """RGB + thermal detector network; see docs/design/interfaces.md for the forward contract.
+
+    (The inference engine that runs its ONNX export on the robot is ``runtime.Detector``.)
 
     ``model(rgb (B,3,H,W), thermal (B,1,H,W))`` with H, W multiples of 32 and inputs in [0, 1]:
     in train mode a list of three (B, 4 * reg_max + nc, H/s, W/s) maps (s = 8, 16, 32); in

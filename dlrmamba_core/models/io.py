@@ -27,7 +27,7 @@ def save_model(
 
     Args:
         path: destination (.pt); parent folders are created.
-        model: a :class:`~dlrmamba_core.models.Detector` (anything with ``cfg`` and
+        model: a :class:`~dlrmamba_core.models.DetectorNet` (anything with ``cfg`` and
             ``num_classes``).
         class_names: one name per class, in class-id order.
         input_hw: network input (height, width) in pixels the model was trained for.

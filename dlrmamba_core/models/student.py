@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from dlrmamba_core.layers import SS2D, DirLinear, DirLowRank, LowRankLinear, Mlp
 from dlrmamba_core.models.config import STUDENT_RANK_RATIO, STUDENT_STATE_RATIO, student_config
-from dlrmamba_core.models.detector import Detector
+from dlrmamba_core.models.detector import DetectorNet
 
 
 def select_states(x_proj_weight: Tensor, dt_rank: int, d_state: int, r_state: int) -> Tensor:
@@ -109,10 +109,10 @@ def _init_ss2d(student: SS2D, teacher: SS2D) -> None:
 
 
 def student_from_teacher(
-    teacher: Detector,
+    teacher: DetectorNet,
     rank_ratio: float = STUDENT_RANK_RATIO,
     state_ratio: float = STUDENT_STATE_RATIO,
-) -> Detector:
+) -> DetectorNet:
     """A Low-Rank SS2D student initialised from ``teacher`` (paper: low-rank init).
 
     Every dense SS2D projection (and VSS MLP layer) becomes the rank
@@ -128,7 +128,7 @@ def student_from_teacher(
         ConfigError: teacher already low-rank, or ratios outside (0, 1].
     """
     s_cfg = student_config(teacher.cfg, rank_ratio, state_ratio)  # student, fusion_mamba_lr..
-    student = Detector(s_cfg).to(next(teacher.parameters()).device)
+    student = DetectorNet(s_cfg).to(next(teacher.parameters()).device)
     s_state = student.state_dict()
     with torch.no_grad():
         for key, val in teacher.state_dict().items():

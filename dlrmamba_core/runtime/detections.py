@@ -1,4 +1,9 @@
-"""The detector's result type (numpy only)."""
+"""The one "detections of one image" type (numpy only).
+
+Returned by the runtime ``Detector`` (boxes in original RGB pixels, with the model's class
+map) and by ``postprocess.nms`` (boxes in network-input pixels, class map empty), and taken by
+the COCO evaluation (``engine.evaluate``).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,15 @@ __all__ = ["Detections"]
 
 @dataclass
 class Detections:
-    """Detections of one RGB + thermal pair.
+    """Detections of one image (one RGB + thermal pair).
 
     Attributes:
-        boxes: (N, 4) float32 ``x1, y1, x2, y2`` in ORIGINAL RGB image pixels.
+        boxes: (N, 4) float32 ``x1, y1, x2, y2`` pixels: of the ORIGINAL RGB image when the
+            runtime ``Detector`` returns them, of the network input straight from ``nms``.
         scores: (N,) float32 confidences in [0, 1], highest first.
         class_ids: (N,) int64 indices into ``class_names``.
-        class_names: the model's whole class map (index -> name), not one name per box.
+        class_names: the model's whole class map (index -> name), not one name per box;
+            empty where it is not known (``nms`` output, evaluation inputs).
         inference_ms: time of the network forward pass alone, milliseconds.
         timings_ms: ``preprocess``, ``inference``, ``postprocess`` and ``total``, milliseconds.
     """
@@ -26,7 +33,7 @@ class Detections:
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
-    class_names: list[str]
+    class_names: list[str] = field(default_factory=list)
     inference_ms: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -49,6 +56,14 @@ class Detections:
             }
             for box, score, cls in zip(self.boxes, self.scores, self.class_ids, strict=True)
         ]
+
+    @classmethod
+    def of(cls, boxes: Any, scores: Any, class_ids: Any,
+           class_names: list[str] | None = None) -> Detections:
+        """Detections from array-likes, coerced to (N, 4) float32, (N,) float32, (N,) int64."""
+        return cls(np.asarray(boxes, np.float32).reshape(-1, 4),
+                   np.asarray(scores, np.float32).reshape(-1),
+                   np.asarray(class_ids, np.int64).reshape(-1), list(class_names or []))
 
     @classmethod
     def empty(cls, class_names: list[str]) -> Detections:

@@ -17,7 +17,7 @@ import logging
 import os
 from pathlib import Path
 import time
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -360,16 +360,13 @@ class Detector:
         t1 = time.perf_counter()
         pred = self.backend.run(x_rgb, x_th)  # (1, 4 + nc, A)
         t2 = time.perf_counter()
-        boxes, scores, class_ids = cast(  # a 2-D input gives one image's tuple
-            tuple[np.ndarray, np.ndarray, np.ndarray],
-            nms(pred[0], self.conf_threshold, self.iou_threshold, self.max_detections),
-        )
-        boxes = unletterbox_boxes(boxes, prep.letterbox)
+        det = nms(pred[0], self.conf_threshold, self.iou_threshold, self.max_detections)
+        boxes = unletterbox_boxes(det.boxes, prep.letterbox)
         t3 = time.perf_counter()
         return Detections(
             boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
-            scores=np.asarray(scores, np.float32).reshape(-1),
-            class_ids=np.asarray(class_ids, np.int64).reshape(-1),
+            scores=det.scores,
+            class_ids=det.class_ids,
             class_names=self.class_names,
             inference_ms=(t2 - t1) * 1e3,
             timings_ms={

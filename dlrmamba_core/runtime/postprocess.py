@@ -1,17 +1,18 @@
 """Decode + non-maximum suppression in numpy (torch-free: this runs on the robot).
 
 The detector's eval output (and the ONNX output ``predictions``) is (B, 4 + nc, A): xyxy boxes in
-network-input pixels, then per-class probabilities. :func:`nms` turns it into detections.
+network-input pixels, then per-class probabilities. :func:`nms` turns one image's into
+:class:`~dlrmamba_core.runtime.detections.Detections`, :func:`nms_batch` a batch's into a list.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from dlrmamba_core.errors import InputError
-
-Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""(boxes (N, 4) float32 xyxy, scores (N,) float32, class_ids (N,) int64), best first."""
+from dlrmamba_core.runtime.detections import Detections
 
 _MAX_CANDIDATES = 3000
 """Candidates kept (by score) before NMS: bounds the O(n^2) IoU work on noisy frames."""
@@ -51,12 +52,23 @@ def nms_boxes(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np
     return order[np.asarray(keep, dtype=np.int64)]
 
 
+def _check_thresholds(conf_threshold: float, iou_threshold: float, max_detections: int) -> None:
+    if not 0.0 <= conf_threshold <= 1.0 or not 0.0 <= iou_threshold <= 1.0:
+        raise InputError(
+            f"conf_threshold ({conf_threshold}) and iou_threshold ({iou_threshold}) must be in "
+            "[0, 1]"
+        )
+    if max_detections < 1:
+        raise InputError(f"max_detections must be >= 1; got {max_detections}")
+
+
 def _nms_single(
     pred: np.ndarray,
     conf_threshold: float,
     iou_threshold: float,
     max_detections: int,
     class_agnostic: bool,
+    class_names: Sequence[str],
 ) -> Detections:
     """pred (4 + nc, A) -> detections of one image."""
     boxes = pred[:4].T.astype(np.float32)  # (A, 4)
@@ -68,7 +80,7 @@ def _nms_single(
         sel = sel[np.argsort(-scores[sel], kind="stable")[:_MAX_CANDIDATES]]
     boxes, scores, class_ids = boxes[sel], scores[sel], class_ids[sel].astype(np.int64)
     if sel.size == 0:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+        return Detections.empty(list(class_names))
     if class_agnostic:
         shifted = boxes
     else:
@@ -77,7 +89,7 @@ def _nms_single(
         offset = float(np.abs(boxes).max()) * 2.0 + 1.0
         shifted = boxes + (class_ids.astype(np.float32) * offset)[:, None]
     keep = nms_boxes(shifted, scores, iou_threshold)[:max_detections]
-    return boxes[keep], scores[keep], class_ids[keep]
+    return Detections(boxes[keep], scores[keep], class_ids[keep], list(class_names))
 
 
 def nms(
@@ -86,40 +98,59 @@ def nms(
     iou_threshold: float = 0.5,
     max_detections: int = 100,
     class_agnostic: bool = False,
-) -> Detections | list[Detections]:
-    """Threshold, then class-aware (default) greedy NMS of raw detector predictions.
+    class_names: Sequence[str] = (),
+) -> Detections:
+    """Threshold, then class-aware (default) greedy NMS of one image's raw predictions.
 
     Args:
-        pred: (4 + nc, A) for one image or (B, 4 + nc, A) for a batch: xyxy boxes then class
-            probabilities, as output by the detector in eval mode / the ONNX model.
+        pred: (4 + nc, A): xyxy boxes then class probabilities, as output by the detector in
+            eval mode / the ONNX model for one image (``output[i]``).
         conf_threshold: minimum class probability (strictly greater is kept).
         iou_threshold: IoU above which the lower-scoring box of the same class is removed.
-        max_detections: at most this many detections per image.
+        max_detections: at most this many detections.
         class_agnostic: suppress across classes too.
+        class_names: the model's class map, stored in the result (default: empty).
 
     Returns:
-        For a 2-D input one ``(boxes (N, 4) float32, scores (N,) float32, class_ids (N,)
-        int64)``, sorted by descending score; for a 3-D input a list of them, one per image.
+        :class:`Detections` (boxes in network-input pixels), sorted by descending score.
 
     Raises:
-        InputError: wrong rank, fewer than 5 rows, or thresholds out of range.
+        InputError: not (4 + nc, A) with nc >= 1, or thresholds out of range.
     """
     arr = np.asarray(pred)
-    if arr.ndim not in (2, 3) or arr.shape[-2] < 5:
+    if arr.ndim != 2 or arr.shape[0] < 5:
         raise InputError(
-            f"predictions must be (4 + nc, A) or (B, 4 + nc, A) with nc >= 1; got shape "
-            f"{arr.shape}: pass the detector's eval/ONNX output"
+            f"predictions of one image must be (4 + nc, A) with nc >= 1; got shape "
+            f"{arr.shape}: pass output[i] of the detector's eval/ONNX output (nms_batch takes "
+            "the whole batch)"
         )
-    if not 0.0 <= conf_threshold <= 1.0 or not 0.0 <= iou_threshold <= 1.0:
+    _check_thresholds(conf_threshold, iou_threshold, max_detections)
+    return _nms_single(arr, conf_threshold, iou_threshold, max_detections, class_agnostic,
+                       class_names)
+
+
+def nms_batch(
+    pred: np.ndarray,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.5,
+    max_detections: int = 100,
+    class_agnostic: bool = False,
+    class_names: Sequence[str] = (),
+) -> list[Detections]:
+    """:func:`nms` of each image of a batch ``pred`` (B, 4 + nc, A): one result per image.
+
+    Raises:
+        InputError: not (B, 4 + nc, A) with nc >= 1, or thresholds out of range.
+    """
+    arr = np.asarray(pred)
+    if arr.ndim != 3 or arr.shape[1] < 5:
         raise InputError(
-            f"conf_threshold ({conf_threshold}) and iou_threshold ({iou_threshold}) must be in "
-            "[0, 1]"
+            f"batch predictions must be (B, 4 + nc, A) with nc >= 1; got shape {arr.shape}: "
+            "pass the detector's eval/ONNX output (nms takes one image)"
         )
-    if max_detections < 1:
-        raise InputError(f"max_detections must be >= 1; got {max_detections}")
-    if arr.ndim == 2:
-        return _nms_single(arr, conf_threshold, iou_threshold, max_detections, class_agnostic)
+    _check_thresholds(conf_threshold, iou_threshold, max_detections)
     return [
-        _nms_single(p, conf_threshold, iou_threshold, max_detections, class_agnostic)
+        _nms_single(p, conf_threshold, iou_threshold, max_detections, class_agnostic,
+                    class_names)
         for p in arr
     ]

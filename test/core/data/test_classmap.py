@@ -7,13 +7,13 @@ import pytest
 
 from dlrmamba_core.data.classmap import match_classes, normalize, parse_class_map
 from dlrmamba_core.engine.evaluate import (
-    ImagePredictions,
     ImageTruth,
     coco_metrics,
     map_to_data,
     summarize,
 )
 from dlrmamba_core.errors import ConfigError
+from dlrmamba_core.runtime.detections import Detections
 
 SHIPPED = ["small_boat", "large_boat", "person", "buoy", "car", "van", "truck"]
 DRONEVEHICLE = ["car", "truck", "bus", "van", "freight car"]
@@ -74,9 +74,9 @@ def test_given_map_unknown_names(text: str, match: str) -> None:
         match_classes(SHIPPED, ["person"], text)
 
 
-def _det(boxes: list[list[float]], scores: list[float], cls: list[int]) -> ImagePredictions:
-    return ImagePredictions(np.asarray(boxes, np.float32).reshape(-1, 4),
-                            np.asarray(scores, np.float32), np.asarray(cls, np.int64))
+def _det(boxes: list[list[float]], scores: list[float], cls: list[int]) -> Detections:
+    return Detections(np.asarray(boxes, np.float32).reshape(-1, 4),
+                      np.asarray(scores, np.float32), np.asarray(cls, np.int64))
 
 
 def test_scoring_through_a_map() -> None:

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from dlrmamba_core.engine.evaluate import (
-    ImagePredictions,
     ImageTruth,
     coco_metrics,
     confusion_matrix,
     write_report,
 )
 from dlrmamba_core.errors import ConfigError
+from dlrmamba_core.runtime.detections import Detections
 
 NAMES = ["boat", "person", "car"]
 
@@ -32,7 +32,7 @@ def _truths(rng: np.random.Generator, n_img: int = 6) -> list[ImageTruth]:
 
 def test_perfect_predictions_score_100_and_missing_class_is_none() -> None:
     truths = _truths(np.random.default_rng(0))
-    preds = [ImagePredictions(t.boxes.copy(), np.full(len(t.labels), 0.9, np.float32),
+    preds = [Detections(t.boxes.copy(), np.full(len(t.labels), 0.9, np.float32),
                               t.labels.copy()) for t in truths]
     m = coco_metrics(preds, truths, NAMES)
     assert m["mAP50"] == pytest.approx(100.0)
@@ -50,11 +50,11 @@ def test_wrong_class_and_shifted_boxes_lower_the_score() -> None:
         b = t.boxes.copy()
         w = b[:, 2] - b[:, 0]
         b[:, [0, 2]] += 0.3 * w[:, None]  # IoU ~0.54: counts at 0.5, not at >= 0.55
-        shifted.append(ImagePredictions(b, np.full(len(b), 0.8, np.float32), t.labels))
+        shifted.append(Detections(b, np.full(len(b), 0.8, np.float32), t.labels))
     m = coco_metrics(shifted, truths, NAMES)
     assert m["mAP50"] == pytest.approx(100.0)
     assert 5.0 < m["mAP50_95"] < 20.0
-    wrong = [ImagePredictions(t.boxes, np.full(len(t.labels), 0.8, np.float32),
+    wrong = [Detections(t.boxes, np.full(len(t.labels), 0.8, np.float32),
                               1 - t.labels) for t in truths]
     m2 = coco_metrics(wrong, truths, NAMES)
     assert m2["mAP50"] == 0.0
@@ -73,7 +73,7 @@ def test_no_detections_gives_zero_not_error() -> None:
 def test_confusion_matrix_counts_false_positives_and_misses() -> None:
     t = ImageTruth(np.array([[0, 0, 10, 10], [50, 50, 70, 70]], np.float32),
                    np.array([0, 1]))
-    p = ImagePredictions(np.array([[0, 0, 10, 10], [100, 100, 120, 120], [50, 50, 70, 70]],
+    p = Detections(np.array([[0, 0, 10, 10], [100, 100, 120, 120], [50, 50, 70, 70]],
                                   np.float32),
                          np.array([0.9, 0.8, 0.1], np.float32), np.array([0, 2, 1]))
     cm = confusion_matrix([p], [t], 3)
@@ -87,7 +87,7 @@ def test_bad_input_is_reported() -> None:
     truths = _truths(np.random.default_rng(3), 2)
     with pytest.raises(ConfigError, match="prediction entries"):
         coco_metrics([], truths, NAMES)
-    bad = [ImagePredictions(t.boxes, np.ones(len(t.labels), np.float32),
+    bad = [Detections(t.boxes, np.ones(len(t.labels), np.float32),
                             np.full(len(t.labels), 7)) for t in truths]
     with pytest.raises(ConfigError, match=r"outside 0\.\.2"):
         coco_metrics(bad, truths, NAMES)
@@ -95,7 +95,7 @@ def test_bad_input_is_reported() -> None:
 
 def test_write_report_writes_json_and_pngs(tmp_path) -> None:
     truths = _truths(np.random.default_rng(4))
-    preds = [ImagePredictions(t.boxes, np.linspace(0.2, 0.9, len(t.labels)).astype(np.float32),
+    preds = [Detections(t.boxes, np.linspace(0.2, 0.9, len(t.labels)).astype(np.float32),
                               t.labels) for t in truths]
     m = coco_metrics(preds, truths, NAMES)
     path = write_report(m, NAMES, tmp_path / "ev")
@@ -112,9 +112,9 @@ def test_group_by_splits_the_images_by_reader_attribute() -> None:
     names = ["a", "b"]
     truths = [ImageTruth(np.array([[0, 0, 10, 10]], np.float32), np.array([0]), 64, 64)
               for _ in range(4)]
-    good = ImagePredictions(np.array([[0, 0, 10, 10]], np.float32), np.array([0.9], np.float32),
+    good = Detections(np.array([[0, 0, 10, 10]], np.float32), np.array([0.9], np.float32),
                             np.array([0]))
-    bad = ImagePredictions(np.array([[40, 40, 50, 50]], np.float32), np.array([0.9], np.float32),
+    bad = Detections(np.array([[40, 40, 50, 50]], np.float32), np.array([0.9], np.float32),
                            np.array([0]))
     g = group_metrics([good, good, bad, bad], truths, names, ["day", "day", "night", "night"],
                       "condition")

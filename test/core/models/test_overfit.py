@@ -55,7 +55,7 @@ def map50(pred: np.ndarray, targets: np.ndarray, n_images: int, nc: int) -> floa
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    from dlrmamba_core.runtime.postprocess import nms
+    from dlrmamba_core.runtime.postprocess import nms_batch
 
     h, w = CROP_HW
     gt = COCO()
@@ -69,12 +69,12 @@ def map50(pred: np.ndarray, targets: np.ndarray, n_images: int, nc: int) -> floa
         ],
         "categories": [{"id": c} for c in range(nc)],
     }
-    dets = nms(pred, 0.001, 0.6, 100)
+    dets = nms_batch(pred, 0.001, 0.6, 100)
     res = [
         {"image_id": i, "category_id": int(c), "score": float(s),
          "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
-        for i, (boxes, scores, classes) in enumerate(dets)
-        for b, s, c in zip(boxes, scores, classes, strict=True)
+        for i, det in enumerate(dets)
+        for b, s, c in zip(det.boxes, det.scores, det.class_ids, strict=True)
     ]
     if not res:
         return 0.0
