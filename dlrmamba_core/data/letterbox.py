@@ -2,7 +2,7 @@
 
 The same :class:`Letterbox` maps boxes from original RGB pixels to network-input pixels
 (:func:`letterbox_boxes`) and back (:func:`unletterbox_boxes`), and instance masks into the
-network input (:func:`letterbox_masks`).
+network input (:func:`letterbox_masks`) and back (:func:`unletterbox_masks`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ __all__ = [
     "letterbox_masks",
     "letterbox_params",
     "unletterbox_boxes",
+    "unletterbox_masks",
 ]
 
 
@@ -138,3 +139,45 @@ def unletterbox_boxes(boxes: np.ndarray, lb: Letterbox, clip: bool = True) -> np
         b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
         b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
     return b
+
+
+def unletterbox_masks(masks: np.ndarray, lb: Letterbox, threshold: float | None = 0.5
+                      ) -> np.ndarray:
+    """Map masks over the network input back to original RGB pixels.
+
+    The masks may be at any stride of the input (a (h/4, w/4) grid, the full (h, w) input,
+    ...): each original pixel samples the mask bilinearly at its centre's position.
+
+    Args:
+        masks: (N, mh, mw) covering the whole ``lb.dst_hw`` canvas at one stride
+            (``dst_h / mh == dst_w / mw``): probabilities / logits (float) or {0, 1} (uint8).
+        lb: the RGB letterbox of the input.
+        threshold: binarize at this value into uint8 {0, 1}; None returns float32 samples.
+
+    Returns:
+        (N, H, W) at ``lb.src_hw``: uint8 {0, 1}, or float32 when ``threshold`` is None.
+
+    Raises:
+        InputError: not (N, mh, mw), or a grid whose stride differs between the axes.
+    """
+    m = np.asarray(masks)
+    if m.ndim != 3 or m.shape[1] == 0 or m.shape[2] == 0:
+        raise InputError(f"masks of shape {m.shape}: need (N, mh, mw)")
+    (dh, dw), (sh, sw) = lb.dst_hw, lb.src_hw
+    stride = dh / m.shape[1]
+    if abs(dw / m.shape[2] - stride) > 1e-6:
+        raise InputError(f"mask grid {m.shape[1:]} does not cover the input {lb.dst_hw} at "
+                         "one stride on both axes")
+    # Original pixel centre x + 0.5 -> input u = (x + 0.5) * scale + pad -> mask grid index
+    # u / stride - 0.5 (OpenCV puts pixel centres on integers).
+    k = lb.scale / stride
+    affine = np.array([[k, 0.0, (0.5 * lb.scale + lb.pad_x) / stride - 0.5],
+                       [0.0, k, (0.5 * lb.scale + lb.pad_y) / stride - 0.5]])
+    out = np.zeros((m.shape[0], sh, sw), np.float32)
+    for i in range(m.shape[0]):
+        out[i] = cv2.warpAffine(m[i].astype(np.float32), affine, (sw, sh),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
+    if threshold is None:
+        return out
+    return (out >= threshold).astype(np.uint8)

@@ -220,3 +220,35 @@ def test_datasets_without_masks_are_unaffected(tmp_path: Path) -> None:
     assert "masks" not in batch and batch["targets"].shape == (1, 6)
     with pytest.raises(DatasetError, match="has no instance masks"):
         DetectionDataset(pairs, (32, 64), masks=True)
+
+
+def test_unletterbox_masks_returns_to_rgb_pixels() -> None:
+    from dlrmamba_core.data.letterbox import unletterbox_masks
+    from dlrmamba_core.data.masks import downsample_masks
+    from dlrmamba_core.data.synthetic import SynthConfig, generate_frame
+
+    s = generate_frame(SynthConfig(rgb_size=(320, 240), thermal_size=(160, 128)), 3)
+    assert s.masks is not None
+    for dst in ((256, 320), (480, 640)):  # no shrinking: the full-input masks come back exact
+        lb = letterbox_params((240, 320), dst)
+        back = unletterbox_masks(letterbox_masks(s.masks, lb), lb)
+        assert back.dtype == np.uint8
+        np.testing.assert_array_equal(back, s.masks)
+    # From the 1/4 grid of the batches: no shift, only the 4x4 cells' quantization.
+    rng = np.random.default_rng(0)
+    for dst in ((256, 320), (160, 256), (480, 640)):
+        lb = letterbox_params((240, 320), dst)
+        shifts = []
+        for _ in range(20):
+            m = np.zeros((1, 240, 320), np.uint8)
+            x, y = int(rng.integers(0, 250)), int(rng.integers(0, 180))
+            m[0, y:y + 50, x:x + 60] = 1
+            back = unletterbox_masks(downsample_masks(letterbox_masks(m, lb), 4), lb)
+            assert (back & m).sum() / (back | m).sum() > 0.85
+            shifts.append(np.argwhere(back[0]).mean(0) - np.argwhere(m[0]).mean(0))
+        assert np.abs(np.mean(shifts, 0)).max() < 0.3, (dst, np.mean(shifts, 0))
+    soft = unletterbox_masks(np.full((1, 64, 80), 0.25, np.float32),
+                             letterbox_params((240, 320), (256, 320)), threshold=None)
+    assert soft.dtype == np.float32 and np.allclose(soft, 0.25)
+    with pytest.raises(Exception, match="one stride"):
+        unletterbox_masks(np.zeros((1, 64, 64)), letterbox_params((240, 320), (256, 320)))
