@@ -47,7 +47,8 @@ FORMAT_SUMMARY: dict[str, str] = {
     "yolo": "[split/]rgb/, thermal/, labels/ YOLO txt; options rgb_dir, thermal_dir, "
             "labels_dir, clip=1",
     "coco": "[split/]annotations.json (COCO + thermal_file) and the images",
-    "llvip": "visible/{train,test}/, infrared/{train,test}/, Annotations/ VOC",
+    "llvip": "visible/{train,test}/, infrared/{train,test}/, Annotations/ VOC; or flat "
+             "[split/]rgb/, ir/, orig_annotations/ VOC; option layout=auto|official|flat",
     "m3fd": "Vis/, Ir/, Annotations/ VOC, optional splits/<split>.txt",
     "flir": "FLIR_aligned: JPEGImages/, Annotations/, optional ImageSets/<split>.txt",
     "kaist": "images/setXX/V00Y/{visible,lwir}/, annotations/, optional imageSets/",
@@ -75,6 +76,10 @@ def _split_present(fmt: str, root: Path, split: str, kw: dict[str, Any]) -> bool
         if (root / split).is_dir():
             return True
         return None if (root / "rgb").is_dir() else False
+    llvip_flat = (fmt == "llvip" and kw.get("layout") != "official"
+                  and not (root / "visible").is_dir() and (root / "rgb").is_dir())
+    if llvip_flat and not (root / split).is_dir():
+        return None  # LLVIP's flat layout (rgb/, ir/, orig_annotations/) without split folders
     for fmt_, folder in (("kaist", "imageSets"), ("flir", "ImageSets"), ("m3fd", "splits")):
         if fmt == fmt_:
             if (root / folder / f"{split}.txt").is_file():

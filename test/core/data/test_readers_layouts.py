@@ -1,4 +1,5 @@
-"""Split detection (flat folders are used whole) and the DroneVehicle YOLO export."""
+"""Split detection (flat folders are used whole), the DroneVehicle YOLO export and LLVIP's flat
+layout, on tmp_path fixtures and on the real pairs of ../shared/real (skipped when absent)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dlrmamba_core.data.readers import format_help, open_dataset, resolve_split
 from dlrmamba_core.errors import DatasetError
 
 REAL = Path(__file__).resolve().parents[3] / ".." / "shared" / "real" / "dronevehicle6"
+REAL_LLVIP = REAL.parent / "llvip_train50"
 
 
 def _pair_folder(base: Path, stems: list[str], thermal: str = "thermal",
@@ -101,3 +103,88 @@ def test_real_dronevehicle_export() -> None:
     s = ir[0]
     assert s.rgb.shape == (512, 640, 3) and s.thermal.shape == (512, 640)
     assert (s.boxes[:, 2] <= 640).all() and (s.boxes[:, 3] <= 512).all()
+
+
+def _llvip_xml(path: Path, boxes: list[tuple[int, int, int, int]]) -> None:
+    """A VOC XML as LLVIP publishes it (header, <size>, pose / truncated / difficult)."""
+    objs = "".join(
+        "\n\t<object>\n\t\t<name>person</name>\n\t\t<pose>Unspecified</pose>\n"
+        "\t\t<truncated>0</truncated>\n\t\t<difficult>0</difficult>\n\t\t<bndbox>"
+        f"<xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bndbox>"
+        "\n\t</object>" for a, b, c, d in boxes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'<?xml version="1.0" ?><annotation>\n\t<folder>JPEGImages</folder>\n'
+                    f"\t<filename>{path.stem}.jpg</filename>\n\t<size><width>80</width>"
+                    f"<height>40</height><depth>1</depth></size>{objs}\n</annotation>")
+
+
+def _llvip_flat(root: Path, ann: str = "orig_annotations") -> None:
+    _pair_folder(root, ["010001", "010002", "010003"], thermal="ir",
+                 labels={"labels": {"010001": "0 0.5 0.5 0.1 0.1\n"}})  # YOLO: not read
+    cv2.imwrite(str(root / "ir" / "010009.jpg"), np.zeros((40, 80, 3), np.uint8))
+    _llvip_xml(root / ann / "010001.xml", [(2, 3, 12, 20), (30, 5, 41, 39)])
+    _llvip_xml(root / ann / "010002.xml", [])  # published with no object
+    # 010003 has no XML: no objects
+
+
+def test_llvip_flat_layout_reads_the_voc_xml(tmp_path: Path) -> None:
+    _llvip_flat(tmp_path)
+    split, note = resolve_split("llvip", tmp_path, "train")
+    assert split is None and note is not None and "whole folder" in note
+    for fmt in ("llvip", "llvip:layout=flat", "llvip:layout=auto"):
+        ds = open_dataset(fmt, tmp_path, split)
+        assert [e.image_id for e in ds.entries] == ["010001", "010002", "010003"]
+        assert ds.class_names == ["person"]
+        assert ds.unpaired == [str(tmp_path / "ir" / "010009.jpg")]
+        np.testing.assert_array_equal(ds.entries[0].boxes, [[2, 3, 12, 20], [30, 5, 41, 39]])
+        assert [len(e.boxes) for e in ds.entries] == [2, 0, 0]
+        assert "orig_annotations/" in ds.notes[0]
+    s = ds[0]
+    assert s.rgb.shape == (40, 80, 3) and s.thermal.shape == (40, 80)
+    assert s.labels.tolist() == [0, 0] and s.homography is None
+    # a split given on a folder without split folders reads the whole folder, and says so
+    ds = open_dataset("llvip", tmp_path, "train")
+    assert len(ds) == 3 and "no 'train' split folder" in ds.notes[-1]
+
+
+def test_llvip_flat_layout_variants_and_errors(tmp_path: Path) -> None:
+    _llvip_flat(tmp_path / "a", ann="Annotations")
+    assert len(open_dataset("llvip", tmp_path / "a")[0].boxes) == 2  # Annotations/ accepted
+    _llvip_flat(tmp_path / "b" / "test")  # a split folder holding the flat layout
+    assert resolve_split("llvip", tmp_path / "b", "test") == ("test", None)
+    assert len(open_dataset("llvip", tmp_path / "b", "test")) == 3
+    with pytest.raises(DatasetError, match="layout='voc'"):
+        open_dataset("llvip:layout=voc", tmp_path / "a")
+    with pytest.raises(DatasetError, match="visible/train"):
+        open_dataset("llvip:layout=official", tmp_path / "a")
+    _pair_folder(tmp_path / "c", ["1"], thermal="ir")  # no annotation folder at all
+    with pytest.raises(DatasetError, match="orig_annotations/, Annotations/"):
+        open_dataset("llvip", tmp_path / "c")
+    bad = tmp_path / "a" / "Annotations" / "010002.xml"
+    bad.write_text("<annotation><object><name>person</name></object></annotation>")
+    with pytest.raises(DatasetError, match=r"010002\.xml, object 0: <bndbox> missing"):
+        open_dataset("llvip", tmp_path / "a")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(DatasetError, match="neither the official layout"):
+        open_dataset("llvip", tmp_path / "d")
+
+
+@pytest.mark.skipif(not REAL_LLVIP.is_dir(), reason="../shared/real/llvip_train50 not present")
+def test_real_llvip_flat_layout() -> None:
+    """The 50 real LLVIP pairs from their published VOC XML: 222 person boxes (SOURCE.md),
+    the same boxes as the YOLO conversion beside them (to its 6-decimal rounding)."""
+    split, note = resolve_split("llvip", REAL_LLVIP, "train")
+    assert split is None and note
+    ds = open_dataset("llvip", REAL_LLVIP, split)
+    assert len(ds) == 50 and not ds.unpaired
+    assert [e.image_id for e in ds.entries][::49] == ["010001", "010050"]
+    boxes = np.concatenate([e.boxes for e in ds.entries])
+    assert boxes.shape == (222, 4)
+    assert np.concatenate([e.labels for e in ds.entries]).tolist() == [0] * 222
+    assert (boxes[:, 2] <= 1280).all() and (boxes[:, 3] <= 1024).all() and (boxes >= 0).all()
+    yolo = open_dataset("yolo:thermal_dir=ir", REAL_LLVIP)
+    for a, b in zip(ds.entries, yolo.entries, strict=True):
+        assert a.image_id == b.image_id
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=0.01)
+    s = ds[49]
+    assert s.rgb.shape == (1024, 1280, 3) and s.thermal.shape == (1024, 1280)
