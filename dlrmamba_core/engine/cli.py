@@ -239,10 +239,13 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_train)
 
     d = subparsers.add_parser(
-        "distill", help="low-rank student from a teacher: SVD init -> SAD -> fine-tune",
-        description="Structure-Aware Distillation (paper schedule). With no options it builds "
-                    "the registry's student (the shipped one). Loss weights task/svd/state/"
-                    "feat; set one to 0 to switch it off (ablations).")
+        "distill", help="low-rank student from a teacher: SVD init -> SAD (or RS4D) -> "
+                        "fine-tune",
+        description="Structure-Aware Distillation (paper schedule), or with --method rs4d "
+                    "adaptive noise + masking feature distillation (docs/distillation.md). "
+                    "With no options it builds the registry's student (the shipped one). Loss "
+                    "weights task/svd/state/feat (sad) or task/rs4d (rs4d); set one to 0 to "
+                    "switch it off (ablations).")
     d.add_argument("--teacher", required=True, help="teacher model file (best.pt of train)")
     _data_args(d)
     add_config_args(d.add_argument_group("distillation (engine.config.DistillConfig)"),

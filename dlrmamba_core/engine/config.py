@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+import typing
 from typing import Literal
 
 from dlrmamba_core.errors import ConfigError
@@ -113,20 +114,24 @@ class TrainConfig:
 
 @dataclass
 class DistillWeights:
-    """Loss weights of Structure-Aware Distillation (paper: task 1.0, SVD 0.5, state 0.1,
-    feat 1.5); a weight of 0 switches that term off (ablations).
+    """Loss weights of the distillation phase; a weight of 0 switches that term off
+    (ablations). ``--method sad`` uses task, svd, state and feat (paper: 1.0 / 0.5 / 0.1 /
+    1.5), ``--method rs4d`` uses task and rs4d; the other method's weights are not used.
 
     Attributes:
         task: detection loss.
         svd: L_SVD, factor distance to the teacher's truncated SVD.
         state: L_state, chunk-boundary hidden states vs the projected teacher states.
         feat: L_feat, SS2D block outputs vs the teacher's.
+        rs4d: RS4D, reconstruction of the teacher's clean P3-P5 features from the masked,
+            noised input (relative error, losses.rs4d).
     """
 
     task: float = 1.0
     svd: float = 0.5
     state: float = 0.1
     feat: float = 1.5
+    rs4d: float = 1.0
 
     @classmethod
     def parse(cls, text: str) -> DistillWeights:
@@ -137,12 +142,8 @@ class DistillWeights:
         """
         names = [f.name for f in dataclasses.fields(cls)]
         w = cls()
-        for item in filter(None, (s.strip() for s in text.split(","))):
-            key, sep, value = item.partition("=")
-            if not sep or key not in names:
-                raise ConfigError(f"--weights: bad item {item!r}; expected key=value with key "
-                                  f"in {', '.join(names)} (e.g. task=1,svd=0.5,state=0.1,"
-                                  "feat=1.5)")
+        for key, value in _pairs(text, "--weights", names,
+                                 "e.g. task=1,svd=0.5,state=0.1,feat=1.5"):
             try:
                 val = float(value)
             except ValueError as exc:
@@ -157,6 +158,114 @@ class DistillWeights:
         return ",".join(f"{f.name}={getattr(self, f.name):g}" for f in dataclasses.fields(self))
 
 
+def _pairs(text: str, flag: str, names: list[str], example: str) -> list[tuple[str, str]]:
+    """``k=v,k=v`` -> [(k, v), ...] with every k in ``names``.
+
+    Raises:
+        ConfigError: an item without ``=`` or with a key not in ``names``.
+    """
+    out = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in names:
+            raise ConfigError(f"{flag}: bad item {item!r}; expected key=value with key in "
+                              f"{', '.join(names)} ({example})")
+        out.append((key, value.strip()))
+    return out
+
+
+FeatureLevel = Literal["backbone", "neck"]
+DistillMethod = Literal["sad", "rs4d"]
+DISTILL_METHODS: tuple[str, ...] = typing.get_args(DistillMethod)
+
+
+@dataclass
+class RS4DConfig:
+    """Masking, noise and the adaptive rule of RS4D distillation (``--method rs4d``;
+    docs/distillation.md explains each choice).
+
+    The input (both cameras, same positions) is cut into ``patch`` x ``patch`` pixel squares;
+    a share ``r`` of them is replaced by the image's per-channel mean plus Gaussian noise of
+    ``s`` times its per-channel standard deviation. One *difficulty* ``d`` in [0, 1] sets both:
+    ``r = mask_min + d (mask_max - mask_min)``, ``s = d * noise_max``. After every step
+    ``d += adapt_rate * clip((target - L) / target, -1, 1)`` with ``L`` the step's
+    reconstruction error (mean over levels): easier when the student misses the target,
+    harder when it beats it.
+
+    Attributes:
+        patch: side of a masked square in input pixels (32 = one P5 cell, 4x4 P3 cells); must
+            divide the input height and width.
+        mask_min: share of masked squares at difficulty 0.
+        mask_max: share of masked squares at difficulty 1.
+        noise_max: noise std at difficulty 1, in units of the image's per-channel std.
+        start: difficulty at the first step.
+        target: reconstruction error (1 - R^2 of the teacher's features, 0 perfect, 1 = no
+            better than the per-channel mean) the difficulty is steered to.
+        adapt_rate: difficulty change per step at full error (0: fixed difficulty ``start``).
+        features: which P3-P5 maps are reconstructed: "backbone" outputs (the encoder, as in
+            RS4D) or "neck" outputs (what the head reads).
+    """
+
+    patch: int = 32
+    mask_min: float = 0.1
+    mask_max: float = 0.6
+    noise_max: float = 1.0
+    start: float = 0.5
+    target: float = 0.35
+    adapt_rate: float = 0.01
+    features: FeatureLevel = "backbone"
+
+    @classmethod
+    def parse(cls, text: str) -> RS4DConfig:
+        """``mask_max=0.7,target=0.3`` -> settings (omitted keys keep defaults).
+
+        Raises:
+            ConfigError: an unknown key or a value of the wrong type (range checks:
+                :meth:`validate`).
+        """
+        kinds = typing.get_type_hints(cls)
+        cfg = cls()
+        for key, value in _pairs(text, "--rs4d", list(kinds), "e.g. mask_max=0.7,target=0.3"):
+            kind = kinds[key]
+            try:
+                if typing.get_origin(kind) is Literal:
+                    if value not in typing.get_args(kind):
+                        raise ValueError(f"choose one of {typing.get_args(kind)}")
+                    setattr(cfg, key, value)
+                else:
+                    setattr(cfg, key, kind(value))
+            except ValueError as exc:
+                raise ConfigError(f"--rs4d: {key}={value!r}: {exc}") from exc
+        return cfg
+
+    def format(self) -> str:
+        """The ``--rs4d`` text of these settings."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in values.items())
+
+    def validate(self) -> None:
+        """Raise ConfigError on out-of-range values."""
+        if self.patch < 1:
+            raise ConfigError(f"--rs4d patch={self.patch}: must be >= 1 (pixels)")
+        if not 0.0 <= self.mask_min <= self.mask_max < 1.0:
+            raise ConfigError(f"--rs4d mask_min={self.mask_min}, mask_max={self.mask_max}: "
+                              "need 0 <= mask_min <= mask_max < 1")
+        if self.noise_max < 0:
+            raise ConfigError(f"--rs4d noise_max={self.noise_max}: must be >= 0")
+        if not 0.0 <= self.start <= 1.0:
+            raise ConfigError(f"--rs4d start={self.start}: the difficulty is in [0, 1]")
+        if self.target <= 0:
+            raise ConfigError(f"--rs4d target={self.target}: must be > 0 (a relative error, "
+                              "e.g. 0.35)")
+        if not 0.0 <= self.adapt_rate <= 1.0:
+            raise ConfigError(f"--rs4d adapt_rate={self.adapt_rate}: must be in [0, 1] "
+                              "(0 keeps the difficulty fixed)")
+        if self.features not in ("backbone", "neck"):
+            raise ConfigError(f"--rs4d features={self.features!r}: backbone or neck")
+
+
 DISTILL_EPOCHS = 50
 """Default epochs of the distillation phase (``dlrmamba distill --epochs``)."""
 
@@ -166,23 +275,42 @@ class DistillConfig:
     """What ``dlrmamba distill`` adds to the training hyper-parameters.
 
     Attributes:
+        method: "sad" (Structure-Aware Distillation: SVD factors, scan states, SS2D outputs;
+            needs the SVD-built student) or "rs4d" (the student reconstructs the teacher's
+            clean P3-P5 features from a masked, noised input; any teacher/student pair).
+        student: registry variant of the student, built from scratch (rs4d only, e.g.
+            "student" from a fusion_mamba teacher); default: the low-rank student built
+            from the teacher by truncated SVD at rank_ratio / state_ratio.
         rank_ratio: rank of each factorized matrix / min(m, n), paper sweeps 0.50..0.65;
             defaults to the registry's student (models.config.STUDENT_RANK_RATIO).
         state_ratio: r_state / N, r_state = ceil(state_ratio * N); defaults to the
             registry's student (models.config.STUDENT_STATE_RATIO).
-        weights: loss weights as key=value pairs (0 switches a loss off).
+        weights: loss weights as key=value pairs (0 switches a loss off): task, and svd,
+            state, feat (sad) or rs4d (rs4d).
+        rs4d: RS4D masking as key=value pairs: patch (pixels), mask_min, mask_max,
+            noise_max, start, target, adapt_rate, features (backbone or neck); see
+            engine.config.RS4DConfig and docs/distillation.md.
         finetune_epochs: epochs of the fine-tune phase after distillation (0: none).
         finetune_lr: fine-tune peak lr as a fraction of the distillation lr.
     """
 
+    method: DistillMethod = "sad"
+    student: str | None = None
     rank_ratio: float = STUDENT_RANK_RATIO
     state_ratio: float = STUDENT_STATE_RATIO
     weights: DistillWeights = dataclasses.field(default_factory=DistillWeights)
+    rs4d: RS4DConfig = dataclasses.field(default_factory=RS4DConfig)
     finetune_epochs: int = 10
     finetune_lr: float = 0.2
 
     def validate(self) -> None:
-        """Raise ConfigError on out-of-range values."""
+        """Raise ConfigError on out-of-range values or combinations."""
+        if self.method not in DISTILL_METHODS:
+            raise ConfigError(f"method must be one of {DISTILL_METHODS}, got {self.method!r}")
+        if self.student is not None and self.method != "rs4d":
+            raise ConfigError(f"--student {self.student}: SAD compares the factors and scan "
+                              "states of a student built from the teacher by SVD, so it "
+                              "takes no other student; use --method rs4d, or drop --student")
         for name in ("rank_ratio", "state_ratio"):
             val = getattr(self, name)
             if not 0.0 < val <= 1.0:
@@ -190,6 +318,10 @@ class DistillConfig:
         if self.finetune_epochs < 0 or self.finetune_lr <= 0:
             raise ConfigError(f"finetune_epochs ({self.finetune_epochs}) must be >= 0 and "
                               f"finetune_lr ({self.finetune_lr}) > 0")
+        if self.method == "rs4d" and self.weights.task == 0 and self.weights.rs4d == 0:
+            raise ConfigError("--weights task=0,rs4d=0 leaves --method rs4d nothing to train; "
+                              "give one of them a weight > 0")
+        self.rs4d.validate()
 
     def finetune_config(self, cfg: TrainConfig) -> TrainConfig | None:
         """The fine-tune phase's hyper-parameters from the distillation phase's (None: none).

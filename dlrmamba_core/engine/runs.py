@@ -200,11 +200,12 @@ def distill_model(
     cache_dir: str | os.PathLike[str] | None = None,
     cache_workers: int = 0,
 ) -> dict[str, Any]:
-    """The paper's schedule: low-rank init from the teacher -> SAD -> fine-tune.
+    """The paper's schedule: low-rank init from the teacher -> SAD (or RS4D) -> fine-tune.
 
-    Writes ``out_dir/distill/`` (Structure-Aware Distillation) and ``out_dir/finetune/``
-    (task loss only, starting from the distilled EMA student). ``resume`` may be the
-    ``last.pt`` of either phase.
+    Writes ``out_dir/distill/`` (the distillation phase, ``distill.method``) and
+    ``out_dir/finetune/`` (task loss only, starting from the distilled EMA student).
+    ``resume`` may be the ``last.pt`` of either phase. With ``distill.student`` (RS4D only)
+    the student is that registry variant built from scratch instead of the SVD-built one.
 
     Args:
         teacher_path: the teacher's model file (``best.pt`` of ``dlrmamba train``).
@@ -213,8 +214,8 @@ def distill_model(
         out_dir: run folder.
         cfg: distillation-phase hyper-parameters (the fine-tune phase's follow from them,
             ``DistillConfig.finetune_config``).
-        distill: student ratios, loss weights, fine-tune length (defaults: the registry's
-            student, the paper's weights).
+        distill: method, student, ratios, loss weights, RS4D settings, fine-tune length
+            (defaults: SAD, the registry's student, the paper's weights).
         resume: a phase's ``last.pt``.
         train_split: training split.
         val_split: validation split.
@@ -248,12 +249,25 @@ def distill_model(
         log.info("datasets ready (%d train pairs) after %.1f s", len(train_set),
                  time.monotonic() - t_start)
         torch.manual_seed(cfg.seed)
-        student = student_from_teacher(teacher, rank_ratio, state_ratio)
-        log.info("student built from the teacher by truncated SVD (rank ratio %.2f, state "
-                 "ratio %.2f) after %.1f s", rank_ratio, state_ratio, time.monotonic() - t_start)
+        extra: dict[str, Any] = {"teacher": str(teacher_path),
+                                 "distill_method": distill.method,
+                                 "distill_weights": dataclasses.asdict(weights)}
+        if distill.method == "rs4d":
+            extra["rs4d"] = dataclasses.asdict(distill.rs4d)
+        if distill.student is None:
+            student = student_from_teacher(teacher, rank_ratio, state_ratio)
+            log.info("student built from the teacher by truncated SVD (rank ratio %.2f, state "
+                     "ratio %.2f) after %.1f s", rank_ratio, state_ratio,
+                     time.monotonic() - t_start)
+            extra.update(rank_ratio=rank_ratio, state_ratio=state_ratio)
+        else:
+            from dlrmamba_core.models import build_model
+
+            student = build_model(distill.student, len(names)).to(
+                next(teacher.parameters()).device)
+            log.info("student %s built from scratch (random init)", distill.student)
+            extra["student_init"] = "scratch"
         variant = student.cfg.variant
-        extra = {"teacher": str(teacher_path), "rank_ratio": rank_ratio,
-                 "state_ratio": state_ratio, "distill_weights": dataclasses.asdict(weights)}
         phase = "distill"
         if resume is not None:
             state = load_train_state(resume)
@@ -262,10 +276,16 @@ def distill_model(
                 raise ConfigError(f"--resume {resume}: a {phase!r} checkpoint; distill resumes "
                                   "from its own distill/last.pt or finetune/last.pt")
             _precheck_resume(resume, phase, variant, names)
+            method = (state.get("extra") or {}).get("distill_method", "sad")
+            if method != distill.method:
+                raise ConfigError(f"--resume {resume}: that run distilled with --method "
+                                  f"{method}, this one with --method {distill.method}; pass "
+                                  f"--method {method} to continue it")
         out = Path(out_dir)
         result: dict[str, Any] = {"distill": None, "finetune": None}
         if phase == "distill":
-            task = DistillTask(student, teacher, weights, cfg.modality)
+            task = DistillTask(student, teacher, weights, cfg.modality, method=distill.method,
+                               rs4d=distill.rs4d)
             log.info("distillation task ready after %.1f s", time.monotonic() - t_start)
             dcfg = dataclasses.replace(cfg, find_unused_parameters=True)
             trainer = Trainer(task, student, train_set, val_set, dcfg, out / "distill",

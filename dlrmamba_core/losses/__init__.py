@@ -1,4 +1,5 @@
-"""Training losses: detection (``detection``) and Structure-Aware Distillation (``distill``)."""
+"""Training losses: detection (``detection``), Structure-Aware Distillation (``distill``) and
+RS4D adaptive noise + masking feature distillation (``rs4d``)."""
 
 from dlrmamba_core.losses.detection import (
     DetectionLoss,

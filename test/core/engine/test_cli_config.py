@@ -20,6 +20,7 @@ from dlrmamba_core.engine.config import (
     DISTILL_EPOCHS,
     DistillConfig,
     DistillWeights,
+    RS4DConfig,
     TrainConfig,
 )
 from dlrmamba_core.errors import ConfigError
@@ -51,6 +52,8 @@ def _other_value(cfg: object, f: dataclasses.Field[typing.Any]) -> tuple[list[st
         return [flag, "cuda:1"], "cuda:1"
     if kind is DistillWeights:
         return [flag, "svd=0,feat=2"], DistillWeights(svd=0.0, feat=2.0)
+    if kind is RS4DConfig:
+        return [flag, "mask_max=0.7,features=neck"], RS4DConfig(mask_max=0.7, features="neck")
     raise AssertionError(f"no test value for {f.name}: {hint}")
 
 
