@@ -14,6 +14,7 @@ bytes over rclpy.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 import importlib
 import itertools
@@ -132,6 +133,12 @@ def play(
 ) -> PlayReport:
     """Publish a bag over rclpy (initializes and shuts down its own context).
 
+    The steps: check the bag and its topics (:func:`_open_schedule`), start the player's node,
+    create the publishers and the recorder's subscription, wait until the detector node is
+    connected (:func:`_wait_until_connected`), publish on schedule (:func:`_publish`), wait for
+    the last detections (:meth:`_Recorder.wait_until_settled`), stop the node, then write the
+    recording (:func:`_finish_recording`).
+
     Args:
         bag: rosbag2 directory or .db3/.mcap file.
         rate: speed factor (1.0 = recorded timing).
@@ -150,29 +157,14 @@ def play(
     Raises:
         BagError: bad bag or topics; DlrmambaError: the node did not come up.
     """
-    from builtin_interfaces.msg import Time
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from rosgraph_msgs.msg import Clock
 
     if record_topic and record_out is None:
         raise BagError("--record needs --record-out DIR for the recorded detections")
-    all_topics = bag_topics(bag)
-    chosen = list(all_topics) if topics is None else list(topics)
-    missing = [t for t in chosen if t not in all_topics]
-    if missing:
-        raise BagError(f"{bag}: topics {missing} are not in the bag; it has {sorted(all_topics)}")
-    items = schedule(bag, chosen, rate)  # lazy: the bag is read while playing
-    first = next(items, None)
-    if first is None:
-        raise BagError(f"{bag}: nothing to play (no messages on the selected topics)")
+    all_topics, chosen, first, rest = _open_schedule(bag, topics, rate)
     report = PlayReport()
-    received: list[tuple[int, bytes, float]] = []  # (log-time ns, raw, wall receive s)
-    publish_wall: dict[int, float] = {}
-    lock = threading.Lock()
-    start_wall = 0.0
-    first_log = first.log_ns
+    recorder = _Recorder(first.log_ns, rate)
     interrupted = False
 
     own_context = not rclpy.ok()
@@ -189,107 +181,206 @@ def play(
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
     try:
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.VOLATILE)
-        pubs = {t: node.create_publisher(message_class(all_topics[t]), t, qos) for t in chosen}
-        clock_pub = None
-        if clock:
-            clock_pub = node.create_publisher(Clock, "/clock", 10)
+        pubs, clock_pub = _create_publishers(node, all_topics, chosen, clock)
         if record_topic:
-            from vision_msgs.msg import Detection2DArray
-
-            def on_detections(raw: bytes) -> None:
-                now = time.monotonic()
-                log_ns = first_log + int((now - start_wall) * rate * 1e9) if start_wall else 0
-                with lock:
-                    received.append((log_ns, raw, now))
-
-            node.create_subscription(Detection2DArray, record_topic, on_detections,
-                                     QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
-                                     raw=True)
+            recorder.subscribe(node, record_topic)
         if activate:
             activate_lifecycle_node(node, activate, ready_timeout_s)
-        deadline = time.monotonic() + ready_timeout_s
-        for t in wait_subscribers or []:
-            if t not in pubs:
-                raise BagError(f"--wait-for {t}: the bag has no such topic to publish")
-            while pubs[t].get_subscription_count() == 0:
-                if time.monotonic() > deadline:
-                    raise DlrmambaError(f"nobody subscribed to {t} within {ready_timeout_s} s; "
-                                        "is the detector node running with that topic?")
-                time.sleep(0.05)
-        if record_topic:
-            while node.count_publishers(record_topic) == 0:
-                if time.monotonic() > deadline:
-                    raise DlrmambaError(f"nobody publishes {record_topic} within "
-                                        f"{ready_timeout_s} s; is the detector node active?")
-                time.sleep(0.05)
+        _wait_until_connected(node, pubs, wait_subscribers or [], record_topic,
+                              ready_timeout_s)
         # A publisher sees its subscriber matched before the subscriber has always matched
         # the publisher (discovery finishes at each end on its own): a best-effort camera
         # subscription drops what arrives before that. Give both ends time to finish.
         time.sleep(1.0 if wait_subscribers or activate else 0.3)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(unit="msg", desc="bag-play", leave=False)
-        start_wall = time.monotonic()
-        try:
-            for it in itertools.chain([first], items):
-                delay = start_wall + it.due_s - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                if clock_pub is not None:
-                    clock_pub.publish(Clock(clock=Time(sec=it.log_ns // 1_000_000_000,
-                                                       nanosec=it.log_ns % 1_000_000_000)))
-                pubs[it.topic].publish(it.raw)
-                if it.msgtype.startswith("sensor_msgs/msg/"):
-                    with lock:
-                        publish_wall[header_stamp_ns(it.raw)] = time.monotonic()
-                report.published[it.topic] = report.published.get(it.topic, 0) + 1
-                if bar is not None:
-                    bar.update(1)
-        except KeyboardInterrupt:
-            # Ctrl-C: stop publishing, still close and write what was recorded (partial).
-            interrupted = True
+        interrupted = _publish(first, rest, pubs, clock_pub, recorder, report, progress)
+        if interrupted:  # Ctrl-C: still close and write what was recorded (partial)
             max_wait_s = min(max_wait_s, 2.0)
-        if bar is not None:
-            bar.close()
-        report.duration_s = time.monotonic() - start_wall
         if record_topic:
-            end = time.monotonic() + max_wait_s
-            last_n, last_change = -1, time.monotonic()
-            while time.monotonic() < end:
-                with lock:
-                    n = len(received)
-                if n != last_n:
-                    last_n, last_change = n, time.monotonic()
-                elif time.monotonic() - last_change > settle_s:
-                    break
-                time.sleep(0.05)
+            recorder.wait_until_settled(max_wait_s, settle_s)
     finally:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         if own_context and rclpy.ok():
             rclpy.shutdown()
     if record_topic:
-        with lock:
-            recs = list(received)
-        for _, raw, wall in recs:
-            stamp = header_stamp_ns(raw)
-            report.stamps.append(stamp)
-            pub = publish_wall.get(stamp)
-            report.latency_ms.append(None if pub is None else round((wall - pub) * 1e3, 3))
-        report.recorded = len(recs)
         assert record_out is not None
         report.partial = interrupted
-        report.record_path = write_recording(record_out, record_topic, recs, report)
+        _finish_recording(recorder, report, record_topic, record_out)
     if interrupted:
         raise KeyboardInterrupt("bag-play interrupted"
                                 + (f"; partial recording in {report.record_path}"
                                    if report.record_path else ""))
     return report
+
+
+def _open_schedule(bag: str | Path, topics: list[str] | None,
+                   rate: float) -> tuple[dict[str, str], list[str], Any, Iterator[Any]]:
+    """The bag's topics (name -> type), the chosen ones, the schedule's first item, the rest.
+
+    The schedule is lazy: the bag is read while playing.
+
+    Raises:
+        BagError: a chosen topic is not in the bag, or it has nothing to play.
+    """
+    all_topics = bag_topics(bag)
+    chosen = list(all_topics) if topics is None else list(topics)
+    missing = [t for t in chosen if t not in all_topics]
+    if missing:
+        raise BagError(f"{bag}: topics {missing} are not in the bag; it has {sorted(all_topics)}")
+    items = schedule(bag, chosen, rate)
+    first = next(items, None)
+    if first is None:
+        raise BagError(f"{bag}: nothing to play (no messages on the selected topics)")
+    return all_topics, chosen, first, items
+
+
+def _create_publishers(node: Any, all_topics: dict[str, str], chosen: list[str],
+                       clock: bool) -> tuple[dict[str, Any], Any]:
+    """One reliable publisher per chosen topic (its bag message type), and ``/clock``."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                     reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.VOLATILE)
+    pubs = {t: node.create_publisher(message_class(all_topics[t]), t, qos) for t in chosen}
+    clock_pub = node.create_publisher(Clock, "/clock", 10) if clock else None
+    return pubs, clock_pub
+
+
+def _wait_until_connected(node: Any, pubs: dict[str, Any], wait_subscribers: list[str],
+                          record_topic: str | None, timeout_s: float) -> None:
+    """Wait until each topic of ``wait_subscribers`` has a subscriber and, when recording,
+    someone publishes ``record_topic`` (one deadline for all).
+
+    Raises:
+        BagError: a topic to wait for is not published by the player.
+        DlrmambaError: not connected within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    for t in wait_subscribers:
+        if t not in pubs:
+            raise BagError(f"--wait-for {t}: the bag has no such topic to publish")
+        while pubs[t].get_subscription_count() == 0:
+            if time.monotonic() > deadline:
+                raise DlrmambaError(f"nobody subscribed to {t} within {timeout_s} s; "
+                                    "is the detector node running with that topic?")
+            time.sleep(0.05)
+    if record_topic:
+        while node.count_publishers(record_topic) == 0:
+            if time.monotonic() > deadline:
+                raise DlrmambaError(f"nobody publishes {record_topic} within "
+                                    f"{timeout_s} s; is the detector node active?")
+            time.sleep(0.05)
+
+
+def _publish(first: Any, rest: Iterator[Any], pubs: dict[str, Any], clock_pub: Any,
+             recorder: _Recorder, report: PlayReport, progress: bool) -> bool:
+    """Publish every scheduled message at its due time; True when a Ctrl-C stopped it.
+
+    Counts what was published in ``report`` (and the replay's duration), and gives the
+    recorder the publish time of each image (for the end-to-end latency).
+    """
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="msg", desc="bag-play", leave=False)
+    interrupted = False
+    start_wall = recorder.start()
+    try:
+        for it in itertools.chain([first], rest):
+            delay = start_wall + it.due_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if clock_pub is not None:
+                clock_pub.publish(Clock(clock=Time(sec=it.log_ns // 1_000_000_000,
+                                                   nanosec=it.log_ns % 1_000_000_000)))
+            pubs[it.topic].publish(it.raw)
+            if it.msgtype.startswith("sensor_msgs/msg/"):
+                recorder.published(header_stamp_ns(it.raw), time.monotonic())
+            report.published[it.topic] = report.published.get(it.topic, 0) + 1
+            if bar is not None:
+                bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+    if bar is not None:
+        bar.close()
+    report.duration_s = time.monotonic() - start_wall
+    return interrupted
+
+
+class _Recorder:
+    """The detections received while playing, and the publish time of every image.
+
+    ``received`` holds ``(log-time ns, raw CDR, wall receive s)``: the log time is where the
+    message would sit on the bag's clock (first log time + elapsed wall time x rate).
+    """
+
+    def __init__(self, first_log_ns: int, rate: float) -> None:
+        self.first_log_ns, self.rate = first_log_ns, rate
+        self.start_wall = 0.0  # monotonic s when publishing started (0: not yet)
+        self.received: list[tuple[int, bytes, float]] = []
+        self.publish_wall: dict[int, float] = {}  # image header stamp (ns) -> monotonic s
+        self.lock = threading.Lock()  # received arrives on the executor's threads
+
+    def subscribe(self, node: Any, topic: str) -> None:
+        """Record the raw ``Detection2DArray`` messages of ``topic`` (reliable, depth 100)."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from vision_msgs.msg import Detection2DArray
+
+        node.create_subscription(Detection2DArray, topic, self.on_detections,
+                                 QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+                                 raw=True)
+
+    def on_detections(self, raw: bytes) -> None:
+        now = time.monotonic()
+        log_ns = (self.first_log_ns + int((now - self.start_wall) * self.rate * 1e9)
+                  if self.start_wall else 0)
+        with self.lock:
+            self.received.append((log_ns, raw, now))
+
+    def start(self) -> float:
+        """Mark the start of publishing; returns it (monotonic s)."""
+        self.start_wall = time.monotonic()
+        return self.start_wall
+
+    def published(self, stamp_ns: int, wall_s: float) -> None:
+        with self.lock:
+            self.publish_wall[stamp_ns] = wall_s
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.received)
+
+    def wait_until_settled(self, max_wait_s: float, settle_s: float) -> None:
+        """Return once no message arrived for ``settle_s`` (at most ``max_wait_s``)."""
+        end = time.monotonic() + max_wait_s
+        last_n, last_change = -1, time.monotonic()
+        while time.monotonic() < end:
+            n = self.count()
+            if n != last_n:
+                last_n, last_change = n, time.monotonic()
+            elif time.monotonic() - last_change > settle_s:
+                break
+            time.sleep(0.05)
+
+
+def _finish_recording(recorder: _Recorder, report: PlayReport, topic: str,
+                      out: str | Path) -> None:
+    """Stamps and latencies of the received messages into ``report``; write the recording."""
+    with recorder.lock:
+        recs = list(recorder.received)
+    for _, raw, wall in recs:
+        stamp = header_stamp_ns(raw)
+        report.stamps.append(stamp)
+        pub = recorder.publish_wall.get(stamp)
+        report.latency_ms.append(None if pub is None else round((wall - pub) * 1e3, 3))
+    report.recorded = len(recs)
+    report.record_path = write_recording(out, topic, recs, report)
 
 
 def write_recording(out: str | Path, topic: str, recs: list[tuple[int, bytes, float]],

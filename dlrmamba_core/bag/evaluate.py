@@ -169,6 +169,10 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalResult:
     """Evaluate a detector on a rosbag; see the module docstring for the outputs.
 
+    The steps, in order: check the inputs and load the model (:func:`_open_inputs`), open the
+    outputs, detect on every pair of the bag, then finish a valid output: close the detections
+    bag, COCO metrics, the annotated video, preview, ``metrics.json`` and ``report.md``.
+
     Args:
         bag: rosbag2 directory or .db3/.mcap file.
         out: output directory (created atomically).
@@ -182,201 +186,306 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
         ModelFileError: no usable model.
         KeyboardInterrupt: after writing a partial (valid, closed) output.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    from dlrmamba_core.runtime.pairing import ApproximateTimePairer
-
     bag = Path(bag)
     with BagReader(bag) as reader:
-        rgb_type = reader.require_topic(opts.rgb_topic, m.IMAGE_TYPES)
-        thermal_type = reader.require_topic(opts.thermal_topic, m.IMAGE_TYPES)
-        gt: GroundTruth | None = None
-        gt_topic = None
-        if opts.gt:
-            if opts.gt in reader.topics:
-                reader.require_topic(opts.gt, [m.DETECTIONS])
-                gt_topic = opts.gt
-                gt = GroundTruth(f"topic {opts.gt}")
-            elif opts.gt.startswith("/") and not Path(opts.gt).exists():
-                reader.require_topic(opts.gt)  # raises, listing the bag's topics
-        model_path = resolve_model(opts.model)
-        homography = opts.homography
-        if homography is None and CUSTOM_HOMOGRAPHY in reader.custom:
-            homography = np.asarray(json.loads(reader.custom[CUSTOM_HOMOGRAPHY]), np.float64)
-        detector = _make_detector(model_path, opts, homography)
-        class_names = list(detector_class_names(detector))
-        if opts.gt and gt is None:
-            gt = GroundTruth.from_file(opts.gt, class_names)
-        n_rgb = reader.counts.get(opts.rgb_topic, 0)
-        synthetic = reader.custom.get(CUSTOM_SYNTHETIC) == "true"
-
+        inputs = _open_inputs(bag, reader, opts)
         target = AtomicDir(out, overwrite=opts.overwrite)
-        store = get_bag_typestore()
-        writer = Writer(target.tmp / "detections", version=9,
-                        storage_plugin=StoragePlugin.MCAP if opts.out_storage == "mcap"
-                        else StoragePlugin.SQLITE3)
-        video: AnnotatedVideo | None = None
-        pairer: ApproximateTimePairer[BagMessage] = ApproximateTimePairer(
-            queue_size=opts.queue_size, slop_s=opts.slop_s)
-        detections: dict[int, m.FrameDetections] = {}
-        sizes: dict[int, tuple[int, int]] = {}  # RGB (width, height) per stamp
-        latency_total: list[float] = []
-        latency_infer: list[float] = []
-        skews_ms: list[float] = []
-        pending: list[_Pending] = []
-        state = _Interrupts()
-        first_log = last_log = None
-        bar = None
+        run = _BagEvaluation(reader, inputs, opts, target)
         try:
-            writer.open()
-            det_conn = writer.add_connection(DET_TOPIC, m.DETECTIONS, typestore=store)
-            label_conn = writer.add_connection(LABEL_TOPIC, m.LABEL_INFO, typestore=store)
-            label_written = False
-            if opts.video:
-                video = AnnotatedVideo(target.tmp / "annotated.mp4",
-                                       target.tmp / "annotated_strip.png",
-                                       fps=min(_rate(reader, opts.rgb_topic),
-                                               _rate(reader, opts.thermal_topic)))
-            if opts.progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=n_rgb, unit="rgb", desc="bag-eval", leave=False)
-            topics = [opts.rgb_topic, opts.thermal_topic] + ([gt_topic] if gt_topic else [])
-            try:
-                _phase(opts, "reading")
-                for bm in reader.messages(topics):
-                    first_log = bm.log_ns if first_log is None else first_log
-                    last_log = bm.log_ns
-                    if bm.topic == gt_topic:
-                        assert gt is not None
-                        # numeric class ids are read with the model's class map
-                        gt.add(m.parse_detections(bm.decode(), class_names))
-                        _flush_video(video, pending, gt, class_names, force=False)
-                        continue
-                    stream = "rgb" if bm.topic == opts.rgb_topic else "thermal"
-                    if stream == "rgb" and bar is not None:
-                        bar.update(1)
-                    msg = bm.decode()
-                    for pair in pairer.add(stream, m.stamp_of(msg), bm):
-                        _phase(opts, "inference")
-                        t0 = time.perf_counter()
-                        rgb_msg = pair.rgb.decode()
-                        rgb = m.decode_rgb(rgb_msg, rgb_type, f"topic {opts.rgb_topic}")
-                        thermal = m.decode_thermal(pair.thermal.decode(), thermal_type,
-                                                   f"topic {opts.thermal_topic}")
-                        res = detector.detect(rgb, thermal)
-                        total_ms = (time.perf_counter() - t0) * 1e3
-                        fd = m.FrameDetections(
-                            pair.rgb_stamp_ns, str(rgb_msg.header.frame_id),
-                            np.asarray(res.boxes, np.float32).reshape(-1, 4),
-                            np.asarray(res.scores, np.float32).reshape(-1),
-                            [res.class_names[int(c)] for c in res.class_ids])
-                        with _deferred_sigint(state):  # a message is written whole or not
-                            if not label_written:
-                                writer.write(label_conn, pair.rgb.log_ns, m.serialize(
-                                    m.label_info_message(class_names, pair.rgb_stamp_ns,
-                                                         fd.frame_id,
-                                                         _threshold(detector, opts)),
-                                    m.LABEL_INFO))
-                                label_written = True
-                            writer.write(det_conn, pair.rgb.log_ns, m.serialize(
-                                m.detections_message(fd, class_names), m.DETECTIONS))
-                            detections[fd.stamp_ns] = fd
-                            sizes[fd.stamp_ns] = (rgb.shape[1], rgb.shape[0])
-                            latency_total.append(total_ms)
-                            latency_infer.append(float(getattr(res, "inference_ms",
-                                                               total_ms)))
-                            skews_ms.append(pair.skew_ns / 1e6)
-                        if state.hit:
-                            raise KeyboardInterrupt
-                        if video is not None:
-                            cap = (f"t={fd.stamp_ns / 1e9:.3f}s  {len(fd)} det  "
-                                   f"{total_ms:.0f} ms")
-                            pending.append(_Pending(rgb, thermal, fd, cap))
-                            _flush_video(video, pending, gt, class_names, force=False)
-                        if opts.on_pair is not None:
-                            opts.on_pair(len(detections))
-                    if opts.max_pairs is not None and len(detections) >= opts.max_pairs:
-                        break
-            except KeyboardInterrupt:
-                state.interrupt("reading the bag")
-            if not detections and not state.hit:
-                raise BagError(
-                    f"{bag}: no RGB/thermal pair matched on {opts.rgb_topic} + "
-                    f"{opts.thermal_topic} with slop {opts.slop_s} s and queue size "
-                    f"{opts.queue_size} (rgb {pairer.stats.rgb.received} msgs, thermal "
-                    f"{pairer.stats.thermal.received} msgs): check the topics, or raise "
-                    "--slop if the cameras' stamps differ more than that"
-                )
+            run.open_outputs()
+            run.detect_pairs()
+            run.require_a_pair()
             # From here on every step finishes a valid output. The detections bag is closed
             # with Ctrl-C deferred (a half-written index would make it unreadable); the costly
             # steps (COCO, video encoding) are skipped on Ctrl-C, and the result says so.
-            with _deferred_sigint(state):
-                writer.close()
-            coco = None
-            if gt is not None:
-                coco = _interruptible(state, opts, "metrics",
-                                      lambda: coco_on_frames(detections, gt, class_names,
-                                                             sizes))
-            video_path = preview = None
-            if video is not None:
-                v = video
-
-                def finish_video() -> Path | None:
-                    _flush_video(v, pending, gt, class_names, force=True)
-                    return v.close()
-
-                if state.hit:  # interrupted earlier: close what was drawn (a few frames left)
-                    with _deferred_sigint(state):
-                        video_path = finish_video()
-                else:  # interrupted while encoding: drop the MP4, keep the PNG strip
-                    video_path = _interruptible(state, opts, "video", finish_video,
-                                                fallback=v.close_as_strip)
-            with _deferred_sigint(state):
+            run.close_detections_bag()
+            coco = run.coco_metrics()
+            video_path = run.finish_video()
+            with _deferred_sigint(run.state):
                 _phase(opts, "report")
-                frame = video.preview_frame() if video is not None else None
-                if frame is not None:
-                    preview = target.tmp / "preview.png"
-                    cv2.imwrite(str(preview), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-                while True:  # rewritten if a Ctrl-C arrives while the files are written
-                    partial = state.hit
-                    metrics = _metrics(
-                        bag=bag, storage=reader.storage, model_path=model_path, opts=opts,
-                        class_names=class_names, synthetic=synthetic, partial=partial,
-                        pairer=pairer, skews_ms=skews_ms, latency_total=latency_total,
-                        latency_infer=latency_infer, detections=detections, coco=coco,
-                        rgb_type=rgb_type, thermal_type=thermal_type,
-                        span_ns=(last_log or 0) - (first_log or 0),
-                        outputs={"detections_bag": "detections",
-                                 "video": video_path.name if video_path else None,
-                                 "preview": preview.name if preview else None,
-                                 "report": "report.md"},
-                        homography=homography, sizes=sizes,
-                        input_warnings=getattr(detector, "input_warning_messages", {}),
-                        interrupted_during=state.where,
-                    )
-                    (target.tmp / "metrics.json").write_text(json.dumps(metrics, indent=2)
-                                                             + "\n")
-                    (target.tmp / "report.md").write_text(render_report(metrics))
-                    if state.hit == partial:
-                        break
-                if bar is not None:
-                    bar.close()
-                    bar = None
+                preview = run.write_preview()
+                metrics = run.write_metrics_and_report(coco, video_path, preview)
+                run.close_progress()
                 final = target.commit()
         except BaseException:
-            if bar is not None:
-                bar.close()
-            if writer.storage is not None:
-                writer.abort()
-            if video is not None:
-                video.abort()
+            run.abort()
             target.discard()
             raise
-    result = EvalResult(final, metrics, detections)
-    if state.hit:
+    result = EvalResult(final, metrics, run.records.detections)
+    if run.state.hit:
         raise EvalInterrupted(result)
     return result
+
+
+@dataclass
+class _Inputs:
+    """What :func:`evaluate_bag` knows before the first pair: topics, ground truth, model."""
+
+    bag: Path
+    storage: str
+    rgb_type: str
+    thermal_type: str
+    gt: GroundTruth | None
+    gt_topic: str | None
+    model_path: Path
+    homography: np.ndarray | None
+    detector: Any
+    class_names: list[str]
+    n_rgb: int
+    synthetic: bool
+
+
+def _open_inputs(bag: Path, reader: BagReader, opts: EvalOptions) -> _Inputs:
+    """Check the image topics, find the ground truth, load the Detector the node runs.
+
+    Ground truth comes from a bag topic of that name, else a file (COCO JSON, YOLO label
+    folder, read with the model's class map). The homography is ``opts.homography``, else the
+    bag's custom data.
+    """
+    rgb_type = reader.require_topic(opts.rgb_topic, m.IMAGE_TYPES)
+    thermal_type = reader.require_topic(opts.thermal_topic, m.IMAGE_TYPES)
+    gt: GroundTruth | None = None
+    gt_topic = None
+    if opts.gt:
+        if opts.gt in reader.topics:
+            reader.require_topic(opts.gt, [m.DETECTIONS])
+            gt_topic = opts.gt
+            gt = GroundTruth(f"topic {opts.gt}")
+        elif opts.gt.startswith("/") and not Path(opts.gt).exists():
+            reader.require_topic(opts.gt)  # raises, listing the bag's topics
+    model_path = resolve_model(opts.model)
+    homography = opts.homography
+    if homography is None and CUSTOM_HOMOGRAPHY in reader.custom:
+        homography = np.asarray(json.loads(reader.custom[CUSTOM_HOMOGRAPHY]), np.float64)
+    detector = _make_detector(model_path, opts, homography)
+    class_names = list(detector_class_names(detector))
+    if opts.gt and gt is None:
+        gt = GroundTruth.from_file(opts.gt, class_names)
+    return _Inputs(bag=bag, storage=reader.storage, rgb_type=rgb_type,
+                   thermal_type=thermal_type, gt=gt, gt_topic=gt_topic, model_path=model_path,
+                   homography=homography, detector=detector, class_names=class_names,
+                   n_rgb=reader.counts.get(opts.rgb_topic, 0),
+                   synthetic=reader.custom.get(CUSTOM_SYNTHETIC) == "true")
+
+
+@dataclass
+class _Records:
+    """What the pass over the bag collected, per pair (keyed by the RGB stamp, ns)."""
+
+    detections: dict[int, m.FrameDetections] = field(default_factory=dict)
+    sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # RGB (width, height)
+    latency_total: list[float] = field(default_factory=list)  # decode + detect, ms
+    latency_infer: list[float] = field(default_factory=list)  # network alone, ms
+    skews_ms: list[float] = field(default_factory=list)  # RGB - thermal stamp, ms
+    first_log: int | None = None  # log time of the first / last message read (ns)
+    last_log: int | None = None
+
+
+class _BagEvaluation:
+    """The outputs of one :func:`evaluate_bag` run and its steps (called in that order)."""
+
+    def __init__(self, reader: BagReader, inputs: _Inputs, opts: EvalOptions,
+                 target: AtomicDir) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        from dlrmamba_core.runtime.pairing import ApproximateTimePairer
+
+        self.reader, self.inputs, self.opts, self.target = reader, inputs, opts, target
+        self.writer = Writer(target.tmp / "detections", version=9,
+                             storage_plugin=StoragePlugin.MCAP if opts.out_storage == "mcap"
+                             else StoragePlugin.SQLITE3)
+        self.pairer: ApproximateTimePairer[BagMessage] = ApproximateTimePairer(
+            queue_size=opts.queue_size, slop_s=opts.slop_s)
+        self.records = _Records()
+        self.state = _Interrupts()
+        self.video: AnnotatedVideo | None = None
+        self.pending: list[_Pending] = []  # detected frames waiting for their ground truth
+        self.bar: Any = None
+        self._label_written = False
+
+    def open_outputs(self) -> None:
+        """Open the detections bag (+ LabelInfo topic), the video writer and the progress bar."""
+        opts, store = self.opts, get_bag_typestore()
+        self.writer.open()
+        self.det_conn = self.writer.add_connection(DET_TOPIC, m.DETECTIONS, typestore=store)
+        self.label_conn = self.writer.add_connection(LABEL_TOPIC, m.LABEL_INFO,
+                                                     typestore=store)
+        if opts.video:
+            self.video = AnnotatedVideo(self.target.tmp / "annotated.mp4",
+                                        self.target.tmp / "annotated_strip.png",
+                                        fps=min(_rate(self.reader, opts.rgb_topic),
+                                                _rate(self.reader, opts.thermal_topic)))
+        if opts.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.inputs.n_rgb, unit="rgb", desc="bag-eval", leave=False)
+
+    def detect_pairs(self) -> None:
+        """Feed the messages in log-time order to the node's pairer; detect on every pair.
+
+        Ground-truth messages are collected on the way. A Ctrl-C ends the pass; what was
+        detected so far stays (the output becomes partial).
+        """
+        opts, rec, gt_topic = self.opts, self.records, self.inputs.gt_topic
+        topics = [opts.rgb_topic, opts.thermal_topic] + ([gt_topic] if gt_topic else [])
+        try:
+            _phase(opts, "reading")
+            for bm in self.reader.messages(topics):
+                rec.first_log = bm.log_ns if rec.first_log is None else rec.first_log
+                rec.last_log = bm.log_ns
+                if bm.topic == gt_topic:
+                    self._add_ground_truth(bm)
+                    continue
+                stream = "rgb" if bm.topic == opts.rgb_topic else "thermal"
+                if stream == "rgb" and self.bar is not None:
+                    self.bar.update(1)
+                msg = bm.decode()
+                for pair in self.pairer.add(stream, m.stamp_of(msg), bm):
+                    self._detect_pair(pair)
+                if opts.max_pairs is not None and len(rec.detections) >= opts.max_pairs:
+                    break
+        except KeyboardInterrupt:
+            self.state.interrupt("reading the bag")
+
+    def _add_ground_truth(self, bm: BagMessage) -> None:
+        gt = self.inputs.gt
+        assert gt is not None
+        # numeric class ids are read with the model's class map
+        gt.add(m.parse_detections(bm.decode(), self.inputs.class_names))
+        _flush_video(self.video, self.pending, gt, self.inputs.class_names, force=False)
+
+    def _detect_pair(self, pair: Any) -> None:
+        """Decode both images, detect, write the detections message and record the pair."""
+        opts, inp = self.opts, self.inputs
+        _phase(opts, "inference")
+        t0 = time.perf_counter()
+        rgb_msg = pair.rgb.decode()
+        rgb = m.decode_rgb(rgb_msg, inp.rgb_type, f"topic {opts.rgb_topic}")
+        thermal = m.decode_thermal(pair.thermal.decode(), inp.thermal_type,
+                                   f"topic {opts.thermal_topic}")
+        res = inp.detector.detect(rgb, thermal)
+        total_ms = (time.perf_counter() - t0) * 1e3
+        fd = m.FrameDetections(
+            pair.rgb_stamp_ns, str(rgb_msg.header.frame_id),
+            np.asarray(res.boxes, np.float32).reshape(-1, 4),
+            np.asarray(res.scores, np.float32).reshape(-1),
+            [res.class_names[int(c)] for c in res.class_ids])
+        rec = self.records
+        with _deferred_sigint(self.state):  # a message is written whole or not
+            self._write_detections(pair.rgb.log_ns, fd)
+            rec.detections[fd.stamp_ns] = fd
+            rec.sizes[fd.stamp_ns] = (rgb.shape[1], rgb.shape[0])
+            rec.latency_total.append(total_ms)
+            rec.latency_infer.append(float(getattr(res, "inference_ms", total_ms)))
+            rec.skews_ms.append(pair.skew_ns / 1e6)
+        if self.state.hit:
+            raise KeyboardInterrupt
+        if self.video is not None:
+            cap = f"t={fd.stamp_ns / 1e9:.3f}s  {len(fd)} det  {total_ms:.0f} ms"
+            self.pending.append(_Pending(rgb, thermal, fd, cap))
+            _flush_video(self.video, self.pending, inp.gt, inp.class_names, force=False)
+        if opts.on_pair is not None:
+            opts.on_pair(len(rec.detections))
+
+    def _write_detections(self, log_ns: int, fd: m.FrameDetections) -> None:
+        """The detections message of one pair (the first one preceded by the LabelInfo)."""
+        names = self.inputs.class_names
+        if not self._label_written:
+            self.writer.write(self.label_conn, log_ns, m.serialize(
+                m.label_info_message(names, fd.stamp_ns, fd.frame_id,
+                                     _threshold(self.inputs.detector, self.opts)),
+                m.LABEL_INFO))
+            self._label_written = True
+        self.writer.write(self.det_conn, log_ns,
+                          m.serialize(m.detections_message(fd, names), m.DETECTIONS))
+
+    def require_a_pair(self) -> None:
+        """Raise when the whole bag gave no pair (an interrupted run may have none)."""
+        if self.records.detections or self.state.hit:
+            return
+        opts, stats = self.opts, self.pairer.stats
+        raise BagError(
+            f"{self.inputs.bag}: no RGB/thermal pair matched on {opts.rgb_topic} + "
+            f"{opts.thermal_topic} with slop {opts.slop_s} s and queue size "
+            f"{opts.queue_size} (rgb {stats.rgb.received} msgs, thermal "
+            f"{stats.thermal.received} msgs): check the topics, or raise "
+            "--slop if the cameras' stamps differ more than that"
+        )
+
+    def close_detections_bag(self) -> None:
+        """Close the detections bag with Ctrl-C deferred."""
+        with _deferred_sigint(self.state):
+            self.writer.close()
+
+    def coco_metrics(self) -> dict[str, Any] | None:
+        """COCO mAP against the ground truth, if any (skipped after a Ctrl-C)."""
+        gt, names, rec = self.inputs.gt, self.inputs.class_names, self.records
+        if gt is None:
+            return None
+        result: dict[str, Any] | None = _interruptible(
+            self.state, self.opts, "metrics",
+            lambda: coco_on_frames(rec.detections, gt, names, rec.sizes))
+        return result
+
+    def finish_video(self) -> Path | None:
+        """Draw the frames still pending and close the video.
+
+        Interrupted before: the few frames left are drawn with Ctrl-C deferred. Interrupted
+        while encoding: the MP4 is dropped and the PNG strip kept.
+        """
+        video = self.video
+        if video is None:
+            return None
+        gt, names = self.inputs.gt, self.inputs.class_names
+
+        def finish() -> Path | None:
+            _flush_video(video, self.pending, gt, names, force=True)
+            return video.close()
+
+        if self.state.hit:
+            with _deferred_sigint(self.state):
+                return finish()
+        path: Path | None = _interruptible(self.state, self.opts, "video", finish,
+                                           fallback=video.close_as_strip)
+        return path
+
+    def write_preview(self) -> Path | None:
+        """``preview.png``: a frame of the video, if there is one."""
+        frame = self.video.preview_frame() if self.video is not None else None
+        if frame is None:
+            return None
+        preview = self.target.tmp / "preview.png"
+        cv2.imwrite(str(preview), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        return preview
+
+    def write_metrics_and_report(self, coco: dict[str, Any] | None, video_path: Path | None,
+                                 preview: Path | None) -> dict[str, Any]:
+        """``metrics.json`` and ``report.md`` (rewritten if a Ctrl-C arrives meanwhile)."""
+        outputs = {"detections_bag": "detections",
+                   "video": video_path.name if video_path else None,
+                   "preview": preview.name if preview else None,
+                   "report": "report.md"}
+        while True:
+            partial = self.state.hit
+            metrics = _metrics(self, coco, outputs, partial)
+            (self.target.tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            (self.target.tmp / "report.md").write_text(render_report(metrics))
+            if self.state.hit == partial:
+                return metrics
+
+    def close_progress(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def abort(self) -> None:
+        """After an error: close the bar, abort the bag and video writers."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer.storage is not None:
+            self.writer.abort()
+        if self.video is not None:
+            self.video.abort()
 
 
 class EvalInterrupted(KeyboardInterrupt):
@@ -494,45 +603,42 @@ def _flush_video(video: AnnotatedVideo | None, pending: list[_Pending], gt: Grou
         pending.pop(0)
 
 
-def _metrics(*, bag: Path, storage: str, model_path: Path, opts: EvalOptions,
-             class_names: list[str], synthetic: bool, partial: bool, pairer: Any,
-             skews_ms: list[float], latency_total: list[float], latency_infer: list[float],
-             detections: dict[int, m.FrameDetections], coco: dict[str, Any] | None,
-             rgb_type: str, thermal_type: str, span_ns: int, outputs: dict[str, Any],
-             homography: np.ndarray | None, sizes: dict[int, tuple[int, int]],
-             input_warnings: dict[str, str], interrupted_during: str | None
-             ) -> dict[str, Any]:
+def _metrics(run: _BagEvaluation, coco: dict[str, Any] | None, outputs: dict[str, Any],
+             partial: bool) -> dict[str, Any]:
+    """The content of ``metrics.json``."""
+    inp, rec, opts, pairer = run.inputs, run.records, run.opts, run.pairer
+    detections = rec.detections
     stats = pairer.stats.as_dict()
     for st in ("rgb", "thermal"):  # still queued at the end of the bag: neither paired nor dropped
         stats[st]["pending"] = stats[st]["received"] - stats[st]["paired"] - stats[st]["dropped"]
     n_det = sum(len(d) for d in detections.values())
     metrics: dict[str, Any] = {
         "partial": partial,
-        "interrupted_during": interrupted_during,
-        "bag": str(bag),
-        "storage": storage,
-        "synthetic_data": synthetic,
-        "model": str(model_path),
-        "class_names": class_names,
-        "topics": {"rgb": opts.rgb_topic, "rgb_type": rgb_type,
-                   "thermal": opts.thermal_topic, "thermal_type": thermal_type,
+        "interrupted_during": run.state.where,
+        "bag": str(inp.bag),
+        "storage": inp.storage,
+        "synthetic_data": inp.synthetic,
+        "model": str(inp.model_path),
+        "class_names": inp.class_names,
+        "topics": {"rgb": opts.rgb_topic, "rgb_type": inp.rgb_type,
+                   "thermal": opts.thermal_topic, "thermal_type": inp.thermal_type,
                    "ground_truth": opts.gt, "detections": DET_TOPIC, "label_info": LABEL_TOPIC},
-        "homography": None if homography is None else np.asarray(homography).tolist(),
-        "bag_span_s": round(span_ns / 1e9, 3),
+        "homography": None if inp.homography is None else np.asarray(inp.homography).tolist(),
+        "bag_span_s": round(((rec.last_log or 0) - (rec.first_log or 0)) / 1e9, 3),
         "pairing": {
             "slop_s": opts.slop_s, "queue_size": opts.queue_size,
             "pairs": len(detections), **stats,
-            "skew_ms": _percentiles([abs(s) for s in skews_ms]),
+            "skew_ms": _percentiles([abs(s) for s in rec.skews_ms]),
         },
         "latency_ms": {
-            "decode_and_detect": _percentiles(latency_total),
-            "inference": _percentiles(latency_infer),
+            "decode_and_detect": _percentiles(rec.latency_total),
+            "inference": _percentiles(rec.latency_infer),
             "cpu": cpu_model(), "threads": opts.threads,
         },
         "detections": {"frames": len(detections), "total": n_det,
                        "per_frame_mean": round(n_det / max(len(detections), 1), 3)},
         "coco": coco,
-        "input_warnings": dict(input_warnings),
+        "input_warnings": dict(getattr(inp.detector, "input_warning_messages", {})),
         "outputs": outputs,
     }
     return metrics
