@@ -54,7 +54,8 @@ FORMAT_SUMMARY: dict[str, str] = {
     "kaist": "images/setXX/V00Y/{visible,lwir}/, annotations/, optional imageSets/",
     "vedai": "Vehicules<size>/, Annotations<size>/ (fold files as splits); option size",
     "dronevehicle": "original <s>/<s>img, <s>imgr, XML labels; or the YOLO export "
-                    "[split/]rgb/, ir/, labels/ (IR) + labels_rgb/; option labels",
+                    "[split/]rgb/, ir/, labels/ (IR) + labels_rgb/, labels_obb_ir/ + "
+                    "labels_obb_rgb/; options labels=ir|rgb|union, boxes=hbb|obb",
 }
 
 

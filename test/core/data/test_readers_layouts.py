@@ -188,3 +188,77 @@ def test_real_llvip_flat_layout() -> None:
         np.testing.assert_allclose(a.boxes, b.boxes, atol=0.01)
     s = ds[49]
     assert s.rgb.shape == (1024, 1280, 3) and s.thermal.shape == (1024, 1280)
+
+
+def test_dronevehicle_oriented_boxes(tmp_path: Path) -> None:
+    # 80x40 images; a square rotated by 45 degrees, corners (40,10) (50,20) (40,30) (30,20) px,
+    # and an axis-aligned box that leaves the image on the left.
+    diamond = "1 0.5 0.25 0.625 0.5 0.5 0.75 0.375 0.5\n"
+    edge = "0 -0.05 0.1 0.2 0.1 0.2 0.3 -0.05 0.3\n"
+    _pair_folder(tmp_path, ["1", "2"], thermal="ir", labels={
+        "labels": {"1": "0 0.5 0.5 0.2 0.2\n"},
+        "labels_obb_ir": {"1": diamond + edge},  # "2" has no file: no objects
+        "labels_obb_rgb": {"1": diamond}})
+    ds = open_dataset("dronevehicle:boxes=obb", tmp_path)
+    np.testing.assert_allclose(ds[0].boxes, [[30, 10, 50, 30], [0, 4, 16, 12]], atol=1e-4)
+    assert ds[0].labels.tolist() == [1, 0] and len(ds[1].boxes) == 0
+    assert "labels_obb_ir/) as oriented boxes" in ds.notes[0]
+    assert "1 oriented boxes have corners outside the image" in ds.notes[1]
+    assert open_dataset("dronevehicle:boxes=obb,labels=rgb", tmp_path)[0].labels.tolist() == [1]
+    assert len(open_dataset("dronevehicle:boxes=obb,labels=union", tmp_path)[0].boxes) == 3
+    assert open_dataset("dronevehicle:boxes=hbb", tmp_path)[0].labels.tolist() == [0]
+    # the original repository's nested folders: ir/images, ir/labels, ir/obb_labels
+    nested = tmp_path / "nested"
+    for mod in ("rgb", "ir"):
+        _pair_folder(nested / mod, ["7"], thermal="images", labels={
+            "obb_labels": {"7": diamond}, "labels": {"7": "0 0.5 0.5 0.2 0.2\n"}})
+        (nested / mod / "rgb" / "7.jpg").unlink()
+        (nested / mod / "rgb").rmdir()
+    np.testing.assert_allclose(open_dataset("dronevehicle:boxes=obb", nested)[0].boxes,
+                               [[30, 10, 50, 30]], atol=1e-4)
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ("1 0.5 0.25 0.625 0.5 0.5 0.75", r"got 7 values.*'class x1 y1 x2 y2 x3 y3 x4 y4'"),
+    ("1 0.5 0.25 0.625 0.5 0.5 0.75 0.375 nan", "non-finite"),
+    ("5 0.5 0.25 0.625 0.5 0.5 0.75 0.375 0.5", r"class 5 outside 0\.\.4"),
+    ("0 40 10 50 20 40 30 30 20", "pixel units"),
+    ("0 0.5 0.2 0.6 0.2 0.6 0.2 0.5 0.2", "zero width or height"),
+])
+def test_dronevehicle_oriented_box_errors_name_file_and_line(tmp_path: Path, row: str,
+                                                             message: str) -> None:
+    _pair_folder(tmp_path, ["1"], thermal="ir", labels={
+        "labels_obb_ir": {"1": "0 0.1 0.1 0.2 0.1 0.2 0.2 0.1 0.2\n" + row + "\n"}})
+    with pytest.raises(DatasetError, match=rf"1\.txt, line 2: .*{message}"):
+        open_dataset("dronevehicle:boxes=obb", tmp_path)
+
+
+def test_dronevehicle_boxes_option_checked(tmp_path: Path) -> None:
+    _pair_folder(tmp_path, ["1"], thermal="ir", labels={"labels": {"1": "0 0.5 0.5 0.2 0.2\n"}})
+    with pytest.raises(DatasetError, match=r"labels_obb_ir not found .*boxes=hbb\|obb"):
+        open_dataset("dronevehicle:boxes=obb", tmp_path)
+    with pytest.raises(DatasetError, match="boxes='rotated'"):
+        open_dataset("dronevehicle:boxes=rotated", tmp_path)
+    xml = tmp_path / "xml" / "val"
+    for sub in ("valimg", "valimgr"):
+        (xml / sub).mkdir(parents=True)
+        cv2.imwrite(str(xml / sub / "1.jpg"), np.full((240, 280, 3), 90, np.uint8))
+    ds = open_dataset("dronevehicle:boxes=obb", tmp_path / "xml", "val")
+    assert len(ds) == 1 and "boxes=obb changes nothing" in ds.notes[0]
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real/dronevehicle6 not present")
+def test_real_dronevehicle_oriented_boxes() -> None:
+    """The 6 real pairs from their YOLO-OBB files: 57 IR / 47 RGB boxes, 51 car, 4 truck,
+    2 freight car (IR), whose bounds are the published HBB rows (SOURCE.md: deviation 0)."""
+    for labels, total, counts in (("ir", 57, [51, 4, 0, 0, 2]), ("rgb", 47, [41, 4, 0, 0, 2])):
+        obb = open_dataset(f"dronevehicle:boxes=obb,labels={labels}", REAL)
+        hbb = open_dataset(f"dronevehicle:labels={labels}", REAL)
+        assert len(obb) == 6 and obb.class_names == hbb.class_names
+        assert len(obb.class_names) == 5
+        assert sum(len(e.boxes) for e in obb.entries) == total
+        got = np.bincount(np.concatenate([e.labels for e in obb.entries]), minlength=5)
+        assert got.tolist() == counts
+        for a, b in zip(obb.entries, hbb.entries, strict=True):
+            np.testing.assert_array_equal(a.labels, b.labels)
+            np.testing.assert_allclose(a.boxes, b.boxes, atol=0.01)
