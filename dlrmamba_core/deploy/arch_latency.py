@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from functools import partial
 import os
 from pathlib import Path
 import sys
 import tempfile
-import time
 from typing import Any
 
 import numpy as np
@@ -85,6 +85,7 @@ def measure(names: list[str], input_hw: tuple[int, int] = (512, 640), threads: i
 
     from dlrmamba_core.deploy.export import export_model_to_onnx
     from dlrmamba_core.models import build_from_config
+    from dlrmamba_core.models.measure import p50_and_ratio, random_pair, time_alternately
     from dlrmamba_core.runtime.detector import OrtBackend
     from dlrmamba_core.runtime.metadata import ModelInfo
 
@@ -101,27 +102,13 @@ def measure(names: list[str], input_hw: tuple[int, int] = (512, 640), threads: i
             path = Path(tmp) / f"{name}.onnx"
             export_model_to_onnx(model, info, path)
             out[name] = {"params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-                         "nodes": len(onnx.load(str(path)).graph.node), "times": [],
-                         "rounds": []}
+                         "nodes": len(onnx.load(str(path)).graph.node)}
             backends[name] = OrtBackend(path, threads=threads)
-        h, w = input_hw
-        rgb = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
-        th = np.random.default_rng(1).random((1, 1, h, w), dtype=np.float32)
-        for be in backends.values():
-            be.run(rgb, th)
-        for _ in range(rounds):  # alternate: load changes hit every model alike
-            for name, be in backends.items():
-                ts = []
-                for _ in range(iters):
-                    t0 = time.perf_counter()
-                    be.run(rgb, th)
-                    ts.append((time.perf_counter() - t0) * 1e3)
-                out[name]["times"] += ts
-                out[name]["rounds"].append(float(np.median(ts)))
-    ref_rounds = np.array(out[ref]["rounds"])
-    for v in out.values():
-        v["p50_ms"] = float(np.median(v.pop("times")))
-        v["ratio"] = float(np.median(np.array(v.pop("rounds")) / ref_rounds))
+        rgb, th = random_pair(input_hw)
+        times = time_alternately({name: partial(be.run, rgb, th)
+                                  for name, be in backends.items()}, rounds, iters)
+    for name, v in p50_and_ratio(times, ref).items():
+        out[name].update(v)
     return out
 
 
@@ -129,30 +116,15 @@ def time_files(paths: list[str], threads: int = 2, rounds: int = 7, iters: int =
                graph_optimization: str = "all") -> dict[str, dict[str, Any]]:
     """Time ONNX files in alternation (e.g. one model exported before and after a graph
     change); ratios are to the first file (median of per-round ratios)."""
+    from dlrmamba_core.models.measure import p50_and_ratio, random_pair, time_alternately
     from dlrmamba_core.runtime.detector import OrtBackend
 
     backends = {p: OrtBackend(p, threads=threads, graph_optimization=graph_optimization)
                 for p in paths}
-    feeds = {}
-    for p, be in backends.items():  # each file at its own input size
-        h, w = be.info.input_hw
-        feeds[p] = (np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32),
-                    np.random.default_rng(1).random((1, 1, h, w), dtype=np.float32))
-        be.run(*feeds[p])
-    out: dict[str, dict[str, Any]] = {p: {"times": [], "rounds": []} for p in paths}
-    for _ in range(rounds):
-        for p, be in backends.items():
-            ts = []
-            for _ in range(iters):
-                t0 = time.perf_counter()
-                be.run(*feeds[p])
-                ts.append((time.perf_counter() - t0) * 1e3)
-            out[p]["times"] += ts
-            out[p]["rounds"].append(float(np.median(ts)))
-    first = np.array(out[paths[0]]["rounds"])
-    for v in out.values():
-        v["p50_ms"] = float(np.median(v.pop("times")))
-        v["ratio"] = float(np.median(np.array(v.pop("rounds")) / first))
+    # each file at its own input size
+    calls = {p: partial(be.run, *random_pair(be.info.input_hw)) for p, be in backends.items()}
+    out: dict[str, dict[str, Any]] = dict(p50_and_ratio(
+        time_alternately(calls, rounds, iters), paths[0]))
     return out
 
 

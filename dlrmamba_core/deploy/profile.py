@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from functools import partial
 import json
 import os
 from pathlib import Path
@@ -214,6 +215,7 @@ def compare_exporters(variant: str, input_hw: tuple[int, int], threads: int,
 
     from dlrmamba_core.deploy.export import export_model_to_onnx
     from dlrmamba_core.models import build_model
+    from dlrmamba_core.models.measure import p50_and_ratio, random_pair, time_alternately
     from dlrmamba_core.runtime.detector import OrtBackend
     from dlrmamba_core.runtime.metadata import ModelInfo
 
@@ -230,22 +232,13 @@ def compare_exporters(variant: str, input_hw: tuple[int, int], threads: int,
             export_model_to_onnx(model, info, p, dynamo=dyn)
             proto = onnx.load(str(p))
             out[name] = {"export_s": time.perf_counter() - t0,
-                         "mb": p.stat().st_size / 1e6, "nodes": len(proto.graph.node),
-                         "times": []}
+                         "mb": p.stat().st_size / 1e6, "nodes": len(proto.graph.node)}
             backends[name] = OrtBackend(p, threads=threads)
-        h, w = input_hw
-        rgb = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
-        th = np.random.default_rng(1).random((1, 1, h, w), dtype=np.float32)
-        for be in backends.values():
-            be.run(rgb, th)
-        for _ in range(rounds):  # alternate, so load changes hit both alike
-            for name, be in backends.items():
-                for _ in range(iters):
-                    t0 = time.perf_counter()
-                    be.run(rgb, th)
-                    out[name]["times"].append((time.perf_counter() - t0) * 1e3)
-    for v in out.values():
-        v["p50_ms"] = float(np.median(v.pop("times")))
+        rgb, th = random_pair(input_hw)
+        times = time_alternately({name: partial(be.run, rgb, th)
+                                  for name, be in backends.items()}, rounds, iters)
+    for name, v in p50_and_ratio(times, "torchscript").items():
+        out[name]["p50_ms"] = v["p50_ms"]
     return out
 
 

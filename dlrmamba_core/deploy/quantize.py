@@ -8,7 +8,7 @@ of magnitude that 8 bits cannot hold, so it stays float.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 import logging
 import os
@@ -103,6 +103,49 @@ class QuantizeResult:
     int8_bytes: int
 
 
+def _fp32_info(src: Path) -> ModelInfo:
+    """The metadata of the fp32 model ``src``.
+
+    Raises:
+        ModelFileError: not a dlrmamba model, or already quantized.
+    """
+    info = _read_info(src)
+    if info.quantization is not None:
+        raise ModelFileError(
+            f"{src}: already quantized ({info.quantization}); pass the fp32 model"
+        )
+    return info
+
+
+def _write_quantized(src: Path, dest: Path, out_info: ModelInfo,
+                     quantize: Callable[[str, str], object]) -> None:
+    """Run ``quantize(tmpdir, out_path)``, give its output ``out_info``'s metadata, check it
+    and move it to ``dest`` (atomic: nothing is written on failure).
+
+    Raises:
+        ModelFileError: the quantizer or the ONNX checker failed.
+    """
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix=".quant.", dir=dest.parent) as tmpdir:
+        out = os.path.join(tmpdir, "int8.onnx")
+        try:
+            quantize(tmpdir, out)
+            proto = onnx.load(out)
+            del proto.metadata_props[:]
+            for key, value in out_info.to_metadata().items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+            onnx.checker.check_model(proto)
+            onnx.save(proto, out)
+        except (RuntimeError, ValueError, TypeError, onnx.checker.ValidationError) as exc:
+            raise ModelFileError(
+                f"quantizing {src} failed ({type(exc).__name__}: {exc}); nothing was written"
+            ) from exc
+        os.chmod(out, 0o644)
+        os.replace(out, dest)
+
+
 def quantize_model(
     onnx_in: str | os.PathLike[str],
     onnx_out: str | os.PathLike[str],
@@ -138,7 +181,6 @@ def quantize_model(
         ConfigError: unknown calibration method.
         DatasetError: no calibration pairs.
     """
-    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -153,11 +195,7 @@ def quantize_model(
         raise ModelFileError(f"{src}: no such ONNX file; export one with `dlrmamba export`")
     if method not in _METHODS:
         raise ConfigError(f"calibration method {method!r}: use one of {_METHODS}")
-    info = _read_info(src)
-    if info.quantization is not None:
-        raise ModelFileError(
-            f"{src}: already quantized ({info.quantization}); pass the fp32 model"
-        )
+    info = _fp32_info(src)
     reader_impl = PairCalibrationReader(samples, info.input_hw, info.normalization,
                                         num_calibration)
 
@@ -180,32 +218,20 @@ def quantize_model(
     }
     out_info = ModelInfo(info.class_names, info.input_hw, info.variant, info.version,
                          info.weights_sha256, info.normalization, qinfo)
-    with tempfile.TemporaryDirectory(prefix=".quant.", dir=dest.parent) as tmpdir:
+
+    def quantize(tmpdir: str, out: str) -> None:
         pre = os.path.join(tmpdir, "pre.onnx")
-        out = os.path.join(tmpdir, "int8.onnx")
-        try:
-            # Shape inference + graph clean-up first, as onnxruntime recommends for QDQ.
-            quant_pre_process(str(src), pre, skip_symbolic_shape=True)
-            quantize_static(
-                pre, out, _Reader(), quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(op_types), per_channel=per_channel,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                calibrate_method=getattr(CalibrationMethod, method.capitalize()
-                                         if method != "minmax" else "MinMax"),
-            )
-            proto = onnx.load(out)
-            del proto.metadata_props[:]
-            for key, value in out_info.to_metadata().items():
-                entry = proto.metadata_props.add()
-                entry.key, entry.value = key, value
-            onnx.checker.check_model(proto)
-            onnx.save(proto, out)
-        except (RuntimeError, ValueError, TypeError, onnx.checker.ValidationError) as exc:
-            raise ModelFileError(
-                f"quantizing {src} failed ({type(exc).__name__}: {exc}); nothing was written"
-            ) from exc
-        os.chmod(out, 0o644)
-        os.replace(out, dest)
+        # Shape inference + graph clean-up first, as onnxruntime recommends for QDQ.
+        quant_pre_process(str(src), pre, skip_symbolic_shape=True)
+        quantize_static(
+            pre, out, _Reader(), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types), per_channel=per_channel,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, method.capitalize()
+                                     if method != "minmax" else "MinMax"),
+        )
+
+    _write_quantized(src, dest, out_info, quantize)
     card: Path | None = None
     if write_card:
         src_card = card_path_for(src)
@@ -255,11 +281,7 @@ def quantize_dynamic_model(
     src = Path(onnx_in)
     if not src.is_file():
         raise ModelFileError(f"{src}: no such ONNX file; export one with `dlrmamba export`")
-    info = _read_info(src)
-    if info.quantization is not None:
-        raise ModelFileError(
-            f"{src}: already quantized ({info.quantization}); pass the fp32 model"
-        )
+    info = _fp32_info(src)
     excluded = scan_matmuls(onnx.load(str(src)))
     qinfo = {"format": "dynamic (MatMulInteger / DynamicQuantizeLinear)",
              "weights": "int8 per-channel" if per_channel else "int8 per-tensor",
@@ -270,25 +292,9 @@ def quantize_dynamic_model(
                          info.weights_sha256, info.normalization, qinfo)
     dest = Path(onnx_out)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".quant.", dir=dest.parent) as tmpdir:
-        out = os.path.join(tmpdir, "int8.onnx")
-        try:
-            quantize_dynamic(str(src), out, op_types_to_quantize=list(op_types),
-                             per_channel=per_channel, weight_type=QuantType.QInt8,
-                             nodes_to_exclude=excluded)
-            proto = onnx.load(out)
-            del proto.metadata_props[:]
-            for key, value in out_info.to_metadata().items():
-                entry = proto.metadata_props.add()
-                entry.key, entry.value = key, value
-            onnx.checker.check_model(proto)
-            onnx.save(proto, out)
-        except (RuntimeError, ValueError, TypeError, onnx.checker.ValidationError) as exc:
-            raise ModelFileError(
-                f"quantizing {src} failed ({type(exc).__name__}: {exc}); nothing was written"
-            ) from exc
-        os.chmod(out, 0o644)
-        os.replace(out, dest)
+    _write_quantized(src, dest, out_info, lambda _tmpdir, out: quantize_dynamic(
+        str(src), out, op_types_to_quantize=list(op_types), per_channel=per_channel,
+        weight_type=QuantType.QInt8, nodes_to_exclude=excluded))
     card: Path | None = None
     if write_card:
         src_card = card_path_for(src)

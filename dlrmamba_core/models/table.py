@@ -29,17 +29,14 @@ KEEP_MARKER = "<!-- hand-written below: kept when the table is regenerated -->"
 def count(variant: str, num_classes: int = 7, input_hw: tuple[int, int] = INPUT_HW
           ) -> dict[str, Any]:
     """{"params", "gflops"} of one variant at ``input_hw`` (eval mode, batch 1)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     from dlrmamba_core.models import build_model
+    from dlrmamba_core.models.measure import params_and_gflops
 
     model = build_model(variant, num_classes).eval()
     h, w = input_hw
     rgb, th = torch.rand(1, 3, h, w), torch.rand(1, 1, h, w)
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        model(rgb, th)
-    return {"params": sum(p.numel() for p in model.parameters()),
-            "gflops": fc.get_total_flops() / 1e9, "model": model, "inputs": (rgb, th)}
+    params, gflops = params_and_gflops(model, rgb, th)
+    return {"params": params, "gflops": gflops, "model": model, "inputs": (rgb, th)}
 
 
 def ort_latencies(models: dict[str, tuple[torch.nn.Module, tuple[torch.Tensor, torch.Tensor]]],
@@ -49,8 +46,10 @@ def ort_latencies(models: dict[str, tuple[torch.nn.Module, tuple[torch.Tensor, t
     Runs are interleaved (one run of each model per round) so that load changes on a shared
     machine hit every model alike and the ratios stay meaningful.
     """
+    from functools import partial
     import warnings
 
+    from dlrmamba_core.models.measure import time_alternately
     from dlrmamba_core.runtime.ort_session import ort_session
 
     sessions, feeds = {}, {}
@@ -63,15 +62,10 @@ def ort_latencies(models: dict[str, tuple[torch.nn.Module, tuple[torch.Tensor, t
                                   input_names=["rgb", "thermal"], output_names=["predictions"])
             sessions[name] = ort_session(f, threads)
             feeds[name] = {"rgb": inputs[0].numpy(), "thermal": inputs[1].numpy()}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    for name, sess in sessions.items():
-        sess.run(None, feeds[name])  # warm-up
-    for _ in range(repeat):
-        for name, sess in sessions.items():
-            t0 = time.perf_counter()
-            sess.run(None, feeds[name])
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
+    times = time_alternately({name: partial(sess.run, None, feeds[name])
+                              for name, sess in sessions.items()}, repeat)
+    return {name: statistics.median(t for r in rounds for t in r)
+            for name, rounds in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,6 @@ from pathlib import Path
 import statistics
 import sys
 import tempfile
-import time
 from typing import Any
 
 from dlrmamba_core.engine.fileio import write_text
@@ -59,13 +58,14 @@ def measure_architectures(configs: dict[str, dict[str, Any]], input_hw: tuple[in
     Returns:
         {name: {"params_M", "gflops", "cpu_ms_p50", "cpu_ms_p90"}}.
     """
-    import numpy as np
+    from functools import partial
+
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from dlrmamba_core.deploy.export import export_model_to_onnx
     from dlrmamba_core.models import build_from_config
     from dlrmamba_core.models.config import DetectorConfig
+    from dlrmamba_core.models.measure import params_and_gflops, random_pair, time_alternately
     from dlrmamba_core.runtime.metadata import ModelInfo
     from dlrmamba_core.runtime.ort_session import ort_session
 
@@ -73,36 +73,26 @@ def measure_architectures(configs: dict[str, dict[str, Any]], input_hw: tuple[in
     h, w = input_hw
     out: dict[str, dict[str, float]] = {}
     sessions: dict[str, Any] = {}
-    feeds = {"rgb": np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32),
-             "thermal": np.random.default_rng(1).random((1, 1, h, w), dtype=np.float32)}
+    rgb, thermal = random_pair(input_hw)
+    feeds = {"rgb": rgb, "thermal": thermal}
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg_dict in configs.items():
             cfg = DetectorConfig.from_dict(cfg_dict)
             torch.manual_seed(0)
             model = build_from_config(cfg).eval()
-            params = sum(p.numel() for p in model.parameters())
-            counter = FlopCounterMode(display=False)
-            with torch.no_grad(), counter:
-                model(torch.from_numpy(feeds["rgb"]), torch.from_numpy(feeds["thermal"]))
+            params, gflops = params_and_gflops(model, torch.from_numpy(rgb),
+                                               torch.from_numpy(thermal))
             info = ModelInfo([f"c{i}" for i in range(cfg.num_classes)], (h, w), cfg.variant,
                              "results", "n/a")
             path = Path(tmp) / f"{name}.onnx"
             export_model_to_onnx(model, info, path)
             sessions[name] = ort_session(path, threads)
-            out[name] = {"params_M": round(params / 1e6, 3),
-                         "gflops": round(counter.get_total_flops() / 1e9, 2),
+            out[name] = {"params_M": round(params / 1e6, 3), "gflops": round(gflops, 2),
                          "onnx_MB": round(path.stat().st_size / 1e6, 2)}
-        times: dict[str, list[float]] = {n: [] for n in sessions}
-        for sess in sessions.values():  # warm-up
-            for _ in range(3):
-                sess.run(None, feeds)
-        for _ in range(runs):
-            for name, sess in sessions.items():  # round-robin: load affects all alike
-                t0 = time.perf_counter()
-                sess.run(None, feeds)
-                times[name].append(1000 * (time.perf_counter() - t0))
-    for name, ts in times.items():
-        ts.sort()
+        per_round = time_alternately({name: partial(sess.run, None, feeds)
+                                      for name, sess in sessions.items()}, runs, warmup=3)
+    for name, rounds in per_round.items():
+        ts = sorted(t for r in rounds for t in r)
         out[name]["cpu_ms_p50"] = round(statistics.median(ts), 1)
         out[name]["cpu_ms_p90"] = round(ts[int(0.9 * (len(ts) - 1))], 1)
     return out
