@@ -218,7 +218,7 @@ def run_demo(out: Path, model: str | None, duration_s: float, seed: int, rate: f
 
 def _frame_score(det: Any, gt: Any) -> tuple[int, int]:
     """(true positives - false positives - misses, true positives) at IoU 0.5, same class."""
-    from dlrmamba_core.engine.evaluate import box_iou
+    from dlrmamba_core.runtime.postprocess import box_iou
 
     if gt is None:
         return (-len(det), 0)
@@ -397,16 +397,14 @@ def _report(s: dict[str, Any]) -> str:
 
 def write_docs(summary: dict[str, Any], out: Path, docs: Path = REPO / "docs") -> list[Path]:
     """Write ``docs/demo.md`` and ``docs/images/demo_frame.png`` from a demo run (atomic)."""
+    from dlrmamba_core.engine.fileio import atomic_write, write_text
+
     written = []
     preview = summary["outputs"].get("showcase") or summary["outputs"].get(
         "annotated_live_preview")
     img_rel = "images/demo_frame.png"
     if preview:
-        dest = docs / img_rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(out / preview, tmp)
-        os.replace(tmp, dest)
+        dest = atomic_write(docs / img_rel, lambda tmp: shutil.copyfile(out / preview, tmp))
         written.append(dest)
     s = summary
     text = [
@@ -442,11 +440,7 @@ def write_docs(summary: dict[str, Any], out: Path, docs: Path = REPO / "docs") -
              "`annotated_live.mp4`, `offline/` (bag-eval: `metrics.json`, `report.md`, "
              "`annotated.mp4`, `detections/` bag), `live/` (recorded detections bag, "
              "`latency.json`), `synthetic_bag/`, `node.log`, `player.log`.", ""]
-    md = docs / "demo.md"
-    tmp = md.with_name(".demo.md.tmp")
-    tmp.write_text("\n".join(text))
-    os.replace(tmp, md)
-    written.append(md)
+    written.append(write_text(docs / "demo.md", "\n".join(text)))
     return written
 
 

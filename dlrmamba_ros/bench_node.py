@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from dlrmamba_core.engine.fileio import write_text
 from dlrmamba_core.errors import ConfigError
 from dlrmamba_core.sysinfo import cpu_model as _cpu_model
 
@@ -377,18 +378,6 @@ def _report(args: argparse.Namespace, model_note: str, hw: tuple[int, int],
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlrmamba_ros.bench_node",
                                      description=__doc__.split("\n\n")[0])
@@ -415,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(report)
     if args.out:
-        _atomic_write(Path(args.out), report)
+        write_text(Path(args.out), report)
     return 0
 
 

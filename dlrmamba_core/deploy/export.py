@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 import logging
 import os
 from pathlib import Path
-import tempfile
 from typing import Any
 import warnings
 
 import numpy as np
 
+from dlrmamba_core.engine.fileio import atomic_write
 from dlrmamba_core.errors import ConfigError, ModelFileError
 from dlrmamba_core.runtime.detections import Detections
 from dlrmamba_core.runtime.metadata import ModelInfo, write_model_card
@@ -223,7 +223,7 @@ def _export_to(model: Any, info: ModelInfo, path: str, opset: int, dynamo: bool)
         )
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, path)
-        os.chmod(path, 0o644)  # mkstemp creates 0600; a model file is meant to be shared
+        os.chmod(path, 0o644)  # a model file is meant to be shared
     except (RuntimeError, ValueError, TypeError, onnx.checker.ValidationError) as exc:
         raise ModelFileError(
             f"exporting {info.variant} failed ({type(exc).__name__}: {exc}); no file was "
@@ -268,14 +268,13 @@ def export_model_to_onnx(
         raise ConfigError(f"opset {opset}: need >= {MIN_OPSET}")
     _validate_hw(info.input_hw)
     dest = Path(out_path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    parity: ParityReport | None = None
-    try:
+    parities: list[ParityReport] = []
+
+    def export_and_check(tmp: str) -> None:
         _export_to(model, info, tmp, opset, dynamo)
         if parity_data:
             parity = check_parity(model, tmp, parity_data)
+            parities.append(parity)
             box_tol = parity_tolerance * max(info.input_hw)
             if (parity.max_abs_diff_scores > parity_tolerance
                     or parity.max_abs_diff_boxes > box_tol or not parity.ok):
@@ -285,11 +284,9 @@ def export_model_to_onnx(
                     f"px; detections match: {parity.detections_match}); nothing written. "
                     "Try the other exporter or report the variant to the model owner"
                 )
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest, parity
+
+    atomic_write(dest, export_and_check)
+    return dest, (parities[0] if parities else None)
 
 
 def export_onnx(

@@ -30,6 +30,7 @@ import numpy as np
 from dlrmamba_core.engine.fileio import save_figure, write_json
 from dlrmamba_core.errors import ConfigError, DatasetError, ModelFileError
 from dlrmamba_core.runtime.detections import Detections
+from dlrmamba_core.runtime.postprocess import box_iou
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +71,6 @@ def _as_truth(t: ImageTruth | Sequence[np.ndarray]) -> ImageTruth:
                       np.asarray(labels, np.int64).reshape(-1))
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes: (N, 4) x (M, 4) -> (N, M)."""
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(br - tl, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def confusion_matrix(
     predictions: Sequence[Detections],
     truths: Sequence[ImageTruth],
@@ -104,7 +95,7 @@ def confusion_matrix(
         boxes, scores, cls = p.boxes[keep], p.scores[keep], p.class_ids[keep]
         order = np.argsort(-scores, kind="stable")
         matched = np.zeros(len(t.labels), bool)
-        ious = box_iou(boxes, t.boxes) if len(boxes) and len(t.boxes) else None
+        ious = box_iou(boxes, t.boxes, dtype=None) if len(boxes) and len(t.boxes) else None
         for i in order:
             j = -1
             if ious is not None:

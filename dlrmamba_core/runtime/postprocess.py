@@ -18,15 +18,24 @@ _MAX_CANDIDATES = 3000
 """Candidates kept (by score) before NMS: bounds the O(n^2) IoU work on noisy frames."""
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes a (N, 4) and b (M, 4) -> (N, M) float32."""
+def box_iou(a: np.ndarray, b: np.ndarray,
+            dtype: type[np.floating] | None = np.float32) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes a (N, 4) and b (M, 4) -> (N, M).
+
+    Args:
+        a: (N, 4) boxes.
+        b: (M, 4) boxes.
+        dtype: of the result (default float32); None keeps the precision it was computed in
+            (the COCO evaluation's matching).
+    """
     lt = np.maximum(a[:, None, :2], b[None, :, :2])  # (N, M, 2)
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.clip(rb - lt, 0.0, None).prod(-1)
     area_a = np.clip(a[:, 2:] - a[:, :2], 0.0, None).prod(-1)
     area_b = np.clip(b[:, 2:] - b[:, :2], 0.0, None).prod(-1)
     union = area_a[:, None] + area_b[None, :] - inter
-    return (inter / np.maximum(union, 1e-9)).astype(np.float32)
+    iou = inter / np.maximum(union, 1e-9)
+    return iou if dtype is None else iou.astype(dtype)
 
 
 def nms_boxes(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
