@@ -25,7 +25,7 @@ _AREAS = (
     "dlrmamba_core.engine.finetune",  # finetune (a shipped or trained model on a few pairs)
     "dlrmamba_core.deploy.cli",    # export | quantize | bench (torch-side deployment tools)
     "dlrmamba_core.runtime.cli",   # detect (the torch-free robot path)
-    "dlrmamba_core.bag.cli",       # synth-bag | bag-eval | bag-play
+    "dlrmamba_core.bag.cli",       # synth-bag | bag-eval | bag-play | make-bag | bag-export
 )
 
 

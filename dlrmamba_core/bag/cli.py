@@ -1,4 +1,5 @@
-"""``dlrmamba synth-bag | bag-eval | bag-play`` (heavy imports inside the handlers)."""
+"""``dlrmamba synth-bag | bag-eval | bag-play | make-bag | bag-export`` (heavy imports inside
+the handlers)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,9 @@ def register(subparsers: Any) -> None:
     from dlrmamba_core.bag import from_images
 
     from_images.register(subparsers)  # make-bag: a bag from RGB + thermal image folders
+    from dlrmamba_core.bag import export
+
+    export.register(subparsers)  # bag-export: a bag's pairs as RGB + thermal PNG folders
 
 
 def _synth_bag(args: argparse.Namespace) -> int:
