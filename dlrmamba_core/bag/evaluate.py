@@ -365,11 +365,8 @@ class _BagEvaluation:
                                    f"topic {opts.thermal_topic}")
         res = inp.detector.detect(rgb, thermal)
         total_ms = (time.perf_counter() - t0) * 1e3
-        fd = m.FrameDetections(
-            pair.rgb_stamp_ns, str(rgb_msg.header.frame_id),
-            np.asarray(res.boxes, np.float32).reshape(-1, 4),
-            np.asarray(res.scores, np.float32).reshape(-1),
-            [res.class_names[int(c)] for c in res.class_ids])
+        fd = m.FrameDetections.from_detections(pair.rgb_stamp_ns, str(rgb_msg.header.frame_id),
+                                               res)
         rec = self.records
         with _deferred_sigint(self.state):  # a message is written whole or not
             self._write_detections(pair.rgb.log_ns, fd)

@@ -20,6 +20,7 @@ import numpy as np
 from dlrmamba_core.bag.typestore import get_bag_typestore
 from dlrmamba_core.errors import BagError, InputError
 from dlrmamba_core.runtime import image_codec
+from dlrmamba_core.runtime.detections import Detections
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -30,14 +31,19 @@ IMAGE_TYPES = (IMAGE, COMPRESSED)
 
 @dataclass
 class FrameDetections:
-    """The detections (or ground truth) of one image.
+    """The detections (or ground truth) of one image as a ``Detection2DArray`` carries them.
+
+    This is the message form: the image's header and one class NAME per box (what a bag's
+    ground truth or a recorded topic holds, without the model's class map). The model's
+    form is :class:`~dlrmamba_core.runtime.detections.Detections` (class ids + class map);
+    :meth:`from_detections` converts one into the other.
 
     Attributes:
         stamp_ns: header stamp of the image (ns).
         frame_id: header frame id of the image.
         boxes: (N, 4) float32 ``x1, y1, x2, y2`` in image pixels.
         scores: (N,) float32 (1.0 for ground truth).
-        class_names: N class names (``class_id`` strings of the messages).
+        class_names: N class names, one per box (``class_id`` strings of the messages).
     """
 
     stamp_ns: int
@@ -48,6 +54,12 @@ class FrameDetections:
 
     def __len__(self) -> int:
         return len(self.class_names)
+
+    @classmethod
+    def from_detections(cls, stamp_ns: int, frame_id: str, det: Detections) -> FrameDetections:
+        """The message form of a Detector result (one class name per box, from its map)."""
+        return cls(stamp_ns, frame_id, np.asarray(det.boxes, np.float32).reshape(-1, 4),
+                   np.asarray(det.scores, np.float32).reshape(-1), det.labels)
 
 
 def split_stamp(stamp_ns: int) -> tuple[int, int]:
