@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dlrmamba_core.engine.fileio import write_json
 from dlrmamba_core.errors import ModelFileError
 
 __all__ = [
@@ -214,6 +213,8 @@ def write_model_card(
     Returns:
         The path of the card.
     """
+    from dlrmamba_core.engine.fileio import write_json  # only deploy tools write cards
+
     model = Path(model_path)
     card: dict[str, Any] = {
         "format": CARD_FORMAT,

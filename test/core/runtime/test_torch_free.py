@@ -79,6 +79,42 @@ def test_runtime_runs_with_torch_blocked(nano_onnx: Path, synth_frames: list[Any
     np.testing.assert_allclose(np.asarray(out["boxes"]), d.boxes, atol=1e-3)
 
 
+_CLOSURE = r"""
+import importlib, json, pkgutil, sys
+import numpy as np
+
+before = set(sys.modules)
+import dlrmamba_core.runtime as rt
+
+for m in pkgutil.iter_modules(rt.__path__, "dlrmamba_core.runtime."):
+    importlib.import_module(m.name)
+pair = np.load(sys.argv[2])
+d = rt.Detector(sys.argv[1], threads=1).detect(pair["rgb"], pair["thermal"], pair["h"])
+print(json.dumps({"n": len(d), "loaded": sorted(m for m in set(sys.modules) - before
+                                                if m.startswith("dlrmamba_core"))}))
+"""
+
+
+def test_runtime_reaches_outside_its_folder_only_for_preprocessing(
+        nano_onnx: Path, synth_frames: list[Any], tmp_path: Path) -> None:
+    """Importing every runtime module and detecting loads, besides the runtime folder, only
+    data's numpy pre-processing (shared with training) and errors: no engine, models, bag,
+    deploy or research module."""
+    s = synth_frames[0]
+    np.savez(tmp_path / "pair.npz", rgb=s.rgb, thermal=s.thermal, h=s.homography)
+    proc = subprocess.run([sys.executable, "-c", _CLOSURE, str(nano_onnx),
+                           str(tmp_path / "pair.npz")], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["n"] > 0
+    loaded = out["loaded"]
+    assert "dlrmamba_core.runtime.detector" in loaded and "dlrmamba_core.data.preprocess" in loaded
+    outside = [m for m in loaded if not m.startswith(("dlrmamba_core.runtime",
+                                                      "dlrmamba_core.data"))]
+    assert outside == ["dlrmamba_core", "dlrmamba_core.errors"], outside
+
+
 def test_blocker_really_blocks_torch_users() -> None:
     """Control: the same blocker makes a torch-side module fail, so the test above can fail."""
     code = _BLOCKED_RUN.split("import numpy as np")[0] + "import dlrmamba_core.models.detector\n"
