@@ -41,16 +41,25 @@ def test_int8_model_is_qdq_with_metadata_and_card(int8: Any, nano_export: Any) -
 
 
 def test_int8_outputs_track_fp32(int8: Any, nano_export: Any, synth_frames: list[Any]) -> None:
+    """On each calibration frame the INT8 network computes nearly the fp32 boxes and scores.
+
+    The model is untrained (random weights): its class scores are less regular than a trained
+    model's and one frame's score correlation measured 0.89 with onnxruntime 1.32 (0.99 and
+    0.98 on the others), so the per-frame bound is looser than the median one.
+    """
     fp32 = Detector(nano_export.onnx_path, threads=1)
     q = Detector(int8.onnx_path, threads=1)
     from dlrmamba_core.data.preprocess import prepare_inputs
 
-    s = synth_frames[0]
-    p = prepare_inputs(s.rgb, s.thermal, s.homography, fp32.input_hw)
-    a = fp32.run_network(p.rgb[None], p.thermal[None])[0, 4:].ravel()
-    b = q.run_network(p.rgb[None], p.thermal[None])[0, 4:].ravel()
-    assert not np.array_equal(a, b)  # it really is another computation
-    assert np.corrcoef(a, b)[0, 1] > 0.9
+    score_corr = []
+    for s in synth_frames:
+        p = prepare_inputs(s.rgb, s.thermal, s.homography, fp32.input_hw)
+        a = fp32.run_network(p.rgb[None], p.thermal[None])[0]  # (4 + nc, A)
+        b = q.run_network(p.rgb[None], p.thermal[None])[0]
+        assert not np.array_equal(a, b)  # it really is another computation
+        assert np.corrcoef(a[:4].ravel(), b[:4].ravel())[0, 1] > 0.99  # boxes (pixels)
+        score_corr.append(np.corrcoef(a[4:].ravel(), b[4:].ravel())[0, 1])
+    assert min(score_corr) > 0.8 and float(np.median(score_corr)) > 0.95, score_corr
 
 
 def test_quantize_refuses_bad_inputs(int8: Any, synth_frames: list[Any], tmp_path: Path
