@@ -30,7 +30,8 @@ lint: install
 
 # Checked at zero errors by `make test` (see pyproject.toml [tool.mypy]); the whole tree:
 # `make typecheck MYPY_PATHS="dlrmamba_core dlrmamba_ros"`.
-MYPY_PATHS ?= dlrmamba_core/runtime dlrmamba_core/deploy dlrmamba_core/losses dlrmamba_ros
+MYPY_PATHS ?= dlrmamba_core/runtime dlrmamba_core/deploy dlrmamba_core/research dlrmamba_core/losses \
+	dlrmamba_ros
 
 typecheck: install
 	$(VENV)/bin/mypy --follow-imports=silent $(MYPY_PATHS)
