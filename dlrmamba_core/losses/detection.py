@@ -7,6 +7,7 @@ descriptions and the anchor-free YOLOv8 head layout.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +76,41 @@ def targets_to_padded(targets: Tensor, batch: int) -> tuple[Tensor, Tensor, Tens
     return boxes, classes, valid
 
 
+def padded_rows(targets: Tensor, batch: int) -> Tensor:
+    """Row of ``targets`` behind each slot of :func:`targets_to_padded`: (B, G) long, -1 for
+    empty slots (e.g. to index per-target instance masks by an assigned slot)."""
+    bidx = targets[:, 0].long()
+    counts = torch.bincount(bidx, minlength=batch) if targets.numel() else torch.zeros(
+        batch, dtype=torch.long, device=targets.device)
+    g = max(1, int(counts.max().item()) if batch else 1)
+    rows = torch.full((batch, g), -1, dtype=torch.long, device=targets.device)
+    if targets.numel():
+        order = torch.argsort(bidx, stable=True)  # the same order as targets_to_padded
+        bs = bidx[order]
+        slot = torch.arange(len(bs), device=targets.device) - (torch.cumsum(counts, 0)
+                                                                - counts)[bs]
+        rows[bs, slot] = order
+    return rows
+
+
+class Assignment(NamedTuple):
+    """What :class:`TaskAlignedAssigner` decided, per anchor.
+
+    Attributes:
+        target_boxes: (B, A, 4) xyxy pixels of the matched ground truth.
+        target_scores: (B, A, nc) soft class targets (IoU-normalized alignment).
+        fg: (B, A) bool, the positive anchors.
+        gt_idx: (B, A) long, slot of the matched ground truth in the padded (B, G) layout of
+            :func:`targets_to_padded` (meaningful where ``fg``; :func:`padded_rows` maps it
+            to a row of the targets).
+    """
+
+    target_boxes: Tensor
+    target_scores: Tensor
+    fg: Tensor
+    gt_idx: Tensor
+
+
 class TaskAlignedAssigner(nn.Module):
     """Assign each ground truth its top-k anchors by ``score^alpha * IoU^beta`` (TOOD).
 
@@ -93,7 +129,6 @@ class TaskAlignedAssigner(nn.Module):
         super().__init__()
         self.topk, self.alpha, self.beta = topk, alpha, beta
 
-    @torch.no_grad()
     def forward(
         self,
         scores: Tensor,
@@ -104,6 +139,21 @@ class TaskAlignedAssigner(nn.Module):
         gt_valid: Tensor,
         strides: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """(target_boxes, target_scores, fg) of :meth:`assign` (same arguments)."""
+        a = self.assign(scores, pred_boxes, anchors, gt_boxes, gt_classes, gt_valid, strides)
+        return a.target_boxes, a.target_scores, a.fg
+
+    @torch.no_grad()
+    def assign(
+        self,
+        scores: Tensor,
+        pred_boxes: Tensor,
+        anchors: Tensor,
+        gt_boxes: Tensor,
+        gt_classes: Tensor,
+        gt_valid: Tensor,
+        strides: Tensor | None = None,
+    ) -> Assignment:
         """Assign.
 
         Args:
@@ -114,8 +164,8 @@ class TaskAlignedAssigner(nn.Module):
             strides: (A, 1) stride of each anchor (pixels); None = plain centre-in-box test.
 
         Returns:
-            target_boxes (B, A, 4), target_scores (B, A, nc) (soft, IoU-normalized alignment),
-            foreground mask (B, A).
+            The :class:`Assignment`: target boxes (B, A, 4), soft target scores (B, A, nc),
+            foreground mask (B, A), matched ground-truth slot (B, A).
         """
         _, a, nc = scores.shape
         g = gt_boxes.shape[1]
@@ -151,7 +201,7 @@ class TaskAlignedAssigner(nn.Module):
         target_scores = F.one_hot(target_cls.clamp(0, nc - 1), nc).float() * (
             t_score * fg
         )[..., None]
-        return target_boxes, target_scores, fg
+        return Assignment(target_boxes, target_scores, fg, gt_idx)
 
 
 class DetectionLoss(nn.Module):
@@ -195,6 +245,13 @@ class DetectionLoss(nn.Module):
         Returns:
             (scalar loss, {"box", "cls", "dfl"} detached parts).
         """
+        loss, parts, _ = self.loss_and_assignment(preds, targets)
+        return loss, parts
+
+    def loss_and_assignment(self, preds: list[Tensor], targets: Tensor
+                            ) -> tuple[Tensor, dict[str, Tensor], Assignment]:
+        """:meth:`forward` and the assignment it used (for losses of further outputs, e.g.
+        instance masks of the positive anchors)."""
         if len(preds) != len(self.strides):
             raise InputError(f"expected {len(self.strides)} levels, got {len(preds)}")
         b = preds[0].shape[0]
@@ -220,10 +277,11 @@ class DetectionLoss(nn.Module):
         gt_boxes, gt_cls, gt_valid = targets_to_padded(targets.to(dev).float(), b)
         if gt_cls.numel() and gt_valid.any() and int(gt_cls[gt_valid].max()) >= nc:
             raise InputError(f"target class {int(gt_cls[gt_valid].max())} >= num_classes {nc}")
-        t_boxes, t_scores, fg = self.assigner(
+        assignment = self.assigner.assign(
             pred_cls.detach().sigmoid(), pred_boxes.detach(), anchor_px, gt_boxes, gt_cls,
             gt_valid, stride_t,
         )
+        t_boxes, t_scores, fg = assignment.target_boxes, assignment.target_scores, assignment.fg
         norm = t_scores.sum().clamp(min=1.0)
         loss_cls = F.binary_cross_entropy_with_logits(pred_cls, t_scores, reduction="sum") / norm
         if fg.any():
@@ -245,4 +303,4 @@ class DetectionLoss(nn.Module):
             loss_dfl = pred_dist.sum() * 0.0
         loss = self.box_gain * loss_box + self.cls_gain * loss_cls + self.dfl_gain * loss_dfl
         parts = {"box": loss_box.detach(), "cls": loss_cls.detach(), "dfl": loss_dfl.detach()}
-        return loss, parts
+        return loss, parts, assignment

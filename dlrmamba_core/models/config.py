@@ -10,6 +10,9 @@ from dlrmamba_core.errors import ConfigError
 
 StageType = Literal["conv", "vss"]
 Arch = Literal["dlrmamba", "fusion_mamba", "mobilemamba"]
+Task = Literal["detect", "segment"]
+TASKS: tuple[str, ...] = ("detect", "segment")
+_SEGMENT_FIELDS = ("task", "num_protos", "proto_width")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class DetectorConfig:
         mrffi_global: mobilemamba: share of channels in the WTE-Mamba branch per stage.
         mrffi_local: mobilemamba: share in the MK-DeConv branch per stage (identity: rest).
         mk_kernels: mobilemamba: MK-DeConv depthwise kernel sizes (one channel group each).
+        task: "detect" (boxes) or "segment" (boxes + instance masks: a prototype-mask branch,
+            models.segment; docs/models.md "Instance segmentation head").
+        num_protos: segment: K, prototype masks of the protonet = mask coefficients per
+            anchor.
+        proto_width: segment: channels of the protonet's hidden convolutions.
     """
 
     variant: str = "custom"
@@ -64,10 +72,27 @@ class DetectorConfig:
     mrffi_global: tuple[float, float, float] = (0.8, 0.7, 0.6)  # MobileMamba's defaults
     mrffi_local: tuple[float, float, float] = (0.2, 0.2, 0.3)
     mk_kernels: tuple[int, ...] = (3, 5, 7)
+    task: Task = "detect"
+    num_protos: int = 32
+    proto_width: int = 64
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {TASKS}; got {self.task!r}")
+        if self.num_protos < 1 or self.proto_width < 1:
+            raise ConfigError(f"num_protos ({self.num_protos}) and proto_width "
+                              f"({self.proto_width}) must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists for tuples), as stored in checkpoints."""
+        """Plain dict (lists for tuples), as stored in checkpoints.
+
+        A detect config leaves out the segment fields (task, num_protos, proto_width), so it
+        is the same dict as before they existed (checkpoints and model cards compare equal).
+        """
         d = asdict(self)
+        if self.task == "detect":
+            for name in _SEGMENT_FIELDS:
+                del d[name]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from dlrmamba_core.layers import ConvBNAct, DWConvBlock, PixelFusion, VSSBlock
 from dlrmamba_core.layers.conv import InvertedResidual
 from dlrmamba_core.models.config import DetectorConfig
+from dlrmamba_core.models.segment import MaskCoefficients, ProtoNet
 
 STRIDES = (8, 16, 32)
 
@@ -176,6 +177,12 @@ class DetectorNet(nn.Module):
     ``model(rgb (B,3,H,W), thermal (B,1,H,W))`` with H, W multiples of 32 and inputs in [0, 1]:
     in train mode a list of three (B, 4 * reg_max + nc, H/s, W/s) maps (s = 8, 16, 32); in
     eval mode (B, 4 + nc, A) with A = sum(H/s * W/s).
+
+    A segment model (``cfg.task == "segment"``, K = ``cfg.num_protos``) returns a pair: in
+    train mode (three (B, 4 * reg_max + nc + K, H/s, W/s) maps, protos (B, K, H/4, W/4)); in
+    eval mode (predictions (B, 4 + nc + K, A): boxes, class probabilities, then the K linear
+    mask coefficients of each anchor; protos (B, K, H/4, W/4)). The mask of a detection is
+    ``sigmoid(coeffs . protos)`` cropped to its box (``runtime.segment.decode_masks``).
     """
 
     strides = STRIDES
@@ -191,6 +198,13 @@ class DetectorNet(nn.Module):
         self.backbone = Backbone(cfg) if cfg.arch == "dlrmamba" else build_variant_backbone(cfg)
         self.neck = PANNeck(cfg.widths, cfg.neck)
         self.head = DetectHead(cfg.neck, cfg.num_classes, cfg.head_width, cfg.reg_max)
+        # Segment models only: a detect model has no such modules, so its state dict (and
+        # every checkpoint written before the segment head existed) is unchanged.
+        self.protonet: ProtoNet | None = None
+        self.mask_coef: MaskCoefficients | None = None
+        if cfg.task == "segment":
+            self.protonet = ProtoNet(cfg.neck[0], cfg.proto_width, cfg.num_protos)
+            self.mask_coef = MaskCoefficients(cfg.neck, cfg.head_width, cfg.num_protos)
 
     def forward_features(self, rgb: Tensor, thermal: Tensor) -> list[Tensor]:
         """Pixel-fused image (fusion_mamba: both images) -> backbone -> neck: [N3, N4, N5]."""
@@ -198,9 +212,19 @@ class DetectorNet(nn.Module):
             return self.neck(self.backbone(rgb, thermal))
         return self.neck(self.backbone(self.fusion(rgb, thermal)))
 
-    def forward(self, rgb: Tensor, thermal: Tensor) -> list[Tensor] | Tensor:
+    def forward(self, rgb: Tensor, thermal: Tensor
+                ) -> list[Tensor] | Tensor | tuple[list[Tensor] | Tensor, Tensor]:
         """See the class docstring."""
-        outs = self.head(self.forward_features(rgb, thermal))
+        feats = self.forward_features(rgb, thermal)
+        outs = self.head(feats)
+        if self.protonet is None or self.mask_coef is None:
+            if self.training:
+                return outs
+            return self.head.decode(outs, self.strides)
+        protos = self.protonet(feats[0])  # (B, K, H/4, W/4)
+        coefs = self.mask_coef(feats)  # per level (B, K, Hi, Wi)
         if self.training:
-            return outs
-        return self.head.decode(outs, self.strides)
+            return [torch.cat([o, c], 1) for o, c in zip(outs, coefs, strict=True)], protos
+        dets = self.head.decode(outs, self.strides)  # (B, 4 + nc, A)
+        coef = torch.cat([c.flatten(2) for c in coefs], 2)  # (B, K, A), same anchor order
+        return torch.cat([dets, coef], 1), protos
