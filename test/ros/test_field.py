@@ -109,7 +109,7 @@ def test_memory_after_a_burst_returns_to_its_level(harness_factory) -> None:
         send(10 + k)
         time.sleep(max(0.0, t0 + (k + 1) / 200.0 - time.monotonic()))
     # Best-effort delivery of large frames may lose some; most must arrive.
-    assert wait_for(lambda: h.node._received["rgb"] >= 10 + 100, 10.0), h.node._received
+    assert wait_for(lambda: h.node._received["rgb"] >= 10 + 60, 10.0), h.node._received
     time.sleep(1.5)  # the worker finishes the pair in hand
     after = settled_rss()
     assert h.node.counters.skipped_stale > 0  # the burst really outran inference
