@@ -17,6 +17,7 @@ from dlrmamba_core.errors import InputError
 
 __all__ = [
     "Letterbox",
+    "area_resize",
     "letterbox_boxes",
     "letterbox_image",
     "letterbox_masks",
@@ -74,13 +75,44 @@ def letterbox_params(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Letter
     return Letterbox((sh, sw), (dh, dw), scale, pad_x, pad_y, (nh, nw))
 
 
+def area_resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``cv2.resize(img, (width, height), INTER_AREA)``, faster for power-of-two shrinks.
+
+    OpenCV's area resize has a fast path for an exact 2x shrink only; other factors take a
+    general path that costs ~6x more per source pixel on 3-channel images (measured: 1280x1024
+    -> 320x256 in 2.3 ms, as two exact halvings in 0.4 ms). When both axes shrink by the same
+    2^k, the image is halved k times instead: each output pixel is still the mean of its
+    2^k x 2^k source block, only rounded to the dtype after each halving (uint8: within 1 of
+    the one-step result). Any other size goes through the one-step resize unchanged.
+
+    Args:
+        img: (H, W) or (H, W, C) image.
+        height: output height, pixels.
+        width: output width, pixels.
+    """
+    if height <= 0 or width <= 0:
+        raise InputError(f"area_resize to {height}x{width}: sizes must be positive")
+    h, w = img.shape[:2]
+    f = h // height
+    # Same factor on both axes, exact, a power of two >= 4 (2x is already the fast path).
+    if f >= 4 and f & (f - 1) == 0 and f * height == h and f * width == w:
+        out = img
+        while out.shape[0] > height:
+            out = cv2.resize(out, (out.shape[1] // 2, out.shape[0] // 2),
+                             interpolation=cv2.INTER_AREA)
+        return out
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def letterbox_image(img: np.ndarray, lb: Letterbox, pad_value: float | int = 114) -> np.ndarray:
     """Resize ``img`` (H, W[, C]) per ``lb`` and pad it to ``lb.dst_hw`` (same dtype)."""
     if img.shape[:2] != lb.src_hw:
         raise InputError(f"image size {img.shape[:2]} does not match letterbox src {lb.src_hw}")
     nh, nw = lb.new_hw
-    interp = cv2.INTER_AREA if lb.scale < 1.0 else cv2.INTER_LINEAR
-    resized = cv2.resize(img, (nw, nh), interpolation=interp)
+    if lb.scale < 1.0:
+        resized = area_resize(img, nh, nw)
+    else:
+        resized = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
     if resized.ndim == 2 and img.ndim == 3:
         resized = resized[:, :, None]  # cv2 drops a trailing singleton channel
     out = np.full((*lb.dst_hw, *img.shape[2:]), pad_value, dtype=img.dtype)

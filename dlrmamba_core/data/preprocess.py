@@ -14,7 +14,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dlrmamba_core.data.letterbox import Letterbox, letterbox_image, letterbox_params
+from dlrmamba_core.data.letterbox import (
+    Letterbox,
+    area_resize,
+    letterbox_image,
+    letterbox_params,
+)
 from dlrmamba_core.data.registration import scale_homography
 from dlrmamba_core.data.thermal import RunningAGC, ThermalNorm, apply_norm
 from dlrmamba_core.errors import InputError
@@ -84,7 +89,7 @@ def thermal_to_canvas(
     if zoom < 0.75:
         f = max(zoom, 1e-3)
         nw, nh = max(1, round(th_hw[1] * f)), max(1, round(th_hw[0] * f))
-        thermal01 = cv2.resize(thermal01, (nw, nh), interpolation=cv2.INTER_AREA)
+        thermal01 = area_resize(thermal01, nh, nw)
         m = m @ np.diag([th_hw[1] / nw, th_hw[0] / nh, 1.0])
     dh, dw = lb.dst_hw
     if np.abs(m / m[2, 2] - np.eye(3)).max() < 1e-9:
