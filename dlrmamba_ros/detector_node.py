@@ -257,6 +257,7 @@ class DetectorNode(LifecycleNode):
                 model,
                 backend=self._param("backend"),
                 threads=int(self._param("threads")),
+                spin=bool(self._param("ort_spin")),
                 conf_threshold=float(self._param("conf_threshold")),
                 iou_threshold=float(self._param("iou_threshold")),
                 max_detections=int(self._param("max_detections")),

@@ -52,6 +52,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "onnxruntime", "inference backend", choices=BACKEND_CHOICES,
               applies="configure"),
     ParamSpec("threads", 2, "inference threads (intra-op)", lo=1, hi=64, applies="configure"),
+    ParamSpec("ort_spin", False, "let onnxruntime's idle inference threads busy-wait between "
+              "frames (faster only on a CPU that runs nothing else; they slow the camera "
+              "drivers, the executor and pre-processing)", applies="configure"),
     ParamSpec("conf_threshold", 0.25, "minimum detection score [0..1]", lo=0.0, hi=1.0),
     ParamSpec("iou_threshold", 0.5, "NMS IoU threshold (0..1]", lo=0.01, hi=1.0),
     ParamSpec("max_detections", 100, "maximum detections per frame", lo=1, hi=1000),

@@ -62,6 +62,8 @@ class OrtBackend:
         inter_op_threads: inter-op threads (1: the graph runs sequentially).
         profile_prefix: if set, ORT writes a JSON profile with this file prefix
             (``end_profiling()`` returns its path).
+        spin: whether idle intra-op threads busy-wait (None: onnxruntime's default, on);
+            see :func:`~dlrmamba_core.runtime.ort_session.ort_session`.
 
     Raises:
         ModelFileError: the file is missing, not a loadable ONNX model, or its inputs/outputs
@@ -77,12 +79,13 @@ class OrtBackend:
         providers: Sequence[str] | None = None,
         inter_op_threads: int = 1,
         profile_prefix: str | None = None,
+        spin: bool | None = None,
     ) -> None:
         from dlrmamba_core.runtime.ort_session import ort_session
 
         self.path = Path(path)
         self.session = ort_session(self.path, threads, inter_op_threads, graph_optimization,
-                                   providers, profile_prefix)
+                                   providers, profile_prefix, allow_spinning=spin)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_metadata(meta, str(self.path))
         self._check_io()
@@ -197,6 +200,11 @@ class Detector:
             (checksum and metadata). A card that exists but does not match is an error.
         require_card: also fail when the card is missing (what the ROS node does for shipped
             models).
+        spin: let onnxruntime's idle threads busy-wait between runs (its own default). Off
+            here: a robot's CPU also runs the camera drivers, the ROS executor and this
+            Detector's own pre-processing, which spinning threads slow down (measured in
+            docs/runtime.md); on a machine that does nothing else, ``spin=True`` may shave a
+            little latency.
 
     Raises:
         ModelFileError: missing / corrupt model, metadata or card mismatch, bad checksum.
@@ -217,6 +225,7 @@ class Detector:
         providers: Sequence[str] | None = None,
         verify_card: bool = True,
         require_card: bool = False,
+        spin: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"backend={backend!r}: use one of {BACKENDS}")
@@ -248,7 +257,7 @@ class Detector:
                     "checkpoint with `dlrmamba detect --backend torch`, or export it: "
                     f"`dlrmamba export {path} --out model.onnx`"
                 )
-            self.backend = OrtBackend(path, threads, graph_optimization, providers)
+            self.backend = OrtBackend(path, threads, graph_optimization, providers, spin=spin)
             self.card = self._check_card(verify_card, require_card)
         else:
             from dlrmamba_core.deploy.torch_backend import TorchBackend

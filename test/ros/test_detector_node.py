@@ -426,8 +426,11 @@ def test_homography_and_live_thresholds_reach_the_detector(harness_factory, nano
 
     # Thermal 120x160 covering the middle of the 240x320 RGB view: scale 1, offset (80, 60).
     H = [1.0, 0.0, 80.0, 0.0, 1.0, 60.0, 0.0, 0.0, 1.0]
-    h = harness_factory(thermal_homography=H)
+    h = harness_factory(thermal_homography=H, ort_spin=True)
     h.configure_activate()
+    session = h.node._detector.backend.session  # ort_spin reaches onnxruntime at configure
+    assert session.get_session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning") == "1"
     pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
     dets = h.collect(Detection2DArray, "detections")
     for p in pubs:

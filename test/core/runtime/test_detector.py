@@ -99,6 +99,13 @@ def test_session_options_are_configurable(nano_onnx: Path, synth_frames: list[An
     assert opts.intra_op_num_threads == 2
     assert det.backend.session.get_providers() == ["CPUExecutionProvider"]  # type: ignore[attr-defined]
     _same(det.detect(s.rgb, s.thermal, s.homography), base, box_atol=0.01)
+    # Idle inference threads do not busy-wait unless asked to (same results either way).
+    spin_entry = "session.intra_op.allow_spinning"
+    assert opts.get_session_config_entry(spin_entry) == "0"
+    spinning = Detector(nano_onnx, threads=2, spin=True)
+    assert spinning.backend.session.get_session_options(  # type: ignore[attr-defined]
+    ).get_session_config_entry(spin_entry) == "1"
+    _same(spinning.detect(s.rgb, s.thermal, s.homography), base, box_atol=0.01)
     with pytest.raises(ConfigError, match="graph_optimization"):
         Detector(nano_onnx, graph_optimization="max")
     with pytest.raises(ConfigError, match="NoSuchExecutionProvider"):
