@@ -171,15 +171,18 @@ def parse_weights(text: str) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Handler of ``dlrmamba train``."""
+    from dlrmamba_core.engine.config import TaskConfig
     from dlrmamba_core.engine.runs import train_model
 
+    task = config_from_args(TaskConfig, args)
+    task.validate()
     overrides = {k: v for k, v in (("rank_ratio", args.rank_ratio), ("d_state", args.d_state))
                  if v is not None}
     result = train_model(args.variant, args.data_format, args.data, args.out, _train_config(args),
                          input_hw=parse_input_size(args.input_size), resume=args.resume,
                          init=args.init, train_split=args.train_split,
                          val_split=_val_split(args), overrides=overrides,
-                         **_cache(args))
+                         task=task, **_cache(args))
     print(json.dumps(result, indent=2))
     return 0
 
@@ -222,7 +225,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``train``, ``distill`` and ``eval`` to the ``dlrmamba`` command."""
-    from dlrmamba_core.engine.config import DISTILL_EPOCHS, DistillConfig, TrainConfig
+    from dlrmamba_core.engine.config import (
+        DISTILL_EPOCHS,
+        DistillConfig,
+        TaskConfig,
+        TrainConfig,
+    )
 
     p = subparsers.add_parser("train", help="train a detector variant",
                               description="Train a detector (works under torchrun for DDP).")
@@ -235,6 +243,7 @@ def register(subparsers: Any) -> None:
                    help="override the variant's low-rank ratio (student variants)")
     p.add_argument("--d-state", type=int, default=None,
                    help="override the variant's SSM state size N")
+    add_config_args(p.add_argument_group("task (engine.config.TaskConfig)"), TaskConfig())
     _run_args(p, TrainConfig())
     p.set_defaults(func=cmd_train)
 

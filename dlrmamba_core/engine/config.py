@@ -113,6 +113,43 @@ class TrainConfig:
 
 
 @dataclass
+class TaskConfig:
+    """What the network learns (``dlrmamba train --task``): boxes, or boxes + instance masks.
+
+    Attributes:
+        task: "detect" (boxes) or "segment" (boxes + instance masks from a prototype-mask
+            branch; the dataset must have masks; docs/models.md "Instance segmentation
+            head").
+        num_protos: segment: K, prototype masks = mask coefficients per anchor (model config
+            field ``num_protos``).
+        mask_gain: segment: weight of the mask loss beside the detection loss (the box
+            term's weight, 7.5, by default: both measure localization).
+        dice_gain: segment: weight of the dice term added to the mask BCE inside the box
+            (0: BCE only).
+    """
+
+    task: Literal["detect", "segment"] = "detect"
+    num_protos: int = 32
+    mask_gain: float = 7.5
+    dice_gain: float = 0.0
+
+    def validate(self) -> None:
+        """Raise ConfigError on out-of-range values."""
+        if self.task not in ("detect", "segment"):
+            raise ConfigError(f"task must be detect or segment, got {self.task!r}")
+        if self.num_protos < 1:
+            raise ConfigError(f"num_protos must be >= 1, got {self.num_protos}")
+        if self.mask_gain < 0 or self.dice_gain < 0:
+            raise ConfigError(f"mask_gain ({self.mask_gain}) and dice_gain ({self.dice_gain}) "
+                              "must be >= 0")
+
+    @property
+    def segment(self) -> bool:
+        """Whether this is an instance segmentation run."""
+        return self.task == "segment"
+
+
+@dataclass
 class DistillWeights:
     """Loss weights of the distillation phase; a weight of 0 switches that term off
     (ablations). ``--method sad`` uses task, svd, state and feat (paper: 1.0 / 0.5 / 0.1 /

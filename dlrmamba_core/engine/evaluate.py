@@ -136,9 +136,6 @@ def coco_metrics(
     Raises:
         ConfigError: lengths differ or a class id is outside ``class_names``.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     preds = [_as_pred(p) for p in predictions]
     gts = [_as_truth(t) for t in truths]
     nc = len(class_names)
@@ -181,23 +178,43 @@ def coco_metrics(
     }
     precision = None
     if anns and dets:
-        coco_gt = COCO()
-        coco_gt.dataset = {"info": {}, "images": images, "annotations": anns,
-                           "categories": [{"id": i + 1, "name": n}
-                                          for i, n in enumerate(class_names)]}
-        # pycocotools prints progress to stdout; keep library output off our stdout.
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco_gt.createIndex()
-            coco_dt = coco_gt.loadRes(dets)
-            ev = COCOeval(coco_gt, coco_dt, iouType="bbox")
-            ev.params.maxDets = [1, 10, max_detections]
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-        result["mAP50_95"] = round(100.0 * max(float(ev.stats[0]), 0.0), 3)
-        result["mAP50"] = round(100.0 * max(float(ev.stats[1]), 0.0), 3)
-        # precision: (T iou thresholds, R=101 recall points, K classes, A areas, M maxDets)
-        precision = ev.eval["precision"][:, :, :, 0, -1]  # all areas, largest maxDets
+        stats, precision = _cocoeval(images, anns, dets, class_names, "bbox", max_detections)
+        result["mAP50_95"], result["mAP50"] = stats
+    _per_class(result, precision, num_gt, class_names)
+    result["confusion_matrix"] = confusion_matrix(preds, gts, nc).tolist()
+    return result
+
+
+def _cocoeval(images: list[dict[str, Any]], anns: list[dict[str, Any]],
+              dets: list[dict[str, Any]], class_names: Sequence[str], iou_type: str,
+              max_detections: int) -> tuple[tuple[float, float], np.ndarray]:
+    """pycocotools COCOeval of COCO-format records -> ((mAP50:95, mAP50) in percent,
+    precision (T iou thresholds, R = 101 recall points, K classes) at all areas)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    coco_gt = COCO()
+    coco_gt.dataset = {"info": {}, "images": images, "annotations": anns,
+                       "categories": [{"id": i + 1, "name": n}
+                                      for i, n in enumerate(class_names)]}
+    # pycocotools prints progress to stdout; keep library output off our stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(dets)
+        ev = COCOeval(coco_gt, coco_dt, iouType=iou_type)
+        ev.params.maxDets = [1, 10, max_detections]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = (round(100.0 * max(float(ev.stats[0]), 0.0), 3),
+             round(100.0 * max(float(ev.stats[1]), 0.0), 3))
+    # precision: (T iou thresholds, R=101 recall points, K classes, A areas, M maxDets)
+    return stats, ev.eval["precision"][:, :, :, 0, -1]  # all areas, largest maxDets
+
+
+def _per_class(result: dict[str, Any], precision: np.ndarray | None, num_gt: np.ndarray,
+               class_names: Sequence[str]) -> None:
+    """Fill ``result["per_class"]`` and ``result["pr_curves"]`` from COCOeval's precision."""
     for k, name in enumerate(class_names):
         ap50 = ap = None
         curve = [0.0] * 101
@@ -212,7 +229,72 @@ def coco_metrics(
                 curve = [round(float(max(v, 0.0)), 4) for v in pk[0]]
         result["per_class"][name] = {"AP50": ap50, "AP50_95": ap, "num_gt": int(num_gt[k])}
         result["pr_curves"][name] = curve
-    result["confusion_matrix"] = confusion_matrix(preds, gts, nc).tolist()
+
+
+def coco_segm_metrics(
+    predictions: Sequence[Detections],
+    pred_masks: Sequence[Sequence[dict[str, Any]]],
+    truth_labels: Sequence[np.ndarray],
+    truth_masks: Sequence[Sequence[dict[str, Any]]],
+    class_names: Sequence[str],
+    max_detections: int = 100,
+) -> dict[str, Any]:
+    """COCO mask mAP (pycocotools, ``iouType="segm"``) of instance masks as COCO RLE.
+
+    Args:
+        predictions: per image the detections (scores and classes are used; mask IoU, not
+            boxes, decides the matches).
+        pred_masks: per image one RLE (``data.masks.rle_encode``) per detection, in order.
+        truth_labels: per image (M,) class indices.
+        truth_masks: per image one RLE per ground-truth object, same pixel frame and image
+            size as the predicted masks.
+        class_names: the class map.
+        max_detections: detections kept per image, highest scores first.
+
+    Returns:
+        ``{"mAP50", "mAP50_95"`` (percent), ``"per_class"`` {name: {"AP50", "AP50_95",
+        "num_gt"}}, ``"pr_curves"``, ``"num_gt", "num_det"}``.
+
+    Raises:
+        ConfigError: per-image lengths that differ.
+    """
+    from dlrmamba_core.data.masks import rle_decode
+
+    n = len(predictions)
+    if not (len(pred_masks) == len(truth_labels) == len(truth_masks) == n):
+        raise ConfigError(f"coco_segm_metrics: {n} prediction, {len(pred_masks)} mask, "
+                          f"{len(truth_labels)} label and {len(truth_masks)} truth-mask "
+                          "entries; pass one of each per image")
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    dets: list[dict[str, Any]] = []
+    for img_id in range(1, n + 1):
+        p, pm = predictions[img_id - 1], pred_masks[img_id - 1]
+        labels, tm = truth_labels[img_id - 1], truth_masks[img_id - 1]
+        if len(pm) != len(p.scores) or len(tm) != len(labels):
+            raise ConfigError(f"coco_segm_metrics: image {img_id - 1} has {len(p.scores)} "
+                              f"detections but {len(pm)} masks, {len(labels)} objects but "
+                              f"{len(tm)} masks")
+        size = (tm[0] if len(tm) else pm[0] if len(pm) else {"size": [1, 1]})["size"]
+        images.append({"id": img_id, "height": int(size[0]), "width": int(size[1])})
+        for rle, c in zip(tm, labels, strict=True):
+            area = float(rle_decode(rle).sum())  # COCO: a mask's area is its pixel count
+            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": int(c) + 1,
+                         "segmentation": rle, "area": area, "iscrowd": 0,
+                         "bbox": [0.0, 0.0, 0.0, 0.0]})
+        for k in np.argsort(-p.scores, kind="stable")[:max_detections]:
+            dets.append({"image_id": img_id, "category_id": int(p.class_ids[k]) + 1,
+                         "segmentation": pm[k], "score": float(p.scores[k])})
+    nc = len(class_names)
+    num_gt = np.bincount(np.concatenate([np.asarray(t, np.int64) for t in truth_labels]
+                                        or [np.zeros(0, np.int64)]), minlength=nc)
+    result: dict[str, Any] = {"mAP50": 0.0, "mAP50_95": 0.0, "per_class": {}, "pr_curves": {},
+                              "num_gt": len(anns), "num_det": len(dets)}
+    precision = None
+    if anns and dets:
+        stats, precision = _cocoeval(images, anns, dets, class_names, "segm", max_detections)
+        result["mAP50_95"], result["mAP50"] = stats
+    _per_class(result, precision, num_gt, class_names)
     return result
 
 
@@ -321,14 +403,65 @@ def _progress_bar(enabled: bool | None, total: int) -> Any:
     return tqdm(total=total, unit="img", desc="eval", leave=False)
 
 
+@dataclass
+class SegmRecords:
+    """Instance masks collected while evaluating a segment model, per image (COCO RLE in
+    original RGB pixels; see :func:`coco_segm_metrics`).
+
+    Attributes:
+        pred: one RLE per detection, in the detections' order.
+        truth: one RLE per ground-truth object.
+        labels: (M,) class indices of the ground-truth objects.
+    """
+
+    pred: list[list[dict[str, Any]]]
+    truth: list[list[dict[str, Any]]]
+    labels: list[np.ndarray]
+
+
+def truth_masks(dataset: Any, i: int, src_hw: tuple[int, int]
+                ) -> tuple[list[dict[str, Any]], np.ndarray] | None:
+    """Ground-truth instance masks of pair ``i`` as COCO RLE in original RGB pixels, and its
+    labels; None when ``dataset`` (a reader's ``PairDataset``, or a torch dataset over one)
+    has no masks.
+
+    Raises:
+        DatasetError: an image with objects but no masks in a dataset that has masks.
+    """
+    from dlrmamba_core.data.masks import render_masks, rle_encode
+
+    pairs = _mask_source(dataset)
+    if pairs is None:
+        return None
+    e = pairs.entries[i]
+    labels = np.asarray(e.labels, np.int64).reshape(-1)
+    if e.masks is None:
+        if len(labels):
+            raise DatasetError(f"{e.rgb_path}: {len(labels)} objects without instance masks "
+                               "in a dataset that has masks; its reader is inconsistent")
+        return [], labels
+    return [rle_encode(m) for m in render_masks(e.masks, src_hw)], labels
+
+
+def _mask_source(dataset: Any) -> Any:
+    """The reader's ``PairDataset`` behind ``dataset`` when it has instance masks, else None."""
+    pairs = dataset if hasattr(dataset, "entries") else getattr(dataset, "pairs", None)
+    return pairs if getattr(pairs, "has_masks", False) else None
+
+
 def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batch_size: int,
                        device: str, modality: str, conf: float, iou: float, max_det: int,
-                       num_workers: int, limit: int | None, progress: bool | None = None
+                       num_workers: int, limit: int | None, progress: bool | None = None,
+                       segm: SegmRecords | None = None
                        ) -> tuple[list[Detections], list[ImageTruth]]:
+    """Detections and truth (network-input pixels) of a torch model over ``dataset``; a
+    segment model's masks (and the ground truth's) go into ``segm`` when given."""
     import torch
 
+    from dlrmamba_core.data.masks import rle_encode
     from dlrmamba_core.engine.datasets import collate, detection_dataset
-    from dlrmamba_core.runtime.postprocess import nms_batch
+    from dlrmamba_core.runtime.postprocess import detections_at, nms_batch, nms_indices
+    from dlrmamba_core.runtime.segment import decode_masks
 
     ds = dataset if isinstance(dataset, torch.utils.data.Dataset) else detection_dataset(
         dataset, input_hw, augment=False)
@@ -348,8 +481,29 @@ def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batc
             for batch in loader:
                 rgb, thermal = blank_modality(batch["rgb"].to(dev), batch["thermal"].to(dev),
                                               modality)
-                out = model(rgb, thermal).float().cpu().numpy()  # (B, 4 + nc, A)
-                dets = nms_batch(out, conf, iou, max_det)
+                raw = model(rgb, thermal)
+                if isinstance(raw, tuple):  # segment model: (B, 4 + nc + K, A), protos
+                    out = raw[0].float().cpu().numpy()
+                    protos = raw[1].float().cpu().numpy()  # (B, K, h/4, w/4)
+                    c = out.shape[1] - protos.shape[1]  # 4 + nc
+                    dets = []
+                    for b in range(len(out)):
+                        idx = nms_indices(out[b, :c], conf, iou, max_det)
+                        dets.append(detections_at(out[b, :c], idx))
+                        if segm is not None:
+                            m = decode_masks(out[b][c:, idx].T, protos[b], dets[-1].boxes,
+                                             batch["meta"][b]["letterbox"])
+                            segm.pred.append([rle_encode(x) for x in m])
+                            gt = truth_masks(dataset, len(preds) + b,
+                                             batch["meta"][b]["letterbox"].src_hw)
+                            if gt is None:
+                                raise DatasetError("segm evaluation needs a dataset with "
+                                                   "instance masks")
+                            segm.truth.append(gt[0])
+                            segm.labels.append(gt[1])
+                else:
+                    out = raw.float().cpu().numpy()  # (B, 4 + nc, A)
+                    dets = nms_batch(out, conf, iou, max_det)
                 tg = batch["targets"].numpy()  # (M, 6) [batch_idx, cls, x1, y1, x2, y2]
                 for b, det in enumerate(dets):
                     preds.append(det)
@@ -456,6 +610,7 @@ def evaluate(
         raise DatasetError("evaluate: the dataset has no samples; check the path and split")
     names = list(class_names if class_names is not None else _dataset_class_names(dataset))
     model_names = list(model_class_names) if model_class_names is not None else None
+    segm: SegmRecords | None = None
     target = model_or_detector
     if isinstance(target, (str, os.PathLike)):
         path = Path(target)
@@ -491,13 +646,23 @@ def evaluate(
                                  "(model_class_names=) to map them onto the dataset's")
         mapping = _class_mapping(model_or_detector, model_names, names, class_map)
         target = target.to(torch.device(device))
+        # A segment model is also scored on masks (not through a class map: boxes only).
+        if getattr(getattr(target, "cfg", None), "task", "detect") == "segment" \
+                and mapping is None and _mask_source(dataset) is not None:
+            segm = SegmRecords([], [], [])
+        elif getattr(getattr(target, "cfg", None), "task", "detect") == "segment":
+            log.warning("segment model: mask mAP not computed (%s)", "a class map is in use"
+                        if mapping is not None else "the dataset has no instance masks")
         preds, truths = _torch_predictions(target, dataset, tuple(input_hw), batch_size,
                                            device, modality, conf_threshold, iou_threshold,
-                                           max_detections, num_workers, limit, progress)
+                                           max_detections, num_workers, limit, progress, segm)
     scored = names
     if mapping is not None:
         preds, truths, scored, not_scored = map_to_data(preds, truths, mapping)
     metrics = coco_metrics(preds, truths, scored, max_detections=max_detections)
+    if segm is not None:
+        metrics["segm"] = coco_segm_metrics(preds, segm.pred, segm.labels, segm.truth, scored,
+                                            max_detections=max_detections)
     if mapping is not None:
         metrics["class_map"] = {**mapping.to_dict(), "boxes_not_scored": not_scored}
     if group_by:
@@ -594,6 +759,11 @@ def summarize(metrics: dict[str, Any]) -> str:
     """A short human-readable summary (one line per class)."""
     lines = [f"mAP50 {metrics['mAP50']:.2f}  mAP50:95 {metrics['mAP50_95']:.2f}  "
              f"images {metrics['num_images']}  objects {metrics['num_gt']}"]
+    segm = metrics.get("segm")
+    if segm:
+        lines[0] = "bbox " + lines[0]
+        lines.append(f"segm mAP50 {segm['mAP50']:.2f}  mAP50:95 {segm['mAP50_95']:.2f}  "
+                     f"(instance masks in original RGB pixels)")
     for name, pc in metrics["per_class"].items():
         ap50 = "  n/a" if pc["AP50"] is None else f"{pc['AP50']:5.1f}"
         lines.append(f"  {name:<16} AP50 {ap50}  objects {pc['num_gt']}")

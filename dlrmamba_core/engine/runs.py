@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from dlrmamba_core.engine import distributed as ddp_utils
-from dlrmamba_core.engine.config import DistillConfig
+from dlrmamba_core.engine.config import DistillConfig, TaskConfig
 from dlrmamba_core.engine.trainer import (
     DetectionTask,
     RunMeta,
@@ -53,19 +53,41 @@ def open_pairs(data_format: str, root: str | os.PathLike[str], split: str | None
 
 def split_datasets(data_format: str, data_root: str | os.PathLike[str], train_split: str,
                    val_split: str | None, input_hw: tuple[int, int],
-                   cache_dir: str | os.PathLike[str] | None, cache_workers: int = 0
-                   ) -> tuple[Any, Any, list[str]]:
+                   cache_dir: str | os.PathLike[str] | None, cache_workers: int = 0,
+                   masks: bool = False) -> tuple[Any, Any, list[str]]:
     """(augmenting training set, validation set or None, class names) of one dataset.
 
     Without ``cache_dir`` the training set is the data package's dataset over the reader and
-    the validation set the reader itself; with it both come from ``engine.cache``.
+    the validation set the reader itself; with it both come from ``engine.cache``. With
+    ``masks`` (``--task segment``) the training items carry instance masks at the prototype
+    stride.
+
+    Raises:
+        DatasetError: ``masks`` on a dataset without instance masks.
+        ConfigError: ``masks`` with ``cache_dir`` (the cache stores no masks).
     """
     from dlrmamba_core.engine.datasets import detection_dataset
 
+    if masks and cache_dir is not None:
+        raise ConfigError("--task segment does not work with --cache yet: the cache stores "
+                          "no instance masks; train without --cache")
     train_pairs = open_pairs(data_format, data_root, train_split)
     val_pairs = open_pairs(data_format, data_root, val_split) if val_split else None
     names = list(train_pairs.class_names)
+    if masks and not getattr(train_pairs, "has_masks", False):
+        raise DatasetError(
+            f"--task segment needs instance masks, but the {train_split!r} split of {data_root} "
+            f"(--data-format {data_format}) has none (no COCO segmentation or YOLO-seg "
+            "polygons); train a detector (--task detect), or use a dataset with masks "
+            "(`dlrmamba data gen` writes them; older synthetic benchmarks need regenerating)")
     if cache_dir is None:
+        if masks:
+            from dlrmamba_core.data.torch_dataset import DetectionDataset
+            from dlrmamba_core.models.segment import PROTO_STRIDE
+
+            train = DetectionDataset(train_pairs, input_hw, augment=True, masks=True,
+                                     mask_stride=PROTO_STRIDE)
+            return train, val_pairs, names
         return detection_dataset(train_pairs, input_hw, augment=True), val_pairs, names
     from dlrmamba_core.engine.cache import cached_dataset
 
@@ -115,6 +137,7 @@ def train_model(
     extra: dict[str, Any] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     cache_workers: int = 0,
+    task: TaskConfig | None = None,
 ) -> dict[str, Any]:
     """Train one detector variant (works under ``torchrun``).
 
@@ -136,42 +159,83 @@ def train_model(
         cache_dir: pre-process the splits once into this folder (``engine.cache``) and train
             from it (same augmentation, applied to the cached arrays).
         cache_workers: processes that build the cache.
+        task: detect (default) or segment, with the segment model's K and mask loss weights
+            (a segment run needs a dataset with instance masks; ``--init`` may be a detect
+            model: its weights start the segment model, the mask branch starts fresh).
 
     Returns:
         The summary of :meth:`Trainer.fit`.
     """
     import torch
 
+    task = task or TaskConfig()
+    task.validate()
     if input_hw[0] % 32 or input_hw[1] % 32:
         raise ConfigError(f"input size {input_hw} must be multiples of 32 (h, w)")
     info = ddp_utils.setup(cfg.device)
     try:
         train_set, val_set, names = split_datasets(data_format, data_root, train_split,
                                                    val_split, input_hw, cache_dir,
-                                                   cache_workers)
+                                                   cache_workers, masks=task.segment)
         torch.manual_seed(cfg.seed)
+        model_over = dict(overrides or {})
+        if task.segment:
+            model_over.update(task="segment", num_protos=task.num_protos)
         if init is not None:
             model, meta = _load_model(init)
             check_class_names(str(init), list(meta["class_names"]), names)
             variant = meta["variant"]
+            model = _model_for_task(model, task, str(init))
         else:
             from dlrmamba_core.models import build_model, list_variants
 
             if variant not in list_variants():
                 raise ConfigError(f"unknown variant {variant!r}; choose one of "
                                   f"{list_variants()}")
-            model = build_model(variant, len(names), **(overrides or {}))
+            model = build_model(variant, len(names), **model_over)
         if resume is not None:
             _precheck_resume(resume, kind, variant, names)
-        task = DetectionTask(model, cfg.modality)
-        run_meta = RunMeta(kind, variant, names, (input_hw[0], input_hw[1]), dict(extra or {}))
-        trainer = Trainer(task, model, train_set, val_set, cfg, out_dir, run_meta, info)
+        run_extra = dict(extra or {})
+        if task.segment:
+            run_extra["task"] = dataclasses.asdict(task)
+        det_task = DetectionTask(model, cfg.modality, task.mask_gain, task.dice_gain)
+        run_meta = RunMeta(kind, variant, names, (input_hw[0], input_hw[1]), run_extra)
+        trainer = Trainer(det_task, model, train_set, val_set, cfg, out_dir, run_meta, info)
         if resume is not None:
             trainer.load_state(resume)
         return trainer.fit()
     finally:
         ddp_utils.cleanup(info)
 
+
+def _model_for_task(model: Any, task: TaskConfig, source: str) -> Any:
+    """The ``--init`` model for ``task``: itself when its task matches; a detect model's
+    weights in a new segment model (mask branch freshly initialised) for ``--task segment``.
+
+    Raises:
+        ConfigError: a segment model for ``--task detect``, or a segment model whose K
+            differs from ``--num-protos``.
+    """
+    from dlrmamba_core.models import build_from_config
+
+    cfg = model.cfg
+    if cfg.task == task.task:
+        if task.segment and cfg.num_protos != task.num_protos:
+            raise ConfigError(f"--init {source}: that model has {cfg.num_protos} prototypes, "
+                              f"this run asks for {task.num_protos}; pass --num-protos "
+                              f"{cfg.num_protos}")
+        return model
+    if not task.segment:
+        raise ConfigError(f"--init {source} is a segment model; pass --task segment to keep "
+                          "training it (a detect run would drop its mask branch)")
+    seg = build_from_config(dataclasses.replace(cfg, task="segment",
+                                                num_protos=task.num_protos))
+    missing, unexpected = seg.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not k.startswith(("protonet.", "mask_coef.")) for k in missing):
+        raise ConfigError(f"--init {source}: its weights do not fit the segment model "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    log.info("--init %s: detect weights loaded into a segment model (mask branch new)", source)
+    return seg
 
 def _precheck_resume(resume: str | os.PathLike[str], kind: str, variant: str,
                      names: list[str]) -> None:

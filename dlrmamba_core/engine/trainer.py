@@ -98,28 +98,49 @@ def build_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
 
 
 class DetectionTask(nn.Module):
-    """Detector + detection loss; ``forward`` returns ``(loss, parts)``.
+    """Detector + detection loss (a segment model: + mask loss); ``forward`` returns
+    ``(loss, parts)``.
 
     Args:
-        detector: a model of ``models.build_model`` (train-mode output: per-level maps).
+        detector: a model of ``models.build_model`` (train-mode output: per-level maps; a
+            segment model's: (per-level maps, protos)).
         modality: "fused", "rgb" or "thermal" (zeroes the unused input).
+        mask_gain: segment models: weight of the mask loss (``losses.SegmentLoss``).
+        dice_gain: segment models: weight of the dice term of the mask loss.
     """
 
-    def __init__(self, detector: nn.Module, modality: str = "fused") -> None:
+    def __init__(self, detector: nn.Module, modality: str = "fused", mask_gain: float = 7.5,
+                 dice_gain: float = 0.0) -> None:
         super().__init__()
-        from dlrmamba_core.losses import DetectionLoss
+        from dlrmamba_core.losses import DetectionLoss, SegmentLoss
 
         self.detector = detector
         self.modality = modality
-        self.criterion = DetectionLoss(detector)
+        self.segment = getattr(getattr(detector, "cfg", None), "task", "detect") == "segment"
+        self.criterion: nn.Module = SegmentLoss(detector, mask_gain, dice_gain) \
+            if self.segment else DetectionLoss(detector)
 
-    def forward(self, rgb: torch.Tensor, thermal: torch.Tensor, targets: torch.Tensor
+    def forward(self, rgb: torch.Tensor, thermal: torch.Tensor, targets: torch.Tensor,
+                masks: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """rgb (B,3,H,W), thermal (B,1,H,W), targets (M,6) -> (scalar loss, parts)."""
+        """rgb (B,3,H,W), thermal (B,1,H,W), targets (M,6) [, masks (M,H/4,W/4) for a segment
+        model] -> (scalar loss, parts).
+
+        Raises:
+            DatasetError: a segment model without masks.
+        """
         rgb, thermal = blank_modality(rgb, thermal, self.modality)
         preds = self.detector(rgb, thermal)
         with torch.autocast(device_type=rgb.device.type, enabled=False):
-            loss, parts = self.criterion([p.float() for p in preds], targets)
+            if self.segment:
+                if masks is None:
+                    raise DatasetError("a segment model trains on batches with instance "
+                                       "masks; build the dataset with masks=True")
+                levels, protos = preds
+                loss, parts = self.criterion(([p.float() for p in levels], protos.float()),
+                                             targets, masks)
+            else:
+                loss, parts = self.criterion([p.float() for p in preds], targets)
         return loss, {"task": loss.detach(), **_detach(parts)}
 
 
@@ -329,10 +350,12 @@ class Trainer:
         rgb = batch["rgb"].to(dev, non_blocking=True)
         thermal = batch["thermal"].to(dev, non_blocking=True)
         targets = batch["targets"].to(dev, non_blocking=True)
+        # Instance masks (segment runs) travel as a 4th argument; detection batches have none.
+        extra = [batch["masks"].to(dev, non_blocking=True)] if "masks" in batch else []
         lr = self._set_lr()
         use_amp = self.cfg.amp and dev.type == "cuda"
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss, parts = self.model_ddp(rgb, thermal, targets)
+            loss, parts = self.model_ddp(rgb, thermal, targets, *extra)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite loss {loss.item()} at step {self.global_step}; lower --lr or "
@@ -483,6 +506,9 @@ class Trainer:
             row["val_mAP50_95"] = metrics["mAP50_95"]
             self._tb_scalars({"val/mAP50": metrics["mAP50"],
                               "val/mAP50_95": metrics["mAP50_95"]})
+            if "segm" in metrics:  # segment models: mask mAP too (fitness stays on boxes)
+                row["val_segm_mAP50"] = metrics["segm"]["mAP50"]
+                row["val_segm_mAP50_95"] = metrics["segm"]["mAP50_95"]
         self.epoch += 1
         self.batch_in_epoch = 0
         self.epoch_sums = {}

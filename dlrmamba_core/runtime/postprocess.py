@@ -80,6 +80,15 @@ def _nms_single(
     class_names: Sequence[str],
 ) -> Detections:
     """pred (4 + nc, A) -> detections of one image."""
+    keep = _keep_single(pred, conf_threshold, iou_threshold, max_detections, class_agnostic)
+    if keep.size == 0:
+        return Detections.empty(list(class_names))
+    return detections_at(pred, keep, class_names)
+
+
+def _keep_single(pred: np.ndarray, conf_threshold: float, iou_threshold: float,
+                 max_detections: int, class_agnostic: bool) -> np.ndarray:
+    """pred (4 + nc, A) -> (N,) int64 anchor indices kept by NMS, by descending score."""
     boxes = pred[:4].T.astype(np.float32)  # (A, 4)
     probs = pred[4:]  # (nc, A)
     class_ids = probs.argmax(0)  # one class per anchor: the best one
@@ -87,9 +96,9 @@ def _nms_single(
     sel = np.flatnonzero(scores > conf_threshold)
     if sel.size > _MAX_CANDIDATES:
         sel = sel[np.argsort(-scores[sel], kind="stable")[:_MAX_CANDIDATES]]
-    boxes, scores, class_ids = boxes[sel], scores[sel], class_ids[sel].astype(np.int64)
     if sel.size == 0:
-        return Detections.empty(list(class_names))
+        return np.zeros(0, np.int64)
+    boxes, scores, class_ids = boxes[sel], scores[sel], class_ids[sel].astype(np.int64)
     if class_agnostic:
         shifted = boxes
     else:
@@ -98,7 +107,41 @@ def _nms_single(
         offset = float(np.abs(boxes).max()) * 2.0 + 1.0
         shifted = boxes + (class_ids.astype(np.float32) * offset)[:, None]
     keep = nms_boxes(shifted, scores, iou_threshold)[:max_detections]
-    return Detections(boxes[keep], scores[keep], class_ids[keep], list(class_names))
+    return sel[keep].astype(np.int64)
+
+
+def detections_at(pred: np.ndarray, idx: np.ndarray, class_names: Sequence[str] = ()
+                  ) -> Detections:
+    """The detections of anchors ``idx`` of one image's predictions (4 + nc, A) (e.g. the
+    indices of :func:`nms_indices`): boxes, best class and its probability."""
+    boxes = pred[:4, idx].T.astype(np.float32)  # (N, 4)
+    probs = pred[4:, idx]  # (nc, N)
+    class_ids = probs.argmax(0).astype(np.int64)
+    scores = probs[class_ids, np.arange(len(idx))].astype(np.float32)
+    return Detections(boxes, scores, class_ids, list(class_names))
+
+
+def nms_indices(
+    pred: np.ndarray,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.5,
+    max_detections: int = 100,
+    class_agnostic: bool = False,
+) -> np.ndarray:
+    """The anchors :func:`nms` keeps, as indices into the columns of ``pred`` (4 + nc, A), by
+    descending score: ``detections_at(pred, nms_indices(pred, ...))`` equals ``nms(pred,
+    ...)``, and the indices pick further per-anchor outputs (a segment model's mask
+    coefficients).
+
+    Raises:
+        InputError: not (4 + nc, A) with nc >= 1, or thresholds out of range.
+    """
+    arr = np.asarray(pred)
+    if arr.ndim != 2 or arr.shape[0] < 5:
+        raise InputError(f"predictions of one image must be (4 + nc, A) with nc >= 1; got "
+                         f"shape {arr.shape}")
+    _check_thresholds(conf_threshold, iou_threshold, max_detections)
+    return _keep_single(arr, conf_threshold, iou_threshold, max_detections, class_agnostic)
 
 
 def nms(

@@ -1,0 +1,83 @@
+"""Instance masks of a segment model's detections, in numpy/OpenCV (torch-free).
+
+A segment model (``DetectorConfig.task == "segment"``) outputs, beside the (4 + nc) rows of
+each anchor, K mask coefficients ((B, 4 + nc + K, A)) and K prototype masks (B, K, h, w) at
+stride ``dst_h / h`` (4) of the network input. The mask of a kept detection is
+``sigmoid(coeffs . protos)``, sampled at every original RGB pixel centre inside the
+detection's box (the letterbox undone), thresholded at 0.5; pixels outside the box are 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from dlrmamba_core.data.letterbox import Letterbox, unletterbox_boxes
+from dlrmamba_core.errors import InputError
+
+__all__ = ["decode_masks", "mask_logits"]
+
+
+def mask_logits(coeffs: np.ndarray, protos: np.ndarray) -> np.ndarray:
+    """``coeffs . protos``: (N, K) x (K, h, w) -> (N, h, w) float32 logits."""
+    c = np.asarray(coeffs, np.float32)
+    p = np.asarray(protos, np.float32)
+    if c.ndim != 2 or p.ndim != 3 or c.shape[1] != p.shape[0]:
+        raise InputError(f"mask coefficients {c.shape} and prototypes {p.shape} must be (N, K) "
+                         "and (K, h, w) with the same K (one image's outputs)")
+    k, h, w = p.shape
+    return (c @ p.reshape(k, h * w)).reshape(-1, h, w)  # (N, h, w)
+
+
+def decode_masks(coeffs: np.ndarray, protos: np.ndarray, boxes: np.ndarray, lb: Letterbox,
+                 threshold: float = 0.5) -> np.ndarray:
+    """Instance masks of N detections of one image in original RGB pixels.
+
+    Args:
+        coeffs: (N, K) mask coefficients of the kept anchors.
+        protos: (K, h, w) prototypes of the image, covering the network input ``lb.dst_hw``
+            at one stride on both axes.
+        boxes: (N, 4) xyxy detection boxes in network-input pixels.
+        lb: the RGB letterbox of the input.
+        threshold: mask probability at and above which a pixel is object.
+
+    Returns:
+        (N, H, W) uint8 {0, 1} at ``lb.src_hw``: the pixels whose centre lies in the box
+        (mapped back to original pixels) and whose sampled probability >= ``threshold``.
+
+    Raises:
+        InputError: shapes that do not fit, or prototypes whose stride differs by axis.
+    """
+    logits = mask_logits(coeffs, protos)  # (N, h, w)
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if len(b) != len(logits):
+        raise InputError(f"{len(b)} boxes for {len(logits)} mask coefficient rows")
+    (dh, dw), (sh, sw) = lb.dst_hw, lb.src_hw
+    _, mh, mw = np.asarray(protos).shape
+    stride = dh / mh
+    if abs(dw / mw - stride) > 1e-6:
+        raise InputError(f"prototypes {(mh, mw)} do not cover the input {lb.dst_hw} at one "
+                         "stride on both axes")
+    # Thresholding the logit at logit(threshold) is thresholding the sigmoid at threshold.
+    t = float(np.log(threshold / (1.0 - threshold))) if 0.0 < threshold < 1.0 else (
+        -np.inf if threshold <= 0.0 else np.inf)
+    out = np.zeros((len(b), sh, sw), np.uint8)
+    ob = unletterbox_boxes(b, lb, clip=True)  # (N, 4) original pixels
+    k = lb.scale / stride
+    for i in range(len(b)):
+        # Pixels c with centre c + 0.5 in [x1, x2): c in [ceil(x1 - 0.5), ceil(x2 - 0.5)).
+        x0, x1 = math.ceil(ob[i, 0] - 0.5), math.ceil(ob[i, 2] - 0.5)
+        y0, y1 = math.ceil(ob[i, 1] - 0.5), math.ceil(ob[i, 3] - 0.5)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        # Original pixel centre x + 0.5 -> input u = (x + 0.5) * scale + pad -> grid index
+        # u / stride - 0.5 (OpenCV puts pixel centres on integers); the output starts at x0.
+        affine = np.array([[k, 0.0, ((x0 + 0.5) * lb.scale + lb.pad_x) / stride - 0.5],
+                           [0.0, k, ((y0 + 0.5) * lb.scale + lb.pad_y) / stride - 0.5]])
+        region = cv2.warpAffine(logits[i], affine, (x1 - x0, y1 - y0),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
+        out[i, y0:y1, x0:x1] = region >= t
+    return out

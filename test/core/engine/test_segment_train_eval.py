@@ -1,0 +1,89 @@
+"""`dlrmamba train --task segment` and `eval` of a segment model on the synthetic fixture
+(which has instance masks), and the clear refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import shutil
+
+import pytest
+import torch
+
+from dlrmamba_core.cli import main as cli_main
+
+INPUT_HW = ("96", "128")  # conftest.INPUT_HW
+TRAIN = ["--epochs", "2", "--batch-size", "4", "--workers", "0", "--device", "cpu",
+         "--input-size", *INPUT_HW, "--no-progress", "--warmup-epochs", "0.5"]
+
+
+def test_train_segment_then_eval_prints_bbox_and_segm(synth_root: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    from dlrmamba_core.models.io import load_model
+
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    rc = cli_main(["train", "--variant", "nano", "--task", "segment", "--num-protos", "8",
+                   "--data", str(synth_root), "--out", str(out), *TRAIN])
+    assert rc == 0
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train_mask", "val_segm_mAP50", "val_segm_mAP50_95"} <= set(header)
+    model, meta = load_model(out / "best.pt")
+    assert meta["config"]["task"] == "segment" and meta["config"]["num_protos"] == 8
+    assert meta["extra"]["task"]["task"] == "segment"
+    assert model.protonet is not None
+    capsys.readouterr()
+    ev = tmp_path / "eval"
+    assert cli_main(["eval", str(out / "best.pt"), "--data", str(synth_root), "--split",
+                     "test", "--out", str(ev)]) == 0
+    text = capsys.readouterr().out
+    assert "bbox mAP50" in text and "segm mAP50" in text
+    metrics = json.loads((ev / "metrics.json").read_text())
+    segm = metrics["segm"]
+    assert segm["num_gt"] == metrics["num_gt"] > 0 and segm["num_det"] > 0
+    assert set(segm["per_class"]) == set(meta["class_names"])
+    assert 0.0 <= segm["mAP50_95"] <= segm["mAP50"] <= 100.0
+
+
+def test_detect_eval_has_no_segm(synth_root: Path, nano_teacher: Path) -> None:
+    from dlrmamba_core.engine.runs import evaluate_file
+
+    metrics = evaluate_file(nano_teacher, "synth", synth_root, "test", None, limit=2)
+    assert "segm" not in metrics
+
+
+def test_segment_refuses_cache_and_datasets_without_masks(synth_root: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    base = ["train", "--variant", "nano", "--task", "segment", "--out", str(tmp_path / "r"),
+            *TRAIN]
+    assert cli_main([*base, "--data", str(synth_root), "--cache", str(tmp_path / "c")]) == 2
+    assert "--cache" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    shutil.copytree(synth_root, plain)
+    for ann in plain.glob("*/annotations.json"):
+        d = json.loads(ann.read_text())
+        for a in d["annotations"]:
+            a.pop("segmentation", None)
+        ann.write_text(json.dumps(d))
+    assert cli_main([*base, "--data", str(plain)]) == 2
+    err = capsys.readouterr().err
+    assert "needs instance masks" in err and "--task detect" in err
+
+
+def test_init_from_a_detect_model_keeps_its_weights(nano_teacher: Path) -> None:
+    from dlrmamba_core.engine.config import TaskConfig
+    from dlrmamba_core.engine.runs import _model_for_task
+    from dlrmamba_core.errors import ConfigError
+    from dlrmamba_core.models.io import load_model
+
+    det, _ = load_model(nano_teacher)
+    seg = _model_for_task(det, TaskConfig(task="segment", num_protos=4), "x.pt")
+    assert seg.cfg.task == "segment" and seg.cfg.num_protos == 4
+    for k, v in det.state_dict().items():
+        assert torch.equal(seg.state_dict()[k], v), k
+    with pytest.raises(ConfigError, match="--task segment"):
+        _model_for_task(seg, TaskConfig(), "seg.pt")
+    with pytest.raises(ConfigError, match="--num-protos 4"):
+        _model_for_task(seg, TaskConfig(task="segment", num_protos=8), "seg.pt")
