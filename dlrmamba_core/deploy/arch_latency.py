@@ -13,6 +13,8 @@ the ratios, not the milliseconds.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+import contextlib
 from dataclasses import replace
 from functools import partial
 import os
@@ -128,17 +130,41 @@ def time_files(paths: list[str], threads: int = 2, rounds: int = 7, iters: int =
     return out
 
 
+def _spin_forever() -> None:
+    while True:
+        pass
+
+
+@contextlib.contextmanager
+def busy_processes(n: int) -> Iterator[list[Any]]:
+    """Keep ``n`` processes spinning on the CPU while the block runs (a loaded robot); yields
+    the ``multiprocessing`` processes."""
+    import multiprocessing as mp
+
+    procs = [mp.get_context("spawn").Process(target=_spin_forever, daemon=True)
+             for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.join()
+
+
 def e2e_breakdown(path: str, rgb_hw: tuple[int, int] = (1024, 1280),
                   thermal_hw: tuple[int, int] = (512, 640), threads: int = 2,
-                  iters: int = 20) -> dict[str, float]:
+                  iters: int = 20, spin: bool = False) -> dict[str, float]:
     """``Detector.detect`` on a random uint8 RGB + uint16 thermal pair: median ms of each
-    stage and the median per-frame ratio total / network (target: <= 1.15)."""
+    stage and the median per-frame ratio total / network (target: <= 1.15). ``spin``: let
+    onnxruntime's idle threads busy-wait (the Detector's default is not to)."""
     from dlrmamba_core.runtime.detector import Detector
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (*rgb_hw, 3), dtype=np.uint8)
     thermal = (rng.random(thermal_hw) * 4000 + 28000).astype(np.uint16)  # 16-bit counts
-    det = Detector(path, threads=threads)
+    det = Detector(path, threads=threads, spin=spin)
     for _ in range(3):
         det.detect(rgb, thermal)
     stages: dict[str, list[float]] = {}
@@ -166,20 +192,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--e2e", nargs="+", default=None, metavar="ONNX",
                    help="time Detector.detect on a 1280x1024 RGB + 640x512 16-bit thermal "
                         "pair instead (pre-processing, network, NMS)")
+    p.add_argument("--spin", choices=("off", "on", "both"), default="off",
+                   help="--e2e: onnxruntime's idle threads busy-wait (on), not (off, the "
+                        "Detector's default), or one row each")
+    p.add_argument("--busy", type=int, default=0, metavar="N",
+                   help="--e2e: keep N other processes busy meanwhile (a robot's CPU also "
+                        "runs camera drivers and the ROS executor)")
     args = p.parse_args(argv)
     from dlrmamba_core.deploy.cli import parse_hw
     from dlrmamba_core.sysinfo import cpu_model
 
     if args.e2e:
-        print(f"Detector.detect, 1280x1024 RGB uint8 + 640x512 thermal uint16, {args.threads} "
-              f"threads, {cpu_model()}, load {os.getloadavg()[0]:.1f}\n\n"
-              "| model | pre ms | network ms | post ms | total ms | total / network |\n"
-              "|---|---|---|---|---|---|")
-        for path in args.e2e:
-            r = e2e_breakdown(path, threads=args.threads)
-            print(f"| {path} | {r['preprocess_ms']:.2f} | {r['inference_ms']:.1f} | "
-                  f"{r['postprocess_ms']:.2f} | {r['total_ms']:.1f} | "
-                  f"{r['total_over_network']:.3f} |", flush=True)
+        spins = {"off": [False], "on": [True], "both": [False, True]}[args.spin]
+        with busy_processes(args.busy):
+            print(f"Detector.detect, 1280x1024 RGB uint8 + 640x512 thermal uint16, "
+                  f"{args.threads} threads, {cpu_model()}, {args.busy} busy processes, load "
+                  f"{os.getloadavg()[0]:.1f}\n\n"
+                  "| model | ORT spin | pre ms | network ms | post ms | total ms | "
+                  "total / network |\n|---|---|---|---|---|---|---|")
+            for path in args.e2e:
+                for spin in spins:
+                    r = e2e_breakdown(path, threads=args.threads, spin=spin)
+                    print(f"| {path} | {'on' if spin else 'off'} | {r['preprocess_ms']:.2f} | "
+                          f"{r['inference_ms']:.1f} | {r['postprocess_ms']:.2f} | "
+                          f"{r['total_ms']:.1f} | {r['total_over_network']:.3f} |", flush=True)
         return 0
 
     if args.files:
