@@ -4,7 +4,8 @@
 
 1. load the checkpoint (``models.io.load_model``), eval mode, chunked selective scan;
 2. ``torch.onnx.export`` at a fixed input size (inputs ``rgb`` (1, 3, H, W) and ``thermal``
-   (1, 1, H, W), output ``predictions`` (1, 4 + nc, A)) into a temporary file;
+   (1, 1, H, W), output ``predictions`` (1, 4 + nc, A); a segment model's: ``predictions``
+   (1, 4 + nc + K, A) and ``protos`` (1, K, H/4, W/4)) into a temporary file;
 3. add the ``dlrmamba.*`` metadata, run ``onnx.checker.check_model(full_check=True)``;
 4. parity: onnxruntime vs torch on synthetic RGB-T frames passed through the shared
    pre-processing (raw max abs difference, and the detections after the shared NMS);
@@ -33,6 +34,8 @@ __all__ = ["ExportResult", "ParityReport", "check_parity", "export_onnx", "parit
 log = logging.getLogger(__name__)
 
 MIN_OPSET = 17
+MASK_PIXELS_DIFFER_MAX = 1e-3
+"""Segment models: largest share of decoded mask pixels allowed to differ, ort vs torch."""
 
 
 @dataclass
@@ -50,6 +53,11 @@ class ParityReport:
             ``box_atol`` px and scores within ``score_atol``.
         max_det_box_diff: largest box coordinate difference among matched detections, px.
         conf_threshold: NMS score threshold used.
+        max_abs_diff_protos: segment models: max |ort - torch| over the prototypes (None
+            for detect models); the mask coefficient rows are in ``max_abs_diff``.
+        mask_pixels_differ: segment models: share of pixels that differ between the masks
+            decoded (``runtime.segment.decode_masks``) from ort's and torch's outputs of the
+            same detections, over all samples (None for detect models).
     """
 
     samples: int
@@ -60,6 +68,8 @@ class ParityReport:
     detections_match: list[bool]
     max_det_box_diff: float
     conf_threshold: float
+    max_abs_diff_protos: float | None = None
+    mask_pixels_differ: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -151,10 +161,21 @@ def check_parity(
     worst = worst_box = worst_score = worst_det = 0.0
     counts: list[int] = []
     matches: list[bool] = []
+    masks = _MaskParity() if _is_segment(model) else None
     for rgb, thermal in inputs:
         with torch.inference_mode():
-            ref = model(torch.from_numpy(rgb), torch.from_numpy(thermal)).float().numpy()
-        (got,) = sess.run(["predictions"], {"rgb": rgb, "thermal": thermal})
+            out = model(torch.from_numpy(rgb), torch.from_numpy(thermal))
+        if masks is not None:
+            ref, ref_protos = (t.float().numpy() for t in out)
+            got, got_protos = sess.run(["predictions", "protos"],
+                                       {"rgb": rgb, "thermal": thermal})
+            masks.add(ref, ref_protos, got, got_protos, rgb.shape[2:], conf_threshold,
+                      iou_threshold)
+            k = ref_protos.shape[1]  # score rows below: class probabilities only
+        else:
+            ref = out.float().numpy()
+            (got,) = sess.run(["predictions"], {"rgb": rgb, "thermal": thermal})
+            k = 0
         if got.shape != ref.shape:
             raise ModelFileError(
                 f"{onnx_path}: onnxruntime output shape {got.shape} != torch {ref.shape}; "
@@ -163,16 +184,64 @@ def check_parity(
         diff = np.abs(got - ref)  # (1, 4 + nc, A)
         worst = max(worst, float(diff.max()))
         worst_box = max(worst_box, float(diff[:, :4].max()))
-        worst_score = max(worst_score, float(diff[:, 4:].max()))
-        det_ref = nms(ref[0], conf_threshold, iou_threshold, 100)
-        det_got = nms(got[0], conf_threshold, iou_threshold, 100)
+        worst_score = max(worst_score, float(diff[:, 4:diff.shape[1] - k].max()))
+        det_ref = nms(ref[0, :ref.shape[1] - k], conf_threshold, iou_threshold, 100)
+        det_got = nms(got[0, :got.shape[1] - k], conf_threshold, iou_threshold, 100)
         ok, box_diff = _match(det_got, det_ref, box_atol, score_atol)
         counts.append(len(det_ref))
         matches.append(ok)
         if np.isfinite(box_diff):
             worst_det = max(worst_det, box_diff)
     return ParityReport(len(inputs), worst, worst_box, worst_score, counts, matches, worst_det,
-                        conf_threshold)
+                        conf_threshold,
+                        None if masks is None else masks.worst_protos,
+                        None if masks is None else masks.share_differ())
+
+
+def _is_segment(model: Any) -> bool:
+    return getattr(getattr(model, "cfg", None), "task", "detect") == "segment"
+
+
+class _MaskParity:
+    """Prototype differences and decoded-mask agreement of ort vs torch (segment models).
+
+    The masks of torch's detections (NMS on torch's output) are decoded from each side's own
+    coefficients and prototypes (``runtime.segment.decode_masks``, at the input size: an
+    identity letterbox), so only the network's numbers differ between them.
+    """
+
+    def __init__(self) -> None:
+        self.worst_protos = 0.0
+        self.differ = 0
+        self.pixels = 0
+
+    def add(self, ref: np.ndarray, ref_protos: np.ndarray, got: np.ndarray,
+            got_protos: np.ndarray, hw: tuple[int, ...], conf: float, iou: float) -> None:
+        """One sample: predictions (1, 4 + nc + K, A) and protos (1, K, h, w) of each."""
+        from dlrmamba_core.data.letterbox import letterbox_params
+        from dlrmamba_core.runtime.postprocess import nms_indices
+        from dlrmamba_core.runtime.segment import decode_masks
+
+        if got_protos.shape != ref_protos.shape:
+            raise ModelFileError(f"onnxruntime protos {got_protos.shape} != torch "
+                                 f"{ref_protos.shape}; the export is broken")
+        self.worst_protos = max(self.worst_protos,
+                                float(np.abs(got_protos - ref_protos).max()))
+        k = ref_protos.shape[1]
+        c = ref.shape[1] - k
+        # A low threshold: an untrained model's scores sit near the prior, and masks of
+        # some detections are wanted anyway.
+        idx = nms_indices(ref[0, :c], min(conf, 0.001), iou, 100)
+        lb = letterbox_params((int(hw[0]), int(hw[1])), (int(hw[0]), int(hw[1])))
+        boxes = ref[0][:4, idx].T  # (N, 4) input pixels
+        m_ref = decode_masks(ref[0][c:, idx].T, ref_protos[0], boxes, lb)
+        m_got = decode_masks(got[0][c:, idx].T, got_protos[0], boxes, lb)
+        self.differ += int((m_ref != m_got).sum())
+        self.pixels += int(m_ref.size)
+
+    def share_differ(self) -> float:
+        """Share of decoded mask pixels that differ (0 when no detection was decoded)."""
+        return self.differ / self.pixels if self.pixels else 0.0
 
 
 def _validate_hw(input_hw: Sequence[int]) -> tuple[int, int]:
@@ -208,13 +277,18 @@ def _export_to(model: Any, info: ModelInfo, path: str, opset: int, dynamo: bool)
                 kw["verbose"] = False
             else:
                 kw["do_constant_folding"] = True
+            outputs = ["predictions", "protos"] if _is_segment(model) else ["predictions"]
             torch.onnx.export(
                 model, (rgb, thermal), path, input_names=["rgb", "thermal"],
-                output_names=["predictions"], opset_version=opset, **kw,
+                output_names=outputs, opset_version=opset, **kw,
             )
         proto = onnx.load(path)
         del proto.metadata_props[:]
-        for key, value in info.to_metadata().items():
+        metadata = info.to_metadata()
+        if _is_segment(model):
+            metadata["dlrmamba.task"] = "segment"
+            metadata["dlrmamba.num_protos"] = str(model.cfg.num_protos)
+        for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         proto.doc_string = (
@@ -276,12 +350,16 @@ def export_model_to_onnx(
             parity = check_parity(model, tmp, parity_data)
             parities.append(parity)
             box_tol = parity_tolerance * max(info.input_hw)
+            # Masks: a pixel whose logit is ~0 may flip with float noise; allow 0.1 %.
+            masks_differ = parity.mask_pixels_differ is not None and \
+                parity.mask_pixels_differ > MASK_PIXELS_DIFFER_MAX
             if (parity.max_abs_diff_scores > parity_tolerance
-                    or parity.max_abs_diff_boxes > box_tol or not parity.ok):
+                    or parity.max_abs_diff_boxes > box_tol or not parity.ok or masks_differ):
                 raise ModelFileError(
                     f"{dest}: onnxruntime disagrees with torch (max abs diff: scores "
                     f"{parity.max_abs_diff_scores:.2e}, boxes {parity.max_abs_diff_boxes:.2e} "
-                    f"px; detections match: {parity.detections_match}); nothing written. "
+                    f"px; detections match: {parity.detections_match}; mask pixels that "
+                    f"differ: {parity.mask_pixels_differ}); nothing written. "
                     "Try the other exporter or report the variant to the model owner"
                 )
 

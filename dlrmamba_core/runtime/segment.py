@@ -9,6 +9,7 @@ detection's box (the letterbox undone), thresholded at 0.5; pixels outside the b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
 
 import cv2
@@ -16,8 +17,10 @@ import numpy as np
 
 from dlrmamba_core.data.letterbox import Letterbox, unletterbox_boxes
 from dlrmamba_core.errors import InputError
+from dlrmamba_core.runtime.detections import Detections
+from dlrmamba_core.runtime.postprocess import detections_at, nms_indices
 
-__all__ = ["decode_masks", "mask_logits"]
+__all__ = ["decode_masks", "mask_logits", "segment_outputs"]
 
 
 def mask_logits(coeffs: np.ndarray, protos: np.ndarray) -> np.ndarray:
@@ -81,3 +84,43 @@ def decode_masks(coeffs: np.ndarray, protos: np.ndarray, boxes: np.ndarray, lb: 
                                 borderMode=cv2.BORDER_REPLICATE)
         out[i, y0:y1, x0:x1] = region >= t
     return out
+
+
+def segment_outputs(predictions: np.ndarray, protos: np.ndarray, lb: Letterbox,
+                    conf_threshold: float = 0.25, iou_threshold: float = 0.5,
+                    max_detections: int = 100, class_names: Sequence[str] = (),
+                    mask_threshold: float = 0.5) -> tuple[Detections, np.ndarray]:
+    """One image's segment-model outputs (the eval / ONNX outputs ``predictions`` and
+    ``protos``) -> detections and instance masks, both in original RGB pixels.
+
+    Args:
+        predictions: (4 + nc + K, A) or (1, 4 + nc + K, A): boxes (input pixels), class
+            probabilities, K mask coefficients per anchor.
+        protos: (K, h, w) or (1, K, h, w) prototypes.
+        lb: the RGB letterbox of the input.
+        conf_threshold, iou_threshold, max_detections: NMS settings
+            (``runtime.postprocess.nms``).
+        class_names: the model's class map, stored in the result.
+        mask_threshold: mask probability at and above which a pixel is object.
+
+    Returns:
+        (detections with boxes unletterboxed to original RGB pixels, by descending score;
+        masks (N, H, W) uint8 {0, 1} at ``lb.src_hw``, row i for detection i).
+
+    Raises:
+        InputError: shapes that do not fit together.
+    """
+    pred = np.asarray(predictions)
+    pro = np.asarray(protos)
+    pred = pred[0] if pred.ndim == 3 and pred.shape[0] == 1 else pred
+    pro = pro[0] if pro.ndim == 4 and pro.shape[0] == 1 else pro
+    if pred.ndim != 2 or pro.ndim != 3 or pred.shape[0] < 5 + pro.shape[0]:
+        raise InputError(f"segment outputs {np.asarray(predictions).shape} and "
+                         f"{np.asarray(protos).shape}: need (4 + nc + K, A) and (K, h, w) "
+                         "of one image (nc >= 1)")
+    c = pred.shape[0] - pro.shape[0]  # 4 + nc
+    idx = nms_indices(pred[:c], conf_threshold, iou_threshold, max_detections)
+    det = detections_at(pred[:c], idx, class_names)
+    masks = decode_masks(pred[c:, idx].T, pro, det.boxes, lb, mask_threshold)  # (N, H, W)
+    boxes = unletterbox_boxes(det.boxes, lb, clip=True)
+    return Detections(boxes, det.scores, det.class_ids, list(class_names)), masks

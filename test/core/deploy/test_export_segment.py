@@ -1,0 +1,94 @@
+"""ONNX export of a segment model: outputs ``predictions`` + ``protos``, metadata, and masks
+decoded by the torch-free runtime from onnxruntime's outputs equal torch's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+HW = (128, 160)
+K = 8
+
+
+def _segment_checkpoint(path: Path) -> Path:
+    """An untrained nano segment model with realistic BatchNorm statistics and mask
+    coefficients large enough that masks have object and background pixels."""
+    from dlrmamba_core.models import build_model
+    from dlrmamba_core.models.io import save_model
+
+    torch.manual_seed(0)
+    model = build_model("nano", 3, task="segment", num_protos=K)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.reset_running_stats()
+            mod.momentum = None  # cumulative average over the passes below
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.rand(4, 3, *HW, generator=g), torch.rand(4, 1, *HW, generator=g))
+        for lvl in model.mask_coef.levels:
+            lvl[-1].weight.mul_(30.0)  # logits of either sign well away from 0
+    return save_model(path, model.eval(), ["a", "b", "c"], HW)
+
+
+@pytest.fixture(scope="module")
+def segment_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, object]:
+    from dlrmamba_core.deploy.export import export_onnx
+
+    d = tmp_path_factory.mktemp("segexp")
+    ckpt = _segment_checkpoint(d / "seg.pt")
+    res = export_onnx(ckpt, d / "seg.onnx")
+    return ckpt, d / "seg.onnx", res
+
+
+def test_segment_export_has_protos_output_and_task_metadata(
+        segment_export: tuple[Path, Path, object]) -> None:
+    import onnx
+
+    _, onnx_path, res = segment_export
+    proto = onnx.load(str(onnx_path))
+    assert [o.name for o in proto.graph.output] == ["predictions", "protos"]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["dlrmamba.task"] == "segment" and meta["dlrmamba.num_protos"] == str(K)
+    parity = res.parity  # type: ignore[attr-defined]
+    assert parity.max_abs_diff_protos is not None and parity.max_abs_diff_protos < 1e-3
+    assert parity.mask_pixels_differ is not None and parity.mask_pixels_differ <= 1e-3
+
+
+def test_runtime_masks_from_onnx_equal_torch(segment_export: tuple[Path, Path, object]
+                                             ) -> None:
+    from dlrmamba_core.data.preprocess import prepare_inputs
+    from dlrmamba_core.data.synthetic import SynthConfig, generate_frame
+    from dlrmamba_core.models.io import load_model
+    from dlrmamba_core.runtime.ort_session import ort_session
+    from dlrmamba_core.runtime.segment import segment_outputs
+
+    ckpt, onnx_path, _ = segment_export
+    model, _ = load_model(ckpt)
+    sess = ort_session(onnx_path)
+    s = generate_frame(SynthConfig(), 5)
+    p = prepare_inputs(s.rgb, s.thermal, s.homography, HW)
+    rgb, thermal = p.rgb[None], p.thermal[None]
+    with torch.inference_mode():
+        ref, ref_protos = (t.numpy() for t in model(torch.from_numpy(rgb),
+                                                     torch.from_numpy(thermal)))
+    got, got_protos = sess.run(["predictions", "protos"], {"rgb": rgb, "thermal": thermal})
+    assert got.shape == ref.shape == (1, 4 + 3 + K, ref.shape[2])
+    assert got_protos.shape == ref_protos.shape == (1, K, HW[0] // 4, HW[1] // 4)
+    d_ref, m_ref = segment_outputs(ref, ref_protos, p.letterbox, conf_threshold=0.001)
+    d_got, m_got = segment_outputs(got, got_protos, p.letterbox, conf_threshold=0.001)
+    assert len(d_ref.scores) > 0 and m_ref.shape == (len(d_ref.scores), *s.rgb.shape[:2])
+    np.testing.assert_array_equal(d_got.class_ids, d_ref.class_ids)
+    np.testing.assert_allclose(d_got.boxes, d_ref.boxes, atol=0.05)
+    assert 0 < m_ref.sum() < m_ref.size  # masks with object and background pixels
+    assert (m_got != m_ref).mean() <= 1e-3
+    # Boxes are in original pixels and every mask lies inside its box.
+    for box, m in zip(d_ref.boxes, m_ref, strict=True):
+        ys, xs = np.nonzero(m)
+        if len(xs):
+            assert xs.min() + 0.5 >= box[0] - 1e-3 and xs.max() + 0.5 <= box[2] + 1e-3
+            assert ys.min() + 0.5 >= box[1] - 1e-3 and ys.max() + 0.5 <= box[3] + 1e-3
