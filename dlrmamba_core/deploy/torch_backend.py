@@ -98,11 +98,25 @@ class TorchBackend:
         torch.set_num_threads(int(threads))
         self.model, self.meta, self.info = load_checkpoint(path)
         set_scan(self.model, scan)
+        cfg = self.model.cfg
+        self.num_protos = int(cfg.num_protos) if cfg.task == "segment" else 0
 
     def run(self, rgb: np.ndarray, thermal: np.ndarray) -> np.ndarray:
-        """(1, 3, h, w), (1, 1, h, w) float32 -> (1, 4 + nc, A) float32."""
+        """(1, 3, h, w), (1, 1, h, w) float32 -> (1, 4 + nc, A) float32 (a segment model:
+        its box and class rows)."""
+        if self.num_protos:
+            return self.run_segment(rgb, thermal)[0][:, : 4 + self.info.num_classes]
         import torch
 
         with torch.inference_mode():
             out = self.model(torch.from_numpy(rgb), torch.from_numpy(thermal))
         return out.float().numpy()
+
+    def run_segment(self, rgb: np.ndarray, thermal: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Segment models: -> (predictions (1, 4 + nc + K, A), protos (1, K, h/4, w/4))."""
+        import torch
+
+        with torch.inference_mode():
+            pred, protos = self.model(torch.from_numpy(rgb), torch.from_numpy(thermal))
+        return pred.float().numpy(), protos.float().numpy()

@@ -520,14 +520,14 @@ def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batc
 
 
 def _detector_predictions(detector: Any, dataset: Any, modality: str, limit: int | None,
-                          progress: bool | None = None
+                          progress: bool | None = None, segm: SegmRecords | None = None
                           ) -> tuple[list[Detections], list[ImageTruth]]:
     preds: list[Detections] = []
     truths: list[ImageTruth] = []
     n = len(dataset) if limit is None else min(limit, len(dataset))
     bar = _progress_bar(progress, n)
     try:
-        _detect_all(detector, dataset, modality, n, preds, truths, bar)
+        _detect_all(detector, dataset, modality, n, preds, truths, bar, segm)
     finally:
         if bar is not None:
             bar.close()
@@ -535,7 +535,10 @@ def _detector_predictions(detector: Any, dataset: Any, modality: str, limit: int
 
 
 def _detect_all(detector: Any, dataset: Any, modality: str, n: int,
-                preds: list[Detections], truths: list[ImageTruth], bar: Any) -> None:
+                preds: list[Detections], truths: list[ImageTruth], bar: Any,
+                segm: SegmRecords | None = None) -> None:
+    from dlrmamba_core.data.masks import rle_encode
+
     for i in range(n):
         s = dataset[i]
         rgb, thermal = s.rgb, s.thermal
@@ -546,6 +549,14 @@ def _detect_all(detector: Any, dataset: Any, modality: str, n: int,
         d = detector.detect(rgb, thermal, homography=s.homography)
         preds.append(d)
         truths.append(ImageTruth(s.boxes, s.labels, s.rgb.shape[1], s.rgb.shape[0]))
+        if segm is not None:  # a segment model: its masks and the pair's, original pixels
+            gt = truth_masks(dataset, i, s.rgb.shape[:2])
+            if d.masks is None or gt is None:
+                raise DatasetError("segm evaluation needs a segment model and a dataset with "
+                                   "instance masks")
+            segm.pred.append([rle_encode(m) for m in d.masks])
+            segm.truth.append(gt[0])
+            segm.labels.append(gt[1])
         if bar is not None:
             bar.update(1)
 
@@ -632,7 +643,8 @@ def evaluate(
     if hasattr(target, "detect"):
         model_names = list(getattr(target, "class_names", names))
         mapping = _class_mapping(model_or_detector, model_names, names, class_map)
-        preds, truths = _detector_predictions(target, dataset, modality, limit, progress)
+        segm = _segm_records(bool(getattr(target, "segment", False)), mapping, dataset)
+        preds, truths = _detector_predictions(target, dataset, modality, limit, progress, segm)
     else:
         import torch
 
@@ -646,13 +658,9 @@ def evaluate(
                                  "(model_class_names=) to map them onto the dataset's")
         mapping = _class_mapping(model_or_detector, model_names, names, class_map)
         target = target.to(torch.device(device))
-        # A segment model is also scored on masks (not through a class map: boxes only).
-        if getattr(getattr(target, "cfg", None), "task", "detect") == "segment" \
-                and mapping is None and _mask_source(dataset) is not None:
-            segm = SegmRecords([], [], [])
-        elif getattr(getattr(target, "cfg", None), "task", "detect") == "segment":
-            log.warning("segment model: mask mAP not computed (%s)", "a class map is in use"
-                        if mapping is not None else "the dataset has no instance masks")
+        segm = _segm_records(
+            getattr(getattr(target, "cfg", None), "task", "detect") == "segment", mapping,
+            dataset)
         preds, truths = _torch_predictions(target, dataset, tuple(input_hw), batch_size,
                                            device, modality, conf_threshold, iou_threshold,
                                            max_detections, num_workers, limit, progress, segm)
@@ -670,6 +678,18 @@ def evaluate(
                                           image_attribute(dataset, group_by, len(preds)),
                                           group_by, max_detections)
     return metrics
+
+
+def _segm_records(segment: bool, mapping: Any, dataset: Any) -> SegmRecords | None:
+    """Empty records when a segment model's masks are to be scored too: not through a class
+    map (boxes only then), and only against a dataset with instance masks (logged)."""
+    if not segment:
+        return None
+    if mapping is None and _mask_source(dataset) is not None:
+        return SegmRecords([], [], [])
+    log.warning("segment model: mask mAP not computed (%s)", "a class map is in use"
+                if mapping is not None else "the dataset has no instance masks")
+    return None
 
 
 def _class_mapping(source: Any, model_names: list[str], data_names: list[str],

@@ -28,6 +28,8 @@ class Detections:
             empty where it is not known (``nms`` output, evaluation inputs).
         inference_ms: time of the network forward pass alone, milliseconds.
         timings_ms: ``preprocess``, ``inference``, ``postprocess`` and ``total``, milliseconds.
+        masks: (N, H, W) uint8 {0, 1} instance masks in original RGB pixels, row i for
+            detection i (a segment model through the runtime ``Detector``); None otherwise.
     """
 
     boxes: np.ndarray
@@ -36,6 +38,7 @@ class Detections:
     class_names: list[str] = field(default_factory=list)
     inference_ms: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    masks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])

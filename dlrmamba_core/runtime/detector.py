@@ -42,12 +42,21 @@ _THERMAL_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)
 
 
 class Backend(Protocol):
-    """A network runner: letterboxed float inputs -> raw predictions."""
+    """A network runner: letterboxed float inputs -> raw predictions.
+
+    A segment model's backend has ``num_protos`` K > 0 and also ``run_segment``.
+    """
 
     info: ModelInfo
+    num_protos: int
 
     def run(self, rgb: np.ndarray, thermal: np.ndarray) -> np.ndarray:
         """(1, 3, h, w) and (1, 1, h, w) float32 in [0, 1] -> (1, 4 + nc, A) float32."""
+        ...
+
+    def run_segment(self, rgb: np.ndarray, thermal: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Segment models: -> (predictions (1, 4 + nc + K, A), protos (1, K, h/4, w/4))."""
         ...
 
 
@@ -107,23 +116,34 @@ class OrtBackend:
                     f"{self.info.input_hw} implies {shape}; re-export the model"
                 )
         outputs = self.session.get_outputs()
-        if len(outputs) != 1 or outputs[0].name != "predictions":
+        names = [o.name for o in outputs]
+        if names not in (["predictions"], ["predictions", "protos"]):
             raise ModelFileError(
-                f"{self.path}: outputs are {[o.name for o in outputs]}, expected "
-                "['predictions']; re-export with `dlrmamba export`"
+                f"{self.path}: outputs are {names}, expected ['predictions'] (or "
+                "['predictions', 'protos'] of a segment model); re-export with `dlrmamba export`"
             )
+        # A segment model: K prototypes, K mask coefficients after the class rows.
+        self.num_protos = int(outputs[1].shape[1]) if len(outputs) == 2 else 0
         channels = outputs[0].shape[1] if len(outputs[0].shape) == 3 else None
-        if channels != 4 + self.info.num_classes:
+        if channels != 4 + self.info.num_classes + self.num_protos:
             raise ModelFileError(
                 f"{self.path}: output 'predictions' has shape {outputs[0].shape}, expected "
-                f"(1, {4 + self.info.num_classes}, A) for {self.info.num_classes} classes; "
+                f"(1, {4 + self.info.num_classes + self.num_protos}, A) for "
+                f"{self.info.num_classes} classes and {self.num_protos} mask prototypes; "
                 "the metadata does not belong to this graph: re-export"
             )
 
     def run(self, rgb: np.ndarray, thermal: np.ndarray) -> np.ndarray:
-        """Run the session; see :class:`Backend`."""
+        """Run the session; see :class:`Backend` (a segment model: box and class rows)."""
         (out,) = self.session.run(["predictions"], {"rgb": rgb, "thermal": thermal})
-        return np.asarray(out)
+        return np.asarray(out)[:, : 4 + self.info.num_classes]
+
+    def run_segment(self, rgb: np.ndarray, thermal: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Segment models: see :class:`Backend`."""
+        pred, protos = self.session.run(["predictions", "protos"],
+                                        {"rgb": rgb, "thermal": thermal})
+        return np.asarray(pred), np.asarray(protos)
 
     def end_profiling(self) -> str:
         """Stop ORT profiling and return the profile JSON path."""
@@ -328,6 +348,11 @@ class Detector:
         """sha256 of the checkpoint the model came from."""
         return self.info.weights_sha256
 
+    @property
+    def segment(self) -> bool:
+        """Whether the model predicts instance masks too (a segment model)."""
+        return getattr(self.backend, "num_protos", 0) > 0  # none: a detect model
+
     def run_network(self, rgb: np.ndarray, thermal: np.ndarray) -> np.ndarray:
         """Forward pass only: (1, 3, h, w), (1, 1, h, w) float32 -> (1, 4 + nc, A) float32."""
         return self.backend.run(rgb, thermal)
@@ -338,6 +363,7 @@ class Detector:
         thermal: np.ndarray,
         homography: np.ndarray | None = None,
         rgb_order: str = "rgb",
+        masks: bool = True,
     ) -> Detections:
         """Detect objects in one RGB + thermal pair.
 
@@ -347,9 +373,12 @@ class Detector:
             homography: (3, 3) thermal -> RGB homography; None: the detector's default,
                 and if that is None too, the thermal image is resized onto the RGB frame.
             rgb_order: channel order of ``rgb``: ``"rgb"`` or ``"bgr"`` (OpenCV).
+            masks: segment models: also decode the instance masks (``Detections.masks``);
+                False skips that work (e.g. while nobody consumes them).
 
         Returns:
-            :class:`Detections` with boxes in original RGB pixels.
+            :class:`Detections` with boxes (and a segment model's masks) in original RGB
+            pixels.
 
         Raises:
             InputError: wrong shape / dtype / empty image, or an invalid homography.
@@ -367,10 +396,20 @@ class Detector:
         x_rgb = prep.rgb[None]  # (3, h, w) -> (1, 3, h, w)
         x_th = prep.thermal[None]  # (1, h, w) -> (1, 1, h, w)
         t1 = time.perf_counter()
-        pred = self.backend.run(x_rgb, x_th)  # (1, 4 + nc, A)
-        t2 = time.perf_counter()
-        det = nms(pred[0], self.conf_threshold, self.iou_threshold, self.max_detections)
-        boxes = unletterbox_boxes(det.boxes, prep.letterbox)
+        inst = None
+        if masks and self.segment:
+            from dlrmamba_core.runtime.segment import segment_outputs
+
+            pred, protos = self.backend.run_segment(x_rgb, x_th)  # (1, 4 + nc + K, A), protos
+            t2 = time.perf_counter()
+            det, inst = segment_outputs(pred, protos, prep.letterbox, self.conf_threshold,
+                                        self.iou_threshold, self.max_detections)
+            boxes = det.boxes  # already in original RGB pixels
+        else:
+            pred = self.backend.run(x_rgb, x_th)  # (1, 4 + nc, A)
+            t2 = time.perf_counter()
+            det = nms(pred[0], self.conf_threshold, self.iou_threshold, self.max_detections)
+            boxes = unletterbox_boxes(det.boxes, prep.letterbox)
         t3 = time.perf_counter()
         return Detections(
             boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
@@ -384,5 +423,6 @@ class Detector:
                 "postprocess": (t3 - t2) * 1e3,
                 "total": (t3 - t0) * 1e3,
             },
+            masks=inst,
         )
 

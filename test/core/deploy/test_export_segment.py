@@ -11,16 +11,18 @@ import torch
 
 HW = (128, 160)
 K = 8
+NC = 7  # the synthetic benchmark's classes (data.synthetic.SYNTH_CLASSES)
 
 
 def _segment_checkpoint(path: Path) -> Path:
     """An untrained nano segment model with realistic BatchNorm statistics and mask
     coefficients large enough that masks have object and background pixels."""
+    from dlrmamba_core.data.synthetic import SYNTH_CLASSES
     from dlrmamba_core.models import build_model
     from dlrmamba_core.models.io import save_model
 
     torch.manual_seed(0)
-    model = build_model("nano", 3, task="segment", num_protos=K)
+    model = build_model("nano", len(SYNTH_CLASSES), task="segment", num_protos=K)
     for mod in model.modules():
         if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
             mod.reset_running_stats()
@@ -32,7 +34,7 @@ def _segment_checkpoint(path: Path) -> Path:
             model(torch.rand(4, 3, *HW, generator=g), torch.rand(4, 1, *HW, generator=g))
         for lvl in model.mask_coef.levels:
             lvl[-1].weight.mul_(30.0)  # logits of either sign well away from 0
-    return save_model(path, model.eval(), ["a", "b", "c"], HW)
+    return save_model(path, model.eval(), list(SYNTH_CLASSES), HW)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def test_runtime_masks_from_onnx_equal_torch(segment_export: tuple[Path, Path, o
         ref, ref_protos = (t.numpy() for t in model(torch.from_numpy(rgb),
                                                      torch.from_numpy(thermal)))
     got, got_protos = sess.run(["predictions", "protos"], {"rgb": rgb, "thermal": thermal})
-    assert got.shape == ref.shape == (1, 4 + 3 + K, ref.shape[2])
+    assert got.shape == ref.shape == (1, 4 + NC + K, ref.shape[2])
     assert got_protos.shape == ref_protos.shape == (1, K, HW[0] // 4, HW[1] // 4)
     d_ref, m_ref = segment_outputs(ref, ref_protos, p.letterbox, conf_threshold=0.001)
     d_got, m_got = segment_outputs(got, got_protos, p.letterbox, conf_threshold=0.001)
@@ -92,3 +94,45 @@ def test_runtime_masks_from_onnx_equal_torch(segment_export: tuple[Path, Path, o
         if len(xs):
             assert xs.min() + 0.5 >= box[0] - 1e-3 and xs.max() + 0.5 <= box[2] + 1e-3
             assert ys.min() + 0.5 >= box[1] - 1e-3 and ys.max() + 0.5 <= box[3] + 1e-3
+
+
+def test_runtime_detector_returns_masks_of_a_segment_model(
+        segment_export: tuple[Path, Path, object], tmp_path: Path) -> None:
+    from dlrmamba_core.data.synthetic import SynthConfig, generate_frame
+    from dlrmamba_core.runtime import Detector
+
+    ckpt, onnx_path, _ = segment_export
+    s = generate_frame(SynthConfig(), 5)
+    ort = Detector(onnx_path, conf_threshold=0.001)
+    assert ort.segment
+    d = ort.detect(s.rgb, s.thermal, homography=s.homography)
+    assert d.masks is not None and d.masks.shape == (len(d), *s.rgb.shape[:2])
+    assert d.masks.dtype == np.uint8 and d.masks.any()
+    assert ort.run_network(*_zeros()).shape[1] == 4 + NC  # boxes and classes only
+    plain = ort.detect(s.rgb, s.thermal, homography=s.homography, masks=False)
+    assert plain.masks is None
+    np.testing.assert_allclose(plain.boxes, d.boxes, atol=1e-3)
+    pt = Detector(ckpt, backend="torch", conf_threshold=0.001)
+    d_pt = pt.detect(s.rgb, s.thermal, homography=s.homography)
+    np.testing.assert_array_equal(d_pt.class_ids, d.class_ids)
+    assert d_pt.masks is not None and (d_pt.masks != d.masks).mean() <= 1e-3
+
+
+def test_eval_of_a_segment_onnx_scores_masks(segment_export: tuple[Path, Path, object],
+                                              tmp_path: Path) -> None:
+    from dlrmamba_core.data.readers import open_dataset
+    from dlrmamba_core.data.synthetic import SynthConfig, write_frame_dataset
+    from dlrmamba_core.engine.evaluate import evaluate
+
+    _, onnx_path, _ = segment_export
+    root = tmp_path / "data"
+    write_frame_dataset(root, 3, (("test", 1.0),), seed=1,
+                        cfg=SynthConfig(rgb_size=(160, 128), thermal_size=(80, 64)))
+    pairs = open_dataset("synth", root, split="test")
+    metrics = evaluate(str(onnx_path), pairs)
+    assert metrics["segm"]["num_gt"] == metrics["num_gt"] > 0
+    assert metrics["segm"]["num_det"] > 0
+
+
+def _zeros() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((1, 3, *HW), np.float32), np.zeros((1, 1, *HW), np.float32)
