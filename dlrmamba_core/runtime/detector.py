@@ -71,8 +71,8 @@ class OrtBackend:
         inter_op_threads: inter-op threads (1: the graph runs sequentially).
         profile_prefix: if set, ORT writes a JSON profile with this file prefix
             (``end_profiling()`` returns its path).
-        spin: whether idle intra-op threads busy-wait (None: onnxruntime's default, on);
-            see :func:`~dlrmamba_core.runtime.ort_session.ort_session`.
+        spin: whether idle intra-op threads busy-wait (onnxruntime's own default; off here,
+            see :func:`~dlrmamba_core.runtime.ort_session.ort_session`).
 
     Raises:
         ModelFileError: the file is missing, not a loadable ONNX model, or its inputs/outputs
@@ -88,7 +88,7 @@ class OrtBackend:
         providers: Sequence[str] | None = None,
         inter_op_threads: int = 1,
         profile_prefix: str | None = None,
-        spin: bool | None = None,
+        spin: bool = False,
     ) -> None:
         from dlrmamba_core.runtime.ort_session import ort_session
 

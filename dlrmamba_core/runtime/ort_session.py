@@ -29,7 +29,7 @@ def ort_session(
     graph_optimization: str = "all",
     providers: Sequence[str] | None = None,
     profile_prefix: str | None = None,
-    allow_spinning: bool | None = None,
+    allow_spinning: bool = False,
 ) -> Any:
     """An ``onnxruntime.InferenceSession`` that runs the graph sequentially.
 
@@ -43,10 +43,12 @@ def ort_session(
         profile_prefix: if set, ORT writes a JSON profile with this file prefix
             (``session.end_profiling()`` returns its path).
         allow_spinning: whether the intra-op threads busy-wait for work between operators
-            and after a run (``session.intra_op.allow_spinning``); None: onnxruntime's
-            default (they spin). Spinning threads take CPU the rest of the process and other
-            processes need: on a loaded 2-core machine the shipped student at 2 threads ran
-            at 47 ms with spinning and 22 ms without (docs/runtime.md).
+            and after a run (``session.intra_op.allow_spinning``; onnxruntime's own default
+            is to spin). Off in every session of this project, the benchmarks included, so
+            they measure what the robot runs: spinning threads take CPU the rest of the
+            process and other processes need (on a 2-core machine with one other busy
+            process the shipped student at 2 threads ran at 45 ms with spinning and 22 ms
+            without; docs/runtime.md).
 
     Raises:
         ConfigError: an unknown optimization level or provider, or fewer than 1 thread.
@@ -73,9 +75,8 @@ def ort_session(
     opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
                                             GRAPH_OPTIMIZATION[graph_optimization])
     opts.log_severity_level = 3  # errors only: warnings about unused initializers are noise
-    if allow_spinning is not None:
-        opts.add_session_config_entry("session.intra_op.allow_spinning",
-                                      "1" if allow_spinning else "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning",
+                                  "1" if allow_spinning else "0")
     if profile_prefix:
         opts.enable_profiling = True
         opts.profile_file_prefix = profile_prefix
