@@ -53,12 +53,16 @@ def decode_masks(coeffs: np.ndarray, protos: np.ndarray, boxes: np.ndarray, lb: 
     Raises:
         InputError: shapes that do not fit, or prototypes whose stride differs by axis.
     """
-    logits = mask_logits(coeffs, protos)  # (N, h, w)
+    c = np.asarray(coeffs, np.float32)
+    p = np.asarray(protos, np.float32)
+    if c.ndim != 2 or p.ndim != 3 or c.shape[1] != p.shape[0]:
+        raise InputError(f"mask coefficients {c.shape} and prototypes {p.shape} must be (N, K) "
+                         "and (K, h, w) with the same K (one image's outputs)")
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
-    if len(b) != len(logits):
-        raise InputError(f"{len(b)} boxes for {len(logits)} mask coefficient rows")
+    if len(b) != len(c):
+        raise InputError(f"{len(b)} boxes for {len(c)} mask coefficient rows")
     (dh, dw), (sh, sw) = lb.dst_hw, lb.src_hw
-    _, mh, mw = np.asarray(protos).shape
+    kp, mh, mw = p.shape
     stride = dh / mh
     if abs(dw / mw - stride) > 1e-6:
         raise InputError(f"prototypes {(mh, mw)} do not cover the input {lb.dst_hw} at one "
@@ -69,17 +73,28 @@ def decode_masks(coeffs: np.ndarray, protos: np.ndarray, boxes: np.ndarray, lb: 
     out = np.zeros((len(b), sh, sw), np.uint8)
     ob = unletterbox_boxes(b, lb, clip=True)  # (N, 4) original pixels
     k = lb.scale / stride
+    # Original pixel centre x + 0.5 -> input u = (x + 0.5) * scale + pad -> grid index
+    # g = u / stride - 0.5 = k * x + off (OpenCV puts pixel centres on integers).
+    off_x = (0.5 * lb.scale + lb.pad_x) / stride - 0.5
+    off_y = (0.5 * lb.scale + lb.pad_y) / stride - 0.5
     for i in range(len(b)):
         # Pixels c with centre c + 0.5 in [x1, x2): c in [ceil(x1 - 0.5), ceil(x2 - 0.5)).
         x0, x1 = math.ceil(ob[i, 0] - 0.5), math.ceil(ob[i, 2] - 0.5)
         y0, y1 = math.ceil(ob[i, 1] - 0.5), math.ceil(ob[i, 3] - 0.5)
         if x1 <= x0 or y1 <= y0:
             continue
-        # Original pixel centre x + 0.5 -> input u = (x + 0.5) * scale + pad -> grid index
-        # u / stride - 0.5 (OpenCV puts pixel centres on integers); the output starts at x0.
-        affine = np.array([[k, 0.0, ((x0 + 0.5) * lb.scale + lb.pad_x) / stride - 0.5],
-                           [0.0, k, ((y0 + 0.5) * lb.scale + lb.pad_y) / stride - 0.5]])
-        region = cv2.warpAffine(logits[i], affine, (x1 - x0, y1 - y0),
+        # Logits only on the prototype cells the box's pixels sample (bilinear: floor(g) and
+        # floor(g) + 1, one more cell each side for safety): cost grows with the box, not the
+        # image.
+        gx0 = max(0, math.floor(k * x0 + off_x) - 1)
+        gx1 = min(mw, math.floor(k * (x1 - 1) + off_x) + 3)
+        gy0 = max(0, math.floor(k * y0 + off_y) - 1)
+        gy1 = min(mh, math.floor(k * (y1 - 1) + off_y) + 3)
+        cells = p[:, gy0:gy1, gx0:gx1]  # (K, gh, gw)
+        logits = (c[i] @ cells.reshape(kp, -1)).reshape(gy1 - gy0, gx1 - gx0)
+        # Output pixel (x', y') = original (x0 + x', y0 + y') -> cell of the crop.
+        affine = np.array([[k, 0.0, k * x0 + off_x - gx0], [0.0, k, k * y0 + off_y - gy0]])
+        region = cv2.warpAffine(logits, affine, (x1 - x0, y1 - y0),
                                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_REPLICATE)
         out[i, y0:y1, x0:x1] = region >= t

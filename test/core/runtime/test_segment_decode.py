@@ -85,3 +85,32 @@ def test_decode_masks_errors() -> None:
         decode_masks(np.zeros((1, 3)), np.zeros((4, 16, 24)), np.zeros((1, 4)), lb)
     with pytest.raises(InputError, match="one stride"):
         decode_masks(np.zeros((1, 4)), np.zeros((4, 16, 16)), np.zeros((1, 4)), lb)
+
+
+@pytest.mark.parametrize(("src_hw", "dst_hw"), [((480, 640), (256, 320)), ((100, 60), (128, 96)),
+                                                ((64, 96), (64, 96))])
+def test_decode_masks_equals_the_whole_image_reference(src_hw: tuple[int, int],
+                                                       dst_hw: tuple[int, int]) -> None:
+    """decode_masks computes logits only on the prototype cells under each box; the
+    reference computes them on the whole grid, unletterboxes the whole map
+    (data.letterbox.unletterbox_masks) and crops to the box afterwards."""
+    from dlrmamba_core.data.letterbox import unletterbox_boxes, unletterbox_masks
+    from dlrmamba_core.runtime.segment import mask_logits
+
+    rng = np.random.default_rng(3)
+    k, n = 6, 12
+    protos = rng.standard_normal((k, dst_hw[0] // 4, dst_hw[1] // 4)).astype(np.float32)
+    coeffs = rng.standard_normal((n, k)).astype(np.float32)
+    xy = rng.uniform(-10, [dst_hw[1] - 5, dst_hw[0] - 5], (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 60, (n, 2))], 1).astype(np.float32)
+    lb = letterbox_params(src_hw, dst_hw)
+    got = decode_masks(coeffs, protos, boxes, lb)
+    full = unletterbox_masks(mask_logits(coeffs, protos), lb, threshold=None)  # (n, H, W)
+    ob = unletterbox_boxes(boxes, lb)
+    xs, ys = np.arange(src_hw[1]) + 0.5, np.arange(src_hw[0]) + 0.5
+    in_y = (ys[None] >= ob[:, 1:2]) & (ys[None] < ob[:, 3:4])  # (n, H)
+    in_x = (xs[None] >= ob[:, 0:1]) & (xs[None] < ob[:, 2:3])  # (n, W)
+    inside = in_y[:, :, None] & in_x[:, None, :]  # (n, H, W)
+    ref = ((full >= 0.0) & inside).astype(np.uint8)
+    assert ref.any()
+    assert (got != ref).sum() <= 2  # float summation order may flip a pixel at logit ~0
