@@ -9,8 +9,11 @@ size and stores the result:
     DIR/<split>_<h>x<w>/
         rgb.npy       (N, 3, h, w) uint8   letterboxed RGB (exact: the network sees x / 255)
         thermal.npy   (N, 1, h, w) float16 normalized, registered thermal in [0, 1]
-        labels.json   per sample: image_id, boxes (network pixels), labels, letterbox
-        meta.json     what the cache was built from (format, root, split, size, ids hash)
+        labels.json   per sample: image_id, boxes (network pixels), labels, letterbox; with
+                      masks (``--task segment``) also "masks": one COCO RLE per box of its
+                      letterboxed instance mask at (h, w)
+        meta.json     what the cache was built from (format, root, split, size, ids hash,
+                      "masks": true when it holds masks)
 
 A cache whose ``meta.json`` does not match the dataset (another root, split, size, or other
 image ids) is rebuilt; it is written to a temporary folder and renamed into place, so a
@@ -48,6 +51,7 @@ CACHE_VERSION = 1
 # The dataset a worker process reads from (set before the pool forks, or by its initializer).
 _POOL_PAIRS: Any = None
 _POOL_HW: tuple[int, int] = (0, 0)
+_POOL_MASKS = False
 
 
 def _ids_hash(pairs: Any) -> str:
@@ -59,19 +63,28 @@ def _ids_hash(pairs: Any) -> str:
 
 
 def cache_meta(data_format: str, root: str | os.PathLike[str], split: str | None,
-               input_hw: tuple[int, int], pairs: Any) -> dict[str, Any]:
-    """What identifies a cache: a cache is reused only when all of this matches."""
-    return {"format": CACHE_FORMAT, "version": CACHE_VERSION, "data_format": data_format,
+               input_hw: tuple[int, int], pairs: Any, masks: bool = False) -> dict[str, Any]:
+    """What identifies a cache: a cache is reused only when all of this matches.
+
+    ``masks``: the cache holds instance masks too; the key is only present then, so the
+    meta of a cache without masks is what it was before masks existed (no rebuild).
+    """
+    meta = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "data_format": data_format,
             "root": str(Path(root).resolve()), "split": split, "input_hw": list(input_hw),
             "num_samples": len(pairs), "ids_sha": _ids_hash(pairs),
             "class_names": list(pairs.class_names)}
+    if masks:
+        meta["masks"] = True
+    return meta
 
 
 def _prepare(i: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    from dlrmamba_core.data.letterbox import letterbox_boxes
+    from dlrmamba_core.data.letterbox import letterbox_boxes, letterbox_masks
+    from dlrmamba_core.data.masks import rle_encode
     from dlrmamba_core.data.preprocess import prepare_inputs
 
-    s = _POOL_PAIRS[i]
+    load = getattr(_POOL_PAIRS, "load", None)
+    s = load(i, masks=_POOL_MASKS) if load is not None else _POOL_PAIRS[i]
     p = prepare_inputs(s.rgb, s.thermal, s.homography, _POOL_HW)
     boxes = letterbox_boxes(np.asarray(s.boxes, np.float32).reshape(-1, 4), p.letterbox)
     rgb = np.rint(p.rgb * 255.0).astype(np.uint8)
@@ -81,12 +94,17 @@ def _prepare(i: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
            "letterbox": {"src_hw": list(lb.src_hw), "dst_hw": list(lb.dst_hw),
                          "scale": float(lb.scale), "pad_x": int(lb.pad_x),
                          "pad_y": int(lb.pad_y), "new_hw": list(lb.new_hw)}}
+    if _POOL_MASKS:
+        if s.masks is None:
+            raise DatasetError(f"pair {s.image_id} has no instance masks in a dataset that "
+                               "has them; its reader is inconsistent")
+        rec["masks"] = [rle_encode(m) for m in letterbox_masks(s.masks, lb)]
     return rgb, p.thermal.astype(np.float16), rec
 
 
-def _init_worker(pairs: Any, hw: tuple[int, int]) -> None:
-    global _POOL_PAIRS, _POOL_HW
-    _POOL_PAIRS, _POOL_HW = pairs, hw
+def _init_worker(pairs: Any, hw: tuple[int, int], masks: bool = False) -> None:
+    global _POOL_PAIRS, _POOL_HW, _POOL_MASKS
+    _POOL_PAIRS, _POOL_HW, _POOL_MASKS = pairs, hw, masks
     torch.set_num_threads(1)
 
 
@@ -98,13 +116,15 @@ def build_cache(pairs: Any, input_hw: tuple[int, int], dest: str | os.PathLike[s
         pairs: a ``PairDataset``.
         input_hw: network input (h, w).
         dest: cache folder (replaced when it exists).
-        meta: :func:`cache_meta` of the dataset (written as ``meta.json``).
+        meta: :func:`cache_meta` of the dataset (written as ``meta.json``); with
+            ``"masks"`` the instance masks are stored too.
         workers: processes (0: this process).
 
     Returns:
         ``dest``.
     """
-    global _POOL_PAIRS, _POOL_HW
+    global _POOL_PAIRS, _POOL_HW, _POOL_MASKS
+    masks = bool(meta.get("masks", False))
     dest = Path(dest)
     n = len(pairs)
     if n == 0:
@@ -118,20 +138,20 @@ def build_cache(pairs: Any, input_hw: tuple[int, int], dest: str | os.PathLike[s
         records: list[dict[str, Any]] = []
         if workers > 0:
             with ProcessPoolExecutor(workers, initializer=_init_worker,
-                                     initargs=(pairs, tuple(input_hw))) as ex:
+                                     initargs=(pairs, tuple(input_hw), masks)) as ex:
                 results = ex.map(_prepare, range(n), chunksize=16)
                 for i, (rgb, th, rec) in enumerate(results):
                     rgb_mm[i], th_mm[i] = rgb, th
                     records.append(rec)
         else:
-            _POOL_PAIRS, _POOL_HW = pairs, tuple(input_hw)
+            _POOL_PAIRS, _POOL_HW, _POOL_MASKS = pairs, tuple(input_hw), masks
             try:
                 for i in range(n):
                     rgb, th, rec = _prepare(i)
                     rgb_mm[i], th_mm[i] = rgb, th
                     records.append(rec)
             finally:
-                _POOL_PAIRS = None
+                _POOL_PAIRS, _POOL_MASKS = None, False
         rgb_mm.flush()
         th_mm.flush()
         del rgb_mm, th_mm
@@ -156,10 +176,19 @@ class CachedDataset(Dataset):
             scale/translate, per-camera photometric jitter, thermal misregistration; global
             numpy RNG, which the trainer seeds per sample), as ``DetectionDataset`` does.
         augment_config: its settings (default ``AugmentConfig()``).
+        masks: items carry instance masks (N, h / mask_stride, w / mask_stride) uint8, as
+            ``DetectionDataset(masks=True)`` (the cache must hold them).
+        mask_stride: the masks' downsampling factor from the network input.
+        pairs: the ``PairDataset`` the cache was built from, kept as ``self.pairs`` (the
+            ground-truth masks in original pixels for segm evaluation); None: not kept.
+
+    Raises:
+        DatasetError: ``masks`` on a cache without masks, or an unreadable cache.
     """
 
     def __init__(self, path: str | os.PathLike[str], augment: bool = False,
-                 augment_config: Any = None) -> None:
+                 augment_config: Any = None, masks: bool = False, mask_stride: int = 4,
+                 pairs: Any = None) -> None:
         from dlrmamba_core.data.augment import AugmentConfig
 
         self.augment_config = augment_config or AugmentConfig()
@@ -179,6 +208,13 @@ class CachedDataset(Dataset):
             raise DatasetError(f"sample cache {self.path}: labels.json has "
                                f"{len(self.records)} samples, meta.json says "
                                f"{self.meta['num_samples']}; delete the folder to rebuild it")
+        self.masks = bool(masks)
+        self.mask_stride = int(mask_stride)
+        if self.masks and not self.meta.get("masks"):
+            raise DatasetError(f"sample cache {self.path} holds no instance masks; build it "
+                               "with masks (cached_dataset(..., masks=True))")
+        if pairs is not None:
+            self.pairs = pairs
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
         # Memory-mapped lazily, so each DataLoader worker maps the files itself.
@@ -201,33 +237,61 @@ class CachedDataset(Dataset):
                 np.asarray(rec["boxes"], np.float32).reshape(-1, 4),
                 np.asarray(rec["labels"], np.int64).reshape(-1))
 
+    def _sample_with_masks(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                  np.ndarray, np.ndarray]:
+        """:meth:`_sample` and the masks (N, h, w) uint8 {0, 1} at the input size."""
+        from dlrmamba_core.data.masks import rle_decode
+
+        h, w = self.input_hw
+        rles = self.records[i]["masks"]
+        masks = np.stack([rle_decode(r) for r in rles]) if rles else np.zeros((0, h, w),
+                                                                              np.uint8)
+        return (*self._sample(i), masks)
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         from dlrmamba_core.data.letterbox import Letterbox
 
         rec = self.records[i]
-        rgb, thermal, boxes, labels = self._sample(i)
+        masks = None
+        if self.masks:
+            rgb, thermal, boxes, labels, masks = self._sample_with_masks(i)
+        else:
+            rgb, thermal, boxes, labels = self._sample(i)
         meta: dict[str, Any] = {"image_id": rec["image_id"]}
         if self.augment:
             from dlrmamba_core.data.augment import train_augment
 
-            (rgb, thermal, boxes, labels), parts = train_augment(
-                i, len(self), (rgb, thermal, boxes, labels), self._sample, self.augment_config)
+            if self.masks:
+                (rgb, thermal, boxes, labels, masks), parts = train_augment(
+                    i, len(self), (rgb, thermal, boxes, labels, masks),
+                    self._sample_with_masks, self.augment_config)
+            else:
+                (rgb, thermal, boxes, labels), parts = train_augment(
+                    i, len(self), (rgb, thermal, boxes, labels), self._sample,
+                    self.augment_config)
             if parts is not None:
                 meta["mosaic"] = parts
         lb = rec["letterbox"]
         meta["letterbox"] = Letterbox(tuple(lb["src_hw"]), tuple(lb["dst_hw"]), lb["scale"],
                                       lb["pad_x"], lb["pad_y"], tuple(lb["new_hw"]))
-        return {"rgb": torch.from_numpy(np.ascontiguousarray(rgb, np.float32)),
+        item = {"rgb": torch.from_numpy(np.ascontiguousarray(rgb, np.float32)),
                 "thermal": torch.from_numpy(np.ascontiguousarray(thermal, np.float32)),
                 "boxes": torch.from_numpy(np.asarray(boxes, np.float32).reshape(-1, 4)),
                 "labels": torch.from_numpy(np.asarray(labels, np.int64).reshape(-1)),
                 "meta": meta}
+        if masks is not None:
+            from dlrmamba_core.data.masks import downsample_masks
+
+            item["masks"] = torch.from_numpy(np.ascontiguousarray(
+                downsample_masks(masks, self.mask_stride)))
+        return item
 
 
 def cached_dataset(pairs: Any, data_format: str, root: str | os.PathLike[str],
                    split: str | None, input_hw: tuple[int, int],
                    cache_dir: str | os.PathLike[str], augment: bool,
-                   workers: int = 0) -> CachedDataset:
+                   workers: int = 0, masks: bool = False,
+                   mask_stride: int = 4) -> CachedDataset:
     """The cache of one split at one input size: reused when it matches, else (re)built.
 
     Args:
@@ -237,9 +301,13 @@ def cached_dataset(pairs: Any, data_format: str, root: str | os.PathLike[str],
         cache_dir: the cache root (``--cache``).
         augment: training augmentation.
         workers: processes for building.
+        masks: store and serve instance masks (``--task segment``; a separate cache folder,
+            ``..._masks``, so a detection cache of the same split is left alone).
+        mask_stride: the served masks' downsampling factor.
     """
-    meta = cache_meta(data_format, root, split, input_hw, pairs)
-    dest = Path(cache_dir) / f"{split or 'all'}_{input_hw[0]}x{input_hw[1]}"
+    meta = cache_meta(data_format, root, split, input_hw, pairs, masks=masks)
+    dest = Path(cache_dir) / (f"{split or 'all'}_{input_hw[0]}x{input_hw[1]}"
+                              + ("_masks" if masks else ""))
     current = None
     if (dest / "meta.json").is_file():
         try:
@@ -250,4 +318,5 @@ def cached_dataset(pairs: Any, data_format: str, root: str | os.PathLike[str],
         if current is not None:
             log.warning("sample cache %s was built from other data; rebuilding it", dest)
         build_cache(pairs, input_hw, dest, meta, workers)
-    return CachedDataset(dest, augment=augment)
+    return CachedDataset(dest, augment=augment, masks=masks, mask_stride=mask_stride,
+                         pairs=pairs if masks else None)

@@ -60,17 +60,15 @@ def split_datasets(data_format: str, data_root: str | os.PathLike[str], train_sp
     Without ``cache_dir`` the training set is the data package's dataset over the reader and
     the validation set the reader itself; with it both come from ``engine.cache``. With
     ``masks`` (``--task segment``) the training items carry instance masks at the prototype
-    stride.
+    stride (a cache stores them in its own ``..._masks`` folder); the validation set needs
+    none (segm evaluation reads the reader's masks in original pixels).
 
     Raises:
         DatasetError: ``masks`` on a dataset without instance masks.
-        ConfigError: ``masks`` with ``cache_dir`` (the cache stores no masks).
     """
     from dlrmamba_core.engine.datasets import detection_dataset
+    from dlrmamba_core.models.segment import PROTO_STRIDE
 
-    if masks and cache_dir is not None:
-        raise ConfigError("--task segment does not work with --cache yet: the cache stores "
-                          "no instance masks; train without --cache")
     train_pairs = open_pairs(data_format, data_root, train_split)
     val_pairs = open_pairs(data_format, data_root, val_split) if val_split else None
     names = list(train_pairs.class_names)
@@ -83,7 +81,6 @@ def split_datasets(data_format: str, data_root: str | os.PathLike[str], train_sp
     if cache_dir is None:
         if masks:
             from dlrmamba_core.data.torch_dataset import DetectionDataset
-            from dlrmamba_core.models.segment import PROTO_STRIDE
 
             train = DetectionDataset(train_pairs, input_hw, augment=True, masks=True,
                                      mask_stride=PROTO_STRIDE)
@@ -92,10 +89,13 @@ def split_datasets(data_format: str, data_root: str | os.PathLike[str], train_sp
     from dlrmamba_core.engine.cache import cached_dataset
 
     train_set = cached_dataset(train_pairs, data_format, data_root, train_split, input_hw,
-                               cache_dir, augment=True, workers=cache_workers)
+                               cache_dir, augment=True, workers=cache_workers, masks=masks,
+                               mask_stride=PROTO_STRIDE)
     val_set = None if val_pairs is None else cached_dataset(
         val_pairs, data_format, data_root, val_split, input_hw, cache_dir, augment=False,
         workers=cache_workers)
+    if masks and val_set is not None:
+        val_set.pairs = val_pairs  # where segm evaluation finds the ground-truth masks
     return train_set, val_set, names
 
 

@@ -53,13 +53,10 @@ def test_detect_eval_has_no_segm(synth_root: Path, nano_teacher: Path) -> None:
     assert "segm" not in metrics
 
 
-def test_segment_refuses_cache_and_datasets_without_masks(synth_root: Path, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]
-                                                          ) -> None:
+def test_segment_refuses_a_dataset_without_masks(synth_root: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     base = ["train", "--variant", "nano", "--task", "segment", "--out", str(tmp_path / "r"),
             *TRAIN]
-    assert cli_main([*base, "--data", str(synth_root), "--cache", str(tmp_path / "c")]) == 2
-    assert "--cache" in capsys.readouterr().err
     plain = tmp_path / "plain"
     shutil.copytree(synth_root, plain)
     for ann in plain.glob("*/annotations.json"):
@@ -70,6 +67,51 @@ def test_segment_refuses_cache_and_datasets_without_masks(synth_root: Path, tmp_
     assert cli_main([*base, "--data", str(plain)]) == 2
     err = capsys.readouterr().err
     assert "needs instance masks" in err and "--task detect" in err
+
+
+def test_cached_masks_equal_the_uncached_pipeline(synth_root: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from dlrmamba_core.data.readers import open_dataset
+    from dlrmamba_core.data.torch_dataset import DetectionDataset
+    from dlrmamba_core.engine.cache import CachedDataset, cached_dataset
+    from dlrmamba_core.errors import DatasetError
+
+    hw = (int(INPUT_HW[0]), int(INPUT_HW[1]))
+    pairs = open_dataset("synth", synth_root, split="val")
+    det = cached_dataset(pairs, "synth", synth_root, "val", hw, tmp_path / "c", augment=False)
+    seg = cached_dataset(pairs, "synth", synth_root, "val", hw, tmp_path / "c", augment=False,
+                         workers=2, masks=True)
+    assert seg.path != det.path and seg.meta["masks"] and "masks" not in det.meta
+    with pytest.raises(DatasetError, match="holds no instance masks"):
+        CachedDataset(det.path, masks=True)
+    plain = DetectionDataset(pairs, hw, augment=False, masks=True, mask_stride=4)
+    for i in range(len(plain)):
+        a, b = seg[i], plain[i]
+        assert torch.equal(a["masks"], b["masks"]) and a["masks"].shape[1:] == (24, 32)
+        assert torch.allclose(a["boxes"], b["boxes"], atol=1e-3)
+    assert "masks" not in det[0]
+    seg.augment = plain.augment = True
+    for seed in range(4):  # the same draws: the same geometry for masks as for boxes
+        np.random.seed(seed)
+        a = seg[seed]
+        np.random.seed(seed)
+        b = plain[seed]
+        assert torch.allclose(a["boxes"], b["boxes"], atol=1e-2)
+        assert a["masks"].shape[0] == len(a["boxes"])
+        assert (a["masks"] != b["masks"]).float().mean() < 0.01
+
+
+def test_train_segment_from_cache(synth_root: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    rc = cli_main(["train", "--variant", "nano", "--task", "segment", "--num-protos", "4",
+                   "--data", str(synth_root), "--out", str(out), "--cache",
+                   str(tmp_path / "cache"), *TRAIN])
+    assert rc == 0
+    assert (tmp_path / "cache" / "train_96x128_masks" / "meta.json").is_file()
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train_mask", "val_segm_mAP50"} <= set(header)
 
 
 def test_init_from_a_detect_model_keeps_its_weights(nano_teacher: Path) -> None:
