@@ -74,17 +74,25 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     if args.json:
         from dlrmamba_core.engine.fileio import write_json
 
+        if result.masks is not None:  # a segment model: each detection's mask as COCO RLE
+            from dlrmamba_core.data.masks import rle_encode
+
+            for r, m in zip(rows, result.masks, strict=True):
+                r["mask_rle"] = rle_encode(m)
         write_json(args.json, {"rgb": str(args.rgb), "thermal": str(args.thermal),
                                "model": str(args.model), "detections": rows,
                                "timings_ms": result.timings_ms,
                                "input_warnings": det.input_warning_messages})
         print(f"wrote {args.json}")
     if args.draw:
-        from dlrmamba_core.data.viz import draw_boxes, write_image_atomic
+        from dlrmamba_core.data.viz import draw_boxes, draw_masks, write_image_atomic
 
         names = [f"{result.class_names[int(c)]} {s:.2f}"
                  for c, s in zip(result.class_ids, result.scores, strict=True)]
-        img = draw_boxes(rgb, result.boxes, np.arange(len(names)), names)
+        img = rgb
+        if result.masks is not None:  # a segment model: masks under the boxes, same colours
+            img = draw_masks(rgb, result.masks, np.arange(len(names)))
+        img = draw_boxes(img, result.boxes, np.arange(len(names)), names)
         write_image_atomic(args.draw, img)
         print(f"wrote {args.draw}")
     return 0
@@ -103,6 +111,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--conf", type=float, default=0.25, help="score threshold")
     p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold")
     p.add_argument("--max-det", type=int, default=100)
-    p.add_argument("--draw", default=None, metavar="OUT.png", help="write the RGB with boxes")
-    p.add_argument("--json", default=None, metavar="OUT.json", help="write detections as JSON")
+    p.add_argument("--draw", default=None, metavar="OUT.png",
+                   help="write the RGB with boxes (and a segment model's instance masks)")
+    p.add_argument("--json", default=None, metavar="OUT.json",
+                   help="write detections as JSON (a segment model's: with mask_rle, COCO RLE "
+                        "in RGB pixels)")
     p.set_defaults(func=_cmd_detect)

@@ -136,3 +136,31 @@ def test_eval_of_a_segment_onnx_scores_masks(segment_export: tuple[Path, Path, o
 
 def _zeros() -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((1, 3, *HW), np.float32), np.zeros((1, 1, *HW), np.float32)
+
+
+def test_detect_cli_draws_masks_and_writes_their_rle(segment_export: tuple[Path, Path, object],
+                                                     tmp_path: Path) -> None:
+    import json
+
+    import cv2
+
+    from dlrmamba_core.cli import main as cli_main
+    from dlrmamba_core.data.masks import rle_decode
+    from dlrmamba_core.data.synthetic import SynthConfig, generate_frame
+
+    _, onnx_path, _ = segment_export
+    s = generate_frame(SynthConfig(), 5)
+    cv2.imwrite(str(tmp_path / "rgb.png"), s.rgb[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "thermal.png"), s.thermal)
+    args = ["detect", str(onnx_path), str(tmp_path / "rgb.png"), str(tmp_path / "thermal.png"),
+            "--conf", "0.001", "--max-det", "5", "--json", str(tmp_path / "d.json")]
+    assert cli_main([*args, "--draw", str(tmp_path / "d.png")]) == 0
+    rows = json.loads((tmp_path / "d.json").read_text())["detections"]
+    assert len(rows) == 5
+    masks = np.stack([rle_decode(r["mask_rle"]) for r in rows])
+    assert masks.shape == (5, *s.rgb.shape[:2]) and masks.any()
+    drawn = cv2.imread(str(tmp_path / "d.png"))[:, :, ::-1]
+    assert drawn.shape == s.rgb.shape
+    # The translucent fill changes pixels inside a mask that no box outline touches.
+    ys, xs = np.nonzero(masks.any(0))
+    assert (drawn[ys, xs] != s.rgb[ys, xs]).any()
