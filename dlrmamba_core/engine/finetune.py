@@ -411,6 +411,10 @@ def finetune_model(
         init_name = str(init)
     else:
         model, meta, init_name = init, dict(init_meta or {}), "<model>"
+    if getattr(getattr(model, "cfg", None), "task", "detect") == "segment":
+        raise ConfigError(f"finetune: {init_name} is a segment model; its mask branch is not "
+                          "fine-tuned here yet: use `dlrmamba train --task segment --init "
+                          f"{init_name}` on a dataset with masks and the same classes")
     hw = (int(meta["input_hw"][0]), int(meta["input_hw"][1]))
     data_names = list(train_pairs.class_names)
     mapping = match_classes(list(meta["class_names"]), data_names, class_map)

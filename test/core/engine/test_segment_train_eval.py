@@ -129,3 +129,16 @@ def test_init_from_a_detect_model_keeps_its_weights(nano_teacher: Path) -> None:
         _model_for_task(seg, TaskConfig(), "seg.pt")
     with pytest.raises(ConfigError, match="--num-protos 4"):
         _model_for_task(seg, TaskConfig(task="segment", num_protos=8), "seg.pt")
+
+
+def test_finetune_refuses_a_segment_model(synth_root: Path, tmp_path: Path) -> None:
+    from dlrmamba_core.data.readers import open_dataset
+    from dlrmamba_core.engine.finetune import finetune_model
+    from dlrmamba_core.errors import ConfigError
+    from dlrmamba_core.models import build_model
+
+    pairs = open_dataset("synth", synth_root, split="train")
+    seg = build_model("nano", len(pairs.class_names), task="segment", num_protos=4)
+    meta = {"class_names": list(pairs.class_names), "input_hw": [96, 128], "variant": "nano"}
+    with pytest.raises(ConfigError, match="--task segment --init"):
+        finetune_model(seg, pairs, tmp_path / "ft", init_meta=meta)
