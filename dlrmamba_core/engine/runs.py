@@ -301,6 +301,11 @@ def distill_model(
     try:
         t_start = time.monotonic()
         teacher, tmeta = _load_model(teacher_path)
+        if teacher.cfg.task != "detect":
+            raise ConfigError(f"--teacher {teacher_path} is a {teacher.cfg.task} model; "
+                              "distillation covers detect models only so far: distil its "
+                              "detect form, then `dlrmamba train --task segment --init` the "
+                              "student")
         input_hw = (int(tmeta["input_hw"][0]), int(tmeta["input_hw"][1]))
         log.info("teacher %s loaded (%s, input %s)", teacher_path, tmeta.get("variant"),
                  input_hw)

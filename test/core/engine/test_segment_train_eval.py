@@ -142,3 +142,19 @@ def test_finetune_refuses_a_segment_model(synth_root: Path, tmp_path: Path) -> N
     meta = {"class_names": list(pairs.class_names), "input_hw": [96, 128], "variant": "nano"}
     with pytest.raises(ConfigError, match="--task segment --init"):
         finetune_model(seg, pairs, tmp_path / "ft", init_meta=meta)
+
+
+def test_distill_refuses_a_segment_teacher(synth_root: Path, tmp_path: Path) -> None:
+    from dlrmamba_core.data.synthetic import SYNTH_CLASSES
+    from dlrmamba_core.engine.config import TrainConfig
+    from dlrmamba_core.engine.runs import distill_model
+    from dlrmamba_core.errors import ConfigError
+    from dlrmamba_core.models import build_model
+    from dlrmamba_core.models.io import save_model
+
+    teacher = save_model(tmp_path / "t.pt", build_model("nano", len(SYNTH_CLASSES),
+                                                         task="segment", num_protos=4),
+                         list(SYNTH_CLASSES), (96, 128))
+    with pytest.raises(ConfigError, match="detect models only"):
+        distill_model(teacher, "synth", synth_root, tmp_path / "d",
+                      TrainConfig(device="cpu", num_workers=0, progress=False))
