@@ -14,7 +14,7 @@ from torch import Tensor, nn
 import torch.nn.functional as F
 
 from dlrmamba_core.errors import InputError
-from dlrmamba_core.models.detector import make_anchors
+from dlrmamba_core.models.detector import decode_boxes, make_anchors
 
 _EPS = 1e-9
 
@@ -268,12 +268,10 @@ class DetectionLoss(nn.Module):
             stride.append(torch.full((h * w, 1), float(s), device=dev))
         anchor_px = torch.cat(anchors)  # (A, 2)
         stride_t = torch.cat(stride)  # (A, 1)
-        bins = torch.arange(r, device=dev, dtype=torch.float32)
         logits = pred_dist.reshape(b, -1, 4, r)  # (B, A, 4, R)
-        dist = logits.softmax(-1) @ bins  # (B, A, 4) ltrb in strides
-        pred_boxes = torch.cat(
-            [anchor_px - dist[..., :2] * stride_t, anchor_px + dist[..., 2:] * stride_t], -1
-        )  # (B, A, 4) pixels
+        # The detector's own decode (models.detector.decode_boxes), in float32.
+        pred_boxes = decode_boxes([p.float() for p in preds], self.strides, r
+                                  ).transpose(1, 2)  # (B, 4, A) -> (B, A, 4) pixels
         gt_boxes, gt_cls, gt_valid = targets_to_padded(targets.to(dev).float(), b)
         if gt_cls.numel() and gt_valid.any() and int(gt_cls[gt_valid].max()) >= nc:
             raise InputError(f"target class {int(gt_cls[gt_valid].max())} >= num_classes {nc}")

@@ -6,6 +6,7 @@ the detector that ties them together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
 
 import torch
@@ -136,22 +137,44 @@ class DetectHead(nn.Module):
     def decode(self, outs: list[Tensor], strides: tuple[int, ...]) -> Tensor:
         """Raw level outputs -> (B, 4 + nc, A): xyxy boxes in input pixels, class probabilities.
 
-        Anchors are cell centres ``((j + 0.5) * s, (i + 0.5) * s)`` ordered level by level,
-        row-major inside a level; box side distances are DFL expectations times the stride.
+        Boxes: :func:`decode_boxes` (the one box decode, shared with the detection loss).
         """
-        b = outs[0].shape[0]
-        boxes, scores = [], []
-        for out, s in zip(outs, strides, strict=True):
-            h, w = out.shape[-2:]
-            box, cls = out.flatten(2).split([4 * self.reg_max, self.nc], 1)  # (B, 4R, HW)
-            prob = box.reshape(b, 4, self.reg_max, h * w).softmax(2)  # (B, 4, R, HW)
-            dist = (prob * self.bins[None, None, :, None]).sum(2)  # (B, 4, HW) ltrb in strides
-            anchors = make_anchors(h, w, out.device, dist.dtype)  # (2, HW) grid units
-            xy1 = anchors[None] - dist[:, :2]
-            xy2 = anchors[None] + dist[:, 2:]
-            boxes.append(torch.cat([xy1, xy2], 1) * s)  # (B, 4, HW) input pixels
-            scores.append(cls.sigmoid())
-        return torch.cat([torch.cat(boxes, 2), torch.cat(scores, 2)], 1)
+        boxes = decode_boxes(outs, strides, self.reg_max, self.bins)  # (B, 4, A)
+        scores = [out.flatten(2)[:, 4 * self.reg_max:4 * self.reg_max + self.nc].sigmoid()
+                  for out in outs]  # per level (B, nc, HW)
+        return torch.cat([boxes, torch.cat(scores, 2)], 1)
+
+
+def decode_boxes(outs: list[Tensor], strides: Sequence[int], reg_max: int,
+                 bins: Tensor | None = None) -> Tensor:
+    """The box decode: per-level raw outputs -> (B, 4, A) xyxy boxes in input pixels.
+
+    Anchors are cell centres ``((j + 0.5) * s, (i + 0.5) * s)`` ordered level by level,
+    row-major inside a level; the first ``4 * reg_max`` channels of each level are the
+    distribution-focal logits of the left, top, right, bottom side distances (``reg_max`` bins
+    each, coordinate-major); a side distance is the expectation over its bins, in strides.
+
+    Args:
+        outs: per level (B, 4 * reg_max + ..., Hi, Wi) (further channels are ignored).
+        strides: per level stride, input pixels.
+        reg_max: bins per side.
+        bins: (reg_max,) ``0..reg_max-1`` (a module buffer, so export sees a constant);
+            None: made here.
+    """
+    b = outs[0].shape[0]
+    if bins is None:
+        bins = torch.arange(reg_max, device=outs[0].device, dtype=outs[0].dtype)
+    boxes = []
+    for out, s in zip(outs, strides, strict=True):
+        h, w = out.shape[-2:]
+        box = out.flatten(2)[:, :4 * reg_max]  # (B, 4R, HW)
+        prob = box.reshape(b, 4, reg_max, h * w).softmax(2)  # (B, 4, R, HW)
+        dist = (prob * bins[None, None, :, None]).sum(2)  # (B, 4, HW) ltrb in strides
+        anchors = make_anchors(h, w, out.device, dist.dtype)  # (2, HW) grid units
+        xy1 = anchors[None] - dist[:, :2]
+        xy2 = anchors[None] + dist[:, 2:]
+        boxes.append(torch.cat([xy1, xy2], 1) * s)  # (B, 4, HW) input pixels
+    return torch.cat(boxes, 2)
 
 
 def make_anchors(h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
