@@ -3,8 +3,9 @@
 A segment model (``DetectorConfig.task == "segment"``) outputs, beside the (4 + nc) rows of
 each anchor, K mask coefficients ((B, 4 + nc + K, A)) and K prototype masks (B, K, h, w) at
 stride ``dst_h / h`` (4) of the network input. The mask of a kept detection is
-``sigmoid(coeffs . protos)``, sampled at every original RGB pixel centre inside the
-detection's box (the letterbox undone), thresholded at 0.5; pixels outside the box are 0.
+``sigmoid(coeffs . protos)``: the logits are sampled bilinearly at every original RGB pixel
+centre inside the detection's box (the letterbox undone) and a pixel is object where the
+sigmoid of its sample is >= 0.5; pixels outside the box are 0.
 """
 
 from __future__ import annotations
@@ -23,13 +24,24 @@ from dlrmamba_core.runtime.postprocess import detections_at, nms_indices
 __all__ = ["decode_masks", "mask_logits", "segment_outputs"]
 
 
-def mask_logits(coeffs: np.ndarray, protos: np.ndarray) -> np.ndarray:
-    """``coeffs . protos``: (N, K) x (K, h, w) -> (N, h, w) float32 logits."""
+def _checked(coeffs: np.ndarray, protos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(coeffs (N, K), protos (K, h, w)) as float32 arrays.
+
+    Raises:
+        InputError: other ranks or two different K.
+    """
     c = np.asarray(coeffs, np.float32)
     p = np.asarray(protos, np.float32)
     if c.ndim != 2 or p.ndim != 3 or c.shape[1] != p.shape[0]:
         raise InputError(f"mask coefficients {c.shape} and prototypes {p.shape} must be (N, K) "
                          "and (K, h, w) with the same K (one image's outputs)")
+    return c, p
+
+
+def mask_logits(coeffs: np.ndarray, protos: np.ndarray) -> np.ndarray:
+    """``coeffs . protos``: (N, K) x (K, h, w) -> (N, h, w) float32 logits (the whole grid;
+    :func:`decode_masks` computes them only under each box)."""
+    c, p = _checked(coeffs, protos)
     k, h, w = p.shape
     return (c @ p.reshape(k, h * w)).reshape(-1, h, w)  # (N, h, w)
 
@@ -48,16 +60,13 @@ def decode_masks(coeffs: np.ndarray, protos: np.ndarray, boxes: np.ndarray, lb: 
 
     Returns:
         (N, H, W) uint8 {0, 1} at ``lb.src_hw``: the pixels whose centre lies in the box
-        (mapped back to original pixels) and whose sampled probability >= ``threshold``.
+        (mapped back to original pixels) and where the sigmoid of the bilinearly sampled
+        logit is >= ``threshold``.
 
     Raises:
         InputError: shapes that do not fit, or prototypes whose stride differs by axis.
     """
-    c = np.asarray(coeffs, np.float32)
-    p = np.asarray(protos, np.float32)
-    if c.ndim != 2 or p.ndim != 3 or c.shape[1] != p.shape[0]:
-        raise InputError(f"mask coefficients {c.shape} and prototypes {p.shape} must be (N, K) "
-                         "and (K, h, w) with the same K (one image's outputs)")
+    c, p = _checked(coeffs, protos)
     b = np.asarray(boxes, np.float32).reshape(-1, 4)
     if len(b) != len(c):
         raise InputError(f"{len(b)} boxes for {len(c)} mask coefficient rows")
