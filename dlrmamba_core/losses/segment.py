@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 import torch.nn.functional as F
 
-from dlrmamba_core.errors import InputError
+from dlrmamba_core.errors import ConfigError, InputError
 from dlrmamba_core.losses.detection import DetectionLoss, padded_rows
 
 
@@ -78,13 +78,20 @@ class SegmentLoss(nn.Module):
         mask_gain: weight of the mask loss.
         dice_gain: weight of the dice term inside the mask loss (0: BCE only).
         **detection: keyword arguments of :class:`DetectionLoss` (gains, assigner settings).
+
+    Raises:
+        ConfigError: ``model`` is not a segment model.
     """
 
     def __init__(self, model: nn.Module, mask_gain: float = 7.5, dice_gain: float = 0.0,
                  **detection: float) -> None:
         super().__init__()
+        cfg = cast(Any, model).cfg
+        if cfg.task != "segment":
+            raise ConfigError(f"SegmentLoss needs a segment model; {cfg.variant!r} is a "
+                              f"{cfg.task} model (build it with task='segment')")
         self.detection = DetectionLoss(model, **detection)  # type: ignore[arg-type]
-        self.num_protos = int(cast(Any, model).cfg.num_protos)
+        self.num_protos = int(cfg.num_protos)
         self.mask_gain, self.dice_gain = float(mask_gain), float(dice_gain)
 
     def forward(self, preds: tuple[list[Tensor], Tensor], targets: Tensor, masks: Tensor

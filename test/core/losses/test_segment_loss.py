@@ -90,6 +90,11 @@ def test_segment_loss_is_finite_with_gradients_into_protonet_and_coefficients() 
 
 
 def test_segment_loss_refuses_masks_that_do_not_fit() -> None:
+    from dlrmamba_core.errors import ConfigError
+    from dlrmamba_core.models import build_model
+
+    with pytest.raises(ConfigError, match="needs a segment model"):
+        SegmentLoss(build_model("nano", 2))
     model = _nano_segment().train()
     preds = model(torch.rand(1, 3, 64, 96), torch.rand(1, 1, 64, 96))
     targets = torch.tensor([[0, 0, 10, 8, 40, 40]], dtype=torch.float32)
