@@ -10,6 +10,10 @@ Topics (node-relative, remap them at launch):
     out  ``detections``      vision_msgs/Detection2DArray, header = the RGB image's header
     out  ``labels``          vision_msgs/LabelInfo (transient local: late joiners get it)
     out  ``~/debug_image``   sensor_msgs/Image, only while someone subscribes
+    out  ``~/instance_masks`` sensor_msgs/Image mono8/mono16, a segment model only, only while
+                             someone subscribes: pixel = 1 + index of the detection in the
+                             Detection2DArray of the same header (``Detection2D.id``), 0 =
+                             background; overlaps go to the higher score
     out  ``/diagnostics``    diagnostic_msgs/DiagnosticArray
 Service: ``~/enable`` std_srvs/SetBool.
 
@@ -143,6 +147,7 @@ class NodeCounters:
     rgb_only: int = 0
     disabled: int = 0
     debug_rendered: int = 0
+    masks_published: int = 0  # ~/instance_masks messages (masks decoded for a subscriber)
     drops: Counter = field(default_factory=Counter)  # (stream, kind) -> count
 
 
@@ -274,6 +279,12 @@ class DetectorNode(LifecycleNode):
             "labels": self.create_publisher(LabelInfo, "labels", latched),
             "debug": self.create_publisher(Image, "~/debug_image", 2),
         }
+        if getattr(self._detector, "segment", False):
+            # Only a segment model has the topic: a detect model's node does not advertise it.
+            self._pubs["masks"] = self.create_publisher(Image, "~/instance_masks", 2)
+            self._event("info", "configure", "segment model: instance masks are decoded and "
+                        f"published on {self._pubs['masks'].topic_name} while it has a "
+                        "subscriber")
         self._state = "inactive"
         return TransitionCallbackReturn.SUCCESS
 
@@ -551,8 +562,13 @@ class DetectorNode(LifecycleNode):
         else:
             thermal = np.zeros(rgb.shape[:2], np.uint8)  # RGB-only mode: blank thermal
             homography = None
+        mask_pub = self._pubs.get("masks")  # None: a detect model
+        # Decode masks (the costly part of a segment model's post-processing) only for a
+        # subscriber: like the debug image, nobody listening costs nothing.
+        want_masks = bool(mask_pub is not None and self._param("instance_masks")
+                          and mask_pub.get_subscription_count() > 0)
         t1, c1 = time.monotonic_ns(), time.thread_time_ns()
-        dets = detector.detect(rgb, thermal, homography=homography)
+        dets = detector.detect(rgb, thermal, homography=homography, masks=want_masks)
         t2, c2 = time.monotonic_ns(), time.thread_time_ns()
         self._pubs["detections"].publish(conversions.detections_to_msg(dets, job.rgb.header))
         t3, c3 = time.monotonic_ns(), time.thread_time_ns()
@@ -575,6 +591,11 @@ class DetectorNode(LifecycleNode):
             overlay = debug_image.render(rgb, thermal if job.thermal is not None else None, dets)
             self.counters.debug_rendered += 1
             debug_pub.publish(conversions.numpy_to_image_msg(overlay, "rgb8", job.rgb.header))
+        if want_masks and mask_pub is not None and dets.masks is not None:
+            encoding = conversions.instance_mask_encoding(
+                max(int(self._param("max_detections")), len(dets.scores)))
+            mask_pub.publish(conversions.instance_masks_msg(dets, job.rgb.header, encoding))
+            self.counters.masks_published += 1
 
     # ------------------------------------------------------------------ QoS check
     def _check_qos(self, only: str | None = None) -> list[Mismatch]:
@@ -681,6 +702,7 @@ class DetectorNode(LifecycleNode):
             "thermal_received": self._received["thermal"],
             "frames_processed": self.counters.processed,
             "pairs_skipped_stale": self.counters.skipped_stale,
+            "instance_masks_published": self.counters.masks_published,
             "rgb_frames_paused": self.counters.paused,
             "rgb_only_frames": self.counters.rgb_only,
             "skew_ms_p95": round(self._skew_ms.percentile(95), 3),

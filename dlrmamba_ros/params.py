@@ -90,6 +90,10 @@ SPECS: tuple[ParamSpec, ...] = (
               "image, diagnostic WARN)", choices=DROPOUT_CHOICES),
     ParamSpec("debug_image", True, "publish ~debug_image (boxes over RGB, thermal inset) "
               "when someone subscribes to it; false = never"),
+    ParamSpec("instance_masks", True, "segment models: decode the instance masks and publish "
+              "~instance_masks (mono8/mono16 index image, pixel = 1 + Detection2D index, 0 = "
+              "background) when someone subscribes to it; false = never (detect models: no "
+              "topic)"),
     ParamSpec("diagnostics_period_s", 1.0, "period of /diagnostics and of the publisher "
               "QoS check (s)", lo=0.1, hi=60.0, applies="activate"),
     ParamSpec("start_enabled", True, "start with detection enabled (~/enable toggles it)",

@@ -487,3 +487,95 @@ def test_every_shipped_model_runs_in_the_node(ros_context, name: str) -> None:
             str(int(c)) for c in expected.class_ids]
     finally:
         h.close()
+
+
+# ------------------------------------------------------------------ instance masks (segment)
+def _index_image_reference(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The ~/instance_masks rule written the plain way, over whole frames: 1 + index of the
+    highest-scoring detection whose mask covers the pixel (equal scores: lower index)."""
+    out = np.zeros(masks.shape[1:], np.int64)
+    best = np.full(masks.shape[1:], -np.inf)
+    for i, (m, s) in enumerate(zip(masks, scores.tolist(), strict=True)):
+        win = (m != 0) & (s > best)
+        out[win], best[win] = i + 1, s
+    return out
+
+
+def _watch_detect(h) -> list[bool]:
+    """Record the ``masks`` argument of every Detector.detect call the node makes."""
+    detector = h.node._detector
+    real = detector.detect
+    calls: list[bool] = []
+
+    def detect(*args, **kwargs):
+        calls.append(bool(kwargs.get("masks", True)))
+        return real(*args, **kwargs)
+
+    detector.detect = detect
+    return calls
+
+
+def test_segment_model_publishes_instance_masks_only_when_subscribed(
+        harness_factory, segment_model) -> None:
+    h = harness_factory(model=segment_model)
+    h.configure_activate()
+    calls = _watch_detect(h)
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    # Nobody subscribed: detect runs without the mask decode and nothing is published.
+    _send_pair(h, pubs, 0)
+    assert wait_for(lambda: len(dets) == 1)
+    assert calls == [False] and h.node.counters.masks_published == 0
+    masks = h.collect(Image, f"{h.ns}/dlrmamba_detector/instance_masks")
+    assert wait_for(lambda: h.node._pubs["masks"].get_subscription_count() == 1)
+    reference = Detector(segment_model, threads=1, conf_threshold=CONF)
+    for k in (1, 2):
+        rgb, thermal, _stamp = _send_pair(h, pubs, k)
+        assert wait_for(lambda k=k: len(masks) == k and len(dets) == k + 1), f"pair {k}"
+        img, det_msg = masks[-1], dets[-1]
+        assert img.header == det_msg.header  # the RGB header: the consumer's join key
+        assert (img.height, img.width, img.encoding) == (*rgb.shape[:2], "mono8")
+        index = np.frombuffer(bytes(img.data), np.uint8).reshape(img.height, img.step)
+        expected = reference.detect(rgb, thermal)
+        assert expected.masks is not None and len(det_msg.detections) == len(expected) > 1
+        assert [d.id for d in det_msg.detections] == [str(i) for i in range(len(expected))]
+        np.testing.assert_allclose(_xyxy(det_msg), expected.boxes, atol=1e-3)
+        want = _index_image_reference(expected.masks, expected.scores)
+        np.testing.assert_array_equal(index[:, :img.width], want)
+        # Not vacuous: several instances are visible and some masks overlap.
+        assert len(np.unique(want)) > 2 and (expected.masks.sum(0) > 1).any()
+    assert calls == [False, True, True] and h.node.counters.masks_published == 2
+
+
+def test_instance_masks_parameter_off_means_no_decode(harness_factory, segment_model) -> None:
+    h = harness_factory(model=segment_model, instance_masks=False)
+    h.configure_activate()
+    calls = _watch_detect(h)
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    masks = h.collect(Image, f"{h.ns}/dlrmamba_detector/instance_masks")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    assert wait_for(lambda: h.node._pubs["masks"].get_subscription_count() == 1)
+    _send_pair(h, pubs, 0)
+    assert wait_for(lambda: len(dets) == 1)
+    assert calls == [False] and not masks and h.node.counters.masks_published == 0
+
+
+def test_detect_model_has_no_instance_masks_topic(harness_factory) -> None:
+    h = harness_factory()
+    h.configure_activate()
+    calls = _watch_detect(h)
+    assert "masks" not in h.node._pubs
+    topic = f"{h.ns}/dlrmamba_detector/instance_masks"
+    masks = h.collect(Image, topic)
+    pubs = (h.publisher(Image, "rgb/image"), h.publisher(Image, "thermal/image"))
+    dets = h.collect(Detection2DArray, "detections")
+    for p in pubs:
+        h.wait_for_subscribers(p)
+    _send_pair(h, pubs, 0)
+    assert wait_for(lambda: len(dets) == 1)
+    assert [d.id for d in dets[0].detections] == [str(i) for i in range(len(dets[0].detections))]
+    assert calls == [False] and h.peer.count_publishers(topic) == 0 and not masks
