@@ -506,6 +506,7 @@ def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batc
                     dets = nms_batch(out, conf, iou, max_det)
                 tg = batch["targets"].numpy()  # (M, 6) [batch_idx, cls, x1, y1, x2, y2]
                 for b, det in enumerate(dets):
+                    clip_to_content(det.boxes, batch["meta"][b]["letterbox"])
                     preds.append(det)
                     sel = tg[:, 0] == b
                     truths.append(ImageTruth(tg[sel, 2:6].astype(np.float32),
@@ -517,6 +518,27 @@ def _torch_predictions(model: Any, dataset: Any, input_hw: tuple[int, int], batc
         if bar is not None:
             bar.close()
     return preds, truths
+
+
+def clip_to_content(boxes: np.ndarray, lb: Any) -> np.ndarray:
+    """Clip (N, 4) network-input boxes, in place, to the letterboxed image (not its padding).
+
+    The runtime Detector clips its boxes to the original image when it maps them back
+    (``unletterbox_boxes``); scoring a torch model in network pixels must do the same, or a
+    box that runs off the image edge (people cut by the bottom of the frame) scores a lower
+    IoU here than the same box from the exported model.
+
+    Args:
+        boxes: (N, 4) float ``x1, y1, x2, y2`` in network-input pixels.
+        lb: the image's :class:`~dlrmamba_core.data.letterbox.Letterbox`.
+
+    Returns:
+        ``boxes``, clipped.
+    """
+    nh, nw = lb.new_hw
+    np.clip(boxes[:, 0::2], lb.pad_x, lb.pad_x + nw, out=boxes[:, 0::2])
+    np.clip(boxes[:, 1::2], lb.pad_y, lb.pad_y + nh, out=boxes[:, 1::2])
+    return boxes
 
 
 def _detector_predictions(detector: Any, dataset: Any, modality: str, limit: int | None,

@@ -136,3 +136,18 @@ def test_eval_cli_group_by_condition(nano_teacher, synth_root, tmp_path, capsys)
     assert sum(v["num_gt"] for v in groups.values()) == met["num_gt"]
     assert set(groups) <= {"day", "dusk", "night", "fog", "glint", "crossover"}
     assert "by condition:" in capsys.readouterr().out
+
+
+def test_torch_path_clips_boxes_to_the_image_like_the_runtime() -> None:
+    """A box running into the letterbox padding is scored as the Detector reports it: cut at
+    the image edge (the exported model and the .pt then agree on people cut by the frame)."""
+    from dlrmamba_core.data.letterbox import letterbox_boxes, letterbox_params, unletterbox_boxes
+    from dlrmamba_core.engine.evaluate import clip_to_content
+
+    lb = letterbox_params((480, 640), (256, 320))  # 320x240 image, 8 px padding top/bottom
+    net = np.array([[-4.0, 200.0, 100.0, 252.0], [10.0, 20.0, 30.0, 40.0]], np.float32)
+    runtime = letterbox_boxes(unletterbox_boxes(net, lb), lb)  # what the Detector reports
+    out = clip_to_content(net.copy(), lb)
+    np.testing.assert_allclose(out, runtime, atol=1e-4)
+    assert out[0].tolist() == [0.0, 200.0, 100.0, 248.0]
+    assert out[1].tolist() == [10.0, 20.0, 30.0, 40.0]  # inside: unchanged
