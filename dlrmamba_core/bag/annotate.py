@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 
 from dlrmamba_core.bag.messages import FrameDetections
+from dlrmamba_core.data.viz import draw_masks
+from dlrmamba_core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,9 @@ def thermal_preview(thermal: np.ndarray, width: int) -> np.ndarray:
 
 def draw(rgb: np.ndarray, det: FrameDetections | None, gt: FrameDetections | None,
          class_names: list[str], caption: str = "",
-         thermal: np.ndarray | None = None) -> np.ndarray:
-    """Draw ground truth (thin white) and detections (class colour, label + score).
+         thermal: np.ndarray | None = None, masks: np.ndarray | None = None) -> np.ndarray:
+    """Draw ground truth (thin white) and detections (class colour, label + score, and the
+    instance mask of a segment model: a translucent fill and outline in the box's colour).
 
     Args:
         rgb: (H, W, 3) uint8 RGB; not modified.
@@ -43,6 +46,8 @@ def draw(rgb: np.ndarray, det: FrameDetections | None, gt: FrameDetections | Non
         caption: text drawn in the top-left corner (stamp, latency ...).
         thermal: the paired raw thermal image, shown as a false-colour inset in the top-right
             corner (a quarter of the width), or None.
+        masks: (N, H, W) {0, 1} instance masks in RGB pixels, row i for detection i of
+            ``det`` (``Detections.masks``), or None.
 
     Returns:
         (H', W', 3) uint8 RGB with even H' and W' (video encoders need even sizes).
@@ -50,14 +55,20 @@ def draw(rgb: np.ndarray, det: FrameDetections | None, gt: FrameDetections | Non
     img = np.ascontiguousarray(rgb).copy()
     h, w = img.shape[:2]
     scale = max(0.35, min(w, h) / 900)  # text size follows the image size
+    if det is not None and masks is not None and len(masks):
+        if len(masks) != len(det) or masks.shape[1:] != (h, w):
+            raise InputError(f"masks {masks.shape} do not fit {len(det)} detections on a "
+                             f"{w}x{h} image: pass (N, H, W) masks, row i for detection i")
+        img = draw_masks(img, masks, np.array([_color_index(n, class_names) for n in
+                                               det.class_names], np.int64), palette=_PALETTE)
     if gt is not None:
         for b in gt.boxes:
             x1, y1, x2, y2 = (round(float(v)) for v in b)
             cv2.rectangle(img, (x1, y1), (x2, y2), GT_COLOR, 1, cv2.LINE_AA)
     if det is not None:
         for b, s, n in zip(det.boxes, det.scores, det.class_names, strict=True):
-            k = class_names.index(n) if n in class_names else len(_PALETTE) - 1
-            color = tuple(int(c) for c in _PALETTE[k % len(_PALETTE)])
+            color = tuple(int(c) for c in _PALETTE[_color_index(n, class_names)
+                                                   % len(_PALETTE)])
             x1, y1, x2, y2 = (round(float(v)) for v in b)
             cv2.rectangle(img, (x1, y1), (x2, y2), color, 2, cv2.LINE_AA)
             cv2.putText(img, f"{n} {s:.2f}", (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX,
@@ -74,6 +85,11 @@ def draw(rgb: np.ndarray, det: FrameDetections | None, gt: FrameDetections | Non
     if pad_h or pad_w:
         img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)))
     return img
+
+
+def _color_index(name: str, class_names: list[str]) -> int:
+    """Palette index of a class name: its class index, the last colour for unknown names."""
+    return class_names.index(name) if name in class_names else len(_PALETTE) - 1
 
 
 class AnnotatedVideo:

@@ -8,8 +8,11 @@ through the same :class:`~dlrmamba_core.runtime.Detector`. Outputs in ``--out``:
   ``vision_msgs/Detection2DArray`` on the RGB header of each pair (logged at the RGB message's
   log time) and a ``vision_msgs/LabelInfo`` class map;
 * ``metrics.json``: pairing statistics, latency p50/p95, detection counts, COCO mAP
-  (pycocotools) when ground truth is given; ``"partial": true`` after an interruption;
-* ``annotated.mp4`` (or ``annotated_strip.png`` without a video encoder) and ``preview.png``;
+  (pycocotools) when ground truth is given; for a segment model ``"segm"``: mask mAP when the
+  ground truth has instance masks (a COCO JSON with ``segmentation``), else why it was not
+  scored; ``"partial": true`` after an interruption;
+* ``annotated.mp4`` (or ``annotated_strip.png`` without a video encoder) and ``preview.png``
+  (a segment model's masks drawn under its boxes);
 * ``report.md``: a short human-readable summary.
 
 The output directory is written under a temporary name and renamed at the end. An error
@@ -100,6 +103,7 @@ class _Pending:
     det: m.FrameDetections
     caption: str
     waited: int = 0
+    masks: np.ndarray | None = None  # (N, H, W) instance masks of a segment model
 
 
 @dataclass
@@ -200,11 +204,12 @@ def evaluate_bag(bag: str | Path, out: str | Path, opts: EvalOptions) -> EvalRes
             # steps (COCO, video encoding) are skipped on Ctrl-C, and the result says so.
             run.close_detections_bag()
             coco = run.coco_metrics()
+            segm = run.segm_metrics()
             video_path = run.finish_video()
             with _deferred_sigint(run.state):
                 _phase(opts, "report")
                 preview = run.write_preview()
-                metrics = run.write_metrics_and_report(coco, video_path, preview)
+                metrics = run.write_metrics_and_report(coco, video_path, preview, segm)
                 run.close_progress()
                 final = target.commit()
         except BaseException:
@@ -233,6 +238,7 @@ class _Inputs:
     class_names: list[str]
     n_rgb: int
     synthetic: bool
+    segment: bool = False  # a segment model: Detector.detect can give instance masks
 
 
 def _open_inputs(bag: Path, reader: BagReader, opts: EvalOptions) -> _Inputs:
@@ -265,7 +271,8 @@ def _open_inputs(bag: Path, reader: BagReader, opts: EvalOptions) -> _Inputs:
                    thermal_type=thermal_type, gt=gt, gt_topic=gt_topic, model_path=model_path,
                    homography=homography, detector=detector, class_names=class_names,
                    n_rgb=reader.counts.get(opts.rgb_topic, 0),
-                   synthetic=reader.custom.get(CUSTOM_SYNTHETIC) == "true")
+                   synthetic=reader.custom.get(CUSTOM_SYNTHETIC) == "true",
+                   segment=bool(getattr(detector, "segment", False)))
 
 
 @dataclass
@@ -277,6 +284,7 @@ class _Records:
     latency_total: list[float] = field(default_factory=list)  # decode + detect, ms
     latency_infer: list[float] = field(default_factory=list)  # network alone, ms
     skews_ms: list[float] = field(default_factory=list)  # RGB - thermal stamp, ms
+    masks: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # COCO RLE per box
     first_log: int | None = None  # log time of the first / last message read (ns)
     last_log: int | None = None
 
@@ -302,6 +310,10 @@ class _BagEvaluation:
         self.pending: list[_Pending] = []  # detected frames waiting for their ground truth
         self.bar: Any = None
         self._label_written = False
+        gt = inputs.gt
+        # Segment model: masks are decoded only for what uses them (the video, segm scoring).
+        self.score_masks = inputs.segment and gt is not None and gt.has_masks
+        self.decode_masks = inputs.segment and (opts.video or self.score_masks)
 
     def open_outputs(self) -> None:
         """Open the detections bag (+ LabelInfo topic), the video writer and the progress bar."""
@@ -363,7 +375,7 @@ class _BagEvaluation:
         rgb = m.decode_rgb(rgb_msg, inp.rgb_type, f"topic {opts.rgb_topic}")
         thermal = m.decode_thermal(pair.thermal.decode(), inp.thermal_type,
                                    f"topic {opts.thermal_topic}")
-        res = inp.detector.detect(rgb, thermal)
+        res = inp.detector.detect(rgb, thermal, masks=self.decode_masks)
         total_ms = (time.perf_counter() - t0) * 1e3
         fd = m.FrameDetections.from_detections(pair.rgb_stamp_ns, str(rgb_msg.header.frame_id),
                                                res)
@@ -375,11 +387,15 @@ class _BagEvaluation:
             rec.latency_total.append(total_ms)
             rec.latency_infer.append(float(getattr(res, "inference_ms", total_ms)))
             rec.skews_ms.append(pair.skew_ns / 1e6)
+            if self.score_masks and res.masks is not None:
+                from dlrmamba_core.data.masks import rle_encode
+
+                rec.masks[fd.stamp_ns] = [rle_encode(mk) for mk in res.masks]
         if self.state.hit:
             raise KeyboardInterrupt
         if self.video is not None:
             cap = f"t={fd.stamp_ns / 1e9:.3f}s  {len(fd)} det  {total_ms:.0f} ms"
-            self.pending.append(_Pending(rgb, thermal, fd, cap))
+            self.pending.append(_Pending(rgb, thermal, fd, cap, masks=res.masks))
             _flush_video(self.video, self.pending, inp.gt, inp.class_names, force=False)
         if opts.on_pair is not None:
             opts.on_pair(len(rec.detections))
@@ -424,6 +440,25 @@ class _BagEvaluation:
             lambda: coco_on_frames(rec.detections, gt, names, rec.sizes))
         return result
 
+    def segm_metrics(self) -> dict[str, Any] | None:
+        """A segment model's mask mAP, or why it was not scored; None for a detect model."""
+        inp, rec = self.inputs, self.records
+        if not inp.segment:
+            return None
+        gt = inp.gt
+        if gt is None:
+            return {"scored": False, "reason": "no ground truth given"}
+        if not self.score_masks:
+            return {"scored": False,
+                    "reason": f"the ground truth ({gt.source}) has boxes only, no instance "
+                              "masks: segm mAP is not computed (masks are drawn in the video)"}
+        result: dict[str, Any] | None = _interruptible(
+            self.state, self.opts, "metrics",
+            lambda: segm_on_frames(rec.detections, rec.masks, gt, inp.class_names, rec.sizes))
+        if result is None:
+            return {"scored": False, "reason": "interrupted"}
+        return result
+
     def finish_video(self) -> Path | None:
         """Draw the frames still pending and close the video.
 
@@ -456,7 +491,8 @@ class _BagEvaluation:
         return preview
 
     def write_metrics_and_report(self, coco: dict[str, Any] | None, video_path: Path | None,
-                                 preview: Path | None) -> dict[str, Any]:
+                                 preview: Path | None,
+                                 segm: dict[str, Any] | None = None) -> dict[str, Any]:
         """``metrics.json`` and ``report.md`` (rewritten if a Ctrl-C arrives meanwhile)."""
         outputs = {"detections_bag": "detections",
                    "video": video_path.name if video_path else None,
@@ -464,7 +500,7 @@ class _BagEvaluation:
                    "report": "report.md"}
         while True:
             partial = self.state.hit
-            metrics = _metrics(self, coco, outputs, partial)
+            metrics = _metrics(self, coco, outputs, partial, segm)
             (self.target.tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             (self.target.tmp / "report.md").write_text(render_report(metrics))
             if self.state.hit == partial:
@@ -596,12 +632,12 @@ def _flush_video(video: AnnotatedVideo | None, pending: list[_Pending], gt: Grou
         if truth is None and gt is not None and not force and p.waited < 5:
             p.waited += 1
             return
-        video.add(draw(p.rgb, p.det, truth, class_names, p.caption, p.thermal))
+        video.add(draw(p.rgb, p.det, truth, class_names, p.caption, p.thermal, p.masks))
         pending.pop(0)
 
 
 def _metrics(run: _BagEvaluation, coco: dict[str, Any] | None, outputs: dict[str, Any],
-             partial: bool) -> dict[str, Any]:
+             partial: bool, segm: dict[str, Any] | None = None) -> dict[str, Any]:
     """The content of ``metrics.json``."""
     inp, rec, opts, pairer = run.inputs, run.records, run.opts, run.pairer
     detections = rec.detections
@@ -635,6 +671,8 @@ def _metrics(run: _BagEvaluation, coco: dict[str, Any] | None, outputs: dict[str
         "detections": {"frames": len(detections), "total": n_det,
                        "per_frame_mean": round(n_det / max(len(detections), 1), 3)},
         "coco": coco,
+        "task": "segment" if inp.segment else "detect",
+        "segm": segm,
         "input_warnings": dict(getattr(inp.detector, "input_warning_messages", {})),
         "outputs": outputs,
     }
@@ -682,6 +720,49 @@ def coco_on_frames(detections: dict[int, m.FrameDetections], gt: GroundTruth,
         "num_gt": res["num_gt"], "num_det": res["num_det"],
         "source": gt.source,
     }
+
+
+def segm_on_frames(detections: dict[int, m.FrameDetections],
+                   masks: dict[int, list[dict[str, Any]]], gt: GroundTruth,
+                   class_names: list[str],
+                   sizes: dict[int, tuple[int, int]]) -> dict[str, Any]:
+    """COCO mask mAP (pycocotools ``segm``) over the evaluated frames whose ground truth has
+    instance masks.
+
+    Args:
+        detections: per RGB stamp.
+        masks: per RGB stamp one COCO RLE per detection (in order), RGB pixels.
+        gt: ground truth per RGB stamp (:meth:`GroundTruth.masks`).
+        class_names: the model's class map; ground truth names must be in it.
+        sizes: RGB ``(width, height)`` (px) per stamp.
+
+    Raises:
+        BagError: a ground-truth class the model does not know.
+    """
+    from dlrmamba_core.engine.evaluate import coco_segm_metrics
+    from dlrmamba_core.runtime.detections import Detections
+
+    index = {n: i for i, n in enumerate(class_names)}
+    preds, pred_masks, labels, truth_masks = [], [], [], []
+    for stamp in sorted(detections):
+        width, height = sizes[stamp]
+        truth = gt.get(stamp, width, height)
+        rles = gt.masks(stamp, width, height)
+        if truth is None or rles is None or stamp not in masks:
+            continue
+        unknown = sorted(set(truth.class_names) - set(index))
+        if unknown:
+            raise BagError(f"ground truth ({gt.source}) at stamp {stamp} has classes {unknown} "
+                           f"that the model's class map {class_names} lacks")
+        d = detections[stamp]
+        preds.append(Detections.of(d.boxes, d.scores, [index[n] for n in d.class_names]))
+        pred_masks.append(masks[stamp])
+        labels.append(np.array([index[n] for n in truth.class_names], np.int64))
+        truth_masks.append(rles)
+    res = coco_segm_metrics(preds, pred_masks, labels, truth_masks, class_names)
+    return {"scored": True, "mAP50": res["mAP50"], "mAP50_95": res["mAP50_95"],
+            "per_class": res["per_class"], "frames_evaluated": len(preds),
+            "num_gt": res["num_gt"], "num_det": res["num_det"], "source": gt.source}
 
 
 def _f(v: float | None) -> str:
@@ -733,6 +814,13 @@ def render_report(metrics: dict[str, Any]) -> str:
             ap50 = "-" if c["AP50"] is None else f"{c['AP50']:.1f}"
             ap = "-" if c["AP50_95"] is None else f"{c['AP50_95']:.1f}"
             lines.append(f"| {name} | {ap50} | {ap} | {c['num_gt']} |")
+    segm = metrics.get("segm")
+    if segm is not None and segm.get("scored"):
+        lines += ["", "## Instance masks (COCO segm, pycocotools)", "",
+                  f"- mask mAP50 {segm['mAP50']:.1f}, mAP50:95 {segm['mAP50_95']:.1f} over "
+                  f"{segm['frames_evaluated']} frames ({segm['num_gt']} objects)"]
+    elif segm is not None:
+        lines += ["", "## Instance masks", "", f"- not scored: {segm['reason']}"]
     out = metrics["outputs"]
     lines += ["", "## Files", "", f"- detections bag: `{out['detections_bag']}/`"]
     if out.get("video"):

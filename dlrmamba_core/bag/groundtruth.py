@@ -5,7 +5,9 @@ Ground truth is keyed by the **RGB image stamp** (ns):
 * topic: ``vision_msgs/Detection2DArray`` whose header stamp is the RGB image's stamp,
   ``class_id`` the class name;
 * COCO JSON: every image has ``"stamp_ns"`` (int) or a ``file_name`` whose stem is the stamp in
-  ns (``1700000000123456789.png``); categories by name;
+  ns (``1700000000123456789.png``); categories by name; annotations with a ``segmentation``
+  (polygons or RLE, in RGB pixels) give instance masks (a frame has masks when every one of
+  its objects has one);
 * YOLO: a directory of ``<stamp_ns>.txt`` files, one ``class cx cy w h`` line per object
   (normalized to 0..1 of the RGB image), class names in ``classes.txt`` (one per line) or, if
   absent, the model's class map.
@@ -15,12 +17,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dlrmamba_core.bag.messages import FrameDetections
 from dlrmamba_core.data.readers.yolo import yolo_row_problem
-from dlrmamba_core.errors import BagError
+from dlrmamba_core.errors import BagError, InputError
 
 
 class GroundTruth:
@@ -31,6 +34,8 @@ class GroundTruth:
         self._frames: dict[int, FrameDetections] = {}
         # YOLO: normalized (cx, cy, w, h) + names, converted once the image size is known.
         self._normalized: dict[int, tuple[np.ndarray, list[str]]] = {}
+        # COCO segmentation per stamp, one entry per object (None: that object has none).
+        self._segmentation: dict[int, list[Any]] = {}
 
     def __len__(self) -> int:
         return len(self._frames) + len(self._normalized)
@@ -57,6 +62,33 @@ class GroundTruth:
             return FrameDetections(stamp_ns, "", boxes.astype(np.float32),
                                    np.ones(len(names), np.float32), names)
         return None
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether some frame has an instance mask for every one of its objects."""
+        return any(segs and all(sg is not None for sg in segs)
+                   for segs in self._segmentation.values())
+
+    def masks(self, stamp_ns: int, width: int, height: int) -> list[dict[str, Any]] | None:
+        """The instance masks of one frame as COCO RLE (``data.masks.rle_encode``) in its
+        ``width`` x ``height`` pixels, one per object in the order of :meth:`get`'s boxes;
+        None when the frame has no ground truth or an object of it has no segmentation.
+
+        Raises:
+            BagError: a segmentation that does not fit the image (an RLE of another size).
+        """
+        from dlrmamba_core.data.masks import decode_segmentation, render_masks, rle_encode
+
+        segs = self._segmentation.get(stamp_ns)
+        frame = self._frames.get(stamp_ns)
+        if segs is None or frame is None or any(sg is None for sg in segs):
+            return None
+        try:
+            sources = [decode_segmentation(sg, (height, width)) for sg in segs]
+            stack = render_masks(sources, (height, width))  # (M, H, W)
+        except InputError as exc:
+            raise BagError(f"ground truth {self.source} at stamp {stamp_ns}: {exc}") from exc
+        return [rle_encode(mk) for mk in stack]
 
     @classmethod
     def from_file(cls, path: str | Path, class_names: list[str]) -> GroundTruth:
@@ -97,6 +129,7 @@ class GroundTruth:
             by_id[int(img["id"])] = int(stamp)
             gt.add(FrameDetections(int(stamp), "", np.zeros((0, 4), np.float32),
                                    np.zeros(0, np.float32), []))
+            gt._segmentation[int(stamp)] = []
         for i, a in enumerate(anns):
             try:
                 stamp = by_id[int(a["image_id"])]
@@ -109,6 +142,7 @@ class GroundTruth:
             f.boxes = np.concatenate([f.boxes, np.array([[x, y, x + w, y + h]], np.float32)])
             f.scores = np.ones(len(f.boxes), np.float32)
             f.class_names.append(name)
+            gt._segmentation[stamp].append(a.get("segmentation") or None)
         return gt
 
     @classmethod

@@ -45,7 +45,8 @@ def draw_boxes(img: np.ndarray, boxes: np.ndarray, labels: np.ndarray, names: Se
 
 
 def draw_masks(img: np.ndarray, masks: np.ndarray, labels: np.ndarray, scale: float = 1.0,
-               alpha: float = 0.45) -> np.ndarray:
+               alpha: float = 0.45,
+               palette: Sequence[Sequence[int]] | np.ndarray | None = None) -> np.ndarray:
     """Draw instance masks on an RGB uint8 copy of ``img``: translucent fill and outline.
 
     Args:
@@ -54,6 +55,9 @@ def draw_masks(img: np.ndarray, masks: np.ndarray, labels: np.ndarray, scale: fl
         labels: (N,) class indices (they pick the colour, as in :func:`draw_boxes`).
         scale: ``img`` pixels per mask pixel.
         alpha: opacity of the fill.
+        palette: RGB colours indexed by label (cycled); None = this module's palette (as
+            :func:`draw_boxes`). A caller drawing its own boxes passes its palette so that a
+            mask and its box share a colour.
 
     Returns:
         (h, w, 3) uint8 RGB.
@@ -69,7 +73,8 @@ def draw_masks(img: np.ndarray, masks: np.ndarray, labels: np.ndarray, scale: fl
                for c in contours]
         if not pts:
             continue
-        col = _PALETTE[int(lab) % len(_PALETTE)]
+        colors = _PALETTE if palette is None else palette
+        col = tuple(int(v) for v in colors[int(lab) % len(colors)])
         cv2.fillPoly(fill, pts, col)
         outlines.append((pts, col))
     out = cv2.addWeighted(fill, alpha, out, 1.0 - alpha, 0.0)

@@ -52,3 +52,32 @@ def make_checkpoint(path: Path, variant: str = "nano", seed: int = 0) -> Path:
             conv.bias.fill_(-1.0)  # most anchors below 0.25, a few above
     return save_model(path, model, list(SYNTH_CLASSES), TEST_HW,
                       extra={"data": {"dataset": "none (untrained test model)"}})
+
+
+def make_segment_checkpoint(path: Path, class_names: list[str], num_protos: int = 8,
+                            seed: int = 0) -> Path:
+    """Save an untrained ``nano`` segment model whose masks have object and background pixels.
+
+    BatchNorm statistics are re-estimated on random inputs (as in :func:`make_checkpoint`) and
+    the mask coefficients scaled up, so the logits ``coeffs . protos`` sit well away from 0.
+    """
+    import torch
+
+    from dlrmamba_core.models import build_model
+    from dlrmamba_core.models.io import save_model
+
+    torch.manual_seed(seed)
+    model = build_model("nano", len(class_names), task="segment", num_protos=num_protos)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.reset_running_stats()
+            mod.momentum = None  # cumulative average over the passes below
+    model.train()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.rand(4, 3, *TEST_HW, generator=gen),
+                  torch.rand(4, 1, *TEST_HW, generator=gen))
+        for lvl in model.mask_coef.levels:
+            lvl[-1].weight.mul_(30.0)  # logits of either sign well away from 0
+    return save_model(path, model.eval(), list(class_names), TEST_HW)

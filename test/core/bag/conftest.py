@@ -80,6 +80,19 @@ def build_grid_model(path: Path, input_hw: tuple[int, int] = GRID_HW,
 
 
 @pytest.fixture(scope="session")
+def segment_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained ``nano`` segment model (K = 8, classes :data:`GRID_CLASSES`) in ONNX."""
+    pytest.importorskip("torch")
+    from model_helpers import make_segment_checkpoint
+
+    from dlrmamba_core.deploy.export import export_onnx
+
+    d = tmp_path_factory.mktemp("segment_model")
+    ckpt = make_segment_checkpoint(d / "seg.pt", GRID_CLASSES)
+    return Path(export_onnx(ckpt, d / "seg.onnx", parity_samples=0).onnx_path)
+
+
+@pytest.fixture(scope="session")
 def grid_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of the grid detector ONNX file."""
     return build_grid_model(tmp_path_factory.mktemp("model") / "grid.onnx")
