@@ -1,6 +1,6 @@
 """Where the memory goes after an input burst (issue 21 item 9; a measurement, not a test).
 
-    python -m dlrmamba_ros.bench_burst --model models/dlrmamba_student.onnx
+    python -m dlrmamba_ros.bench_burst --model models/dlrmamba_student_p5.onnx
 
 One process over real rclpy (loopback): a peer publishes SYNTHETIC 640x512 rgb8 + mono16
 pairs at --rate Hz (default 200) for --seconds s to an active DetectorNode, then stays idle.
@@ -33,7 +33,7 @@ def _sample(label: str) -> tuple[str, float, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="models/dlrmamba_student.onnx")
+    ap.add_argument("--model", default="models/dlrmamba_student_p5.onnx")
     ap.add_argument("--rate", type=float, default=200.0, help="burst input rate (Hz)")
     ap.add_argument("--seconds", type=float, default=5.0, help="burst length (s)")
     args = ap.parse_args(argv)

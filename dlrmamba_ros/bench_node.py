@@ -1,7 +1,7 @@
 """Benchmark of the detector node itself (not a test): overhead, bounded latency, flat memory.
 
     python -m dlrmamba_ros.bench_node --build-nano --duration 120
-    python -m dlrmamba_ros.bench_node --model models/dlrmamba_student.onnx --duration 600
+    python -m dlrmamba_ros.bench_node --model models/dlrmamba_student_p5.onnx --duration 600
 
 Everything runs in one process over real rclpy (loopback DDS): a peer node publishes
 SYNTHETIC 640x512 RGB (rgb8) + thermal (mono16) frames, the DetectorNode (lifecycle,

@@ -1,6 +1,6 @@
 """Measure large-image delivery with and without config/fastdds_large_images.xml.
 
-    python tools/dds_delivery.py [--model models/dlrmamba_student.onnx]
+    python tools/dds_delivery.py [--model models/dlrmamba_student_p5.onnx]
 
 Publishes 150 SYNTHETIC 1280x1024 rgb8 + 640x512 mono16 pairs at 30 Hz (best effort) from
 one process to the detector node in another (through launch/detector.launch.py when
@@ -34,7 +34,7 @@ def cpu_name() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "models" / "dlrmamba_student.onnx"))
+    ap.add_argument("--model", default=str(REPO / "models" / "dlrmamba_student_p5.onnx"))
     args = ap.parse_args()
     import rclpy
     from test_large_images import N_PAIRS, RATE_HZ, delivered_pairs

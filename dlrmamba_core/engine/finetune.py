@@ -242,8 +242,8 @@ def load_init(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     """A model to start from: ``.onnx`` (:func:`model_from_onnx`) or ``.pt`` (load_model)."""
     p = Path(path)
     if not p.is_file():
-        raise ModelFileError(f"{p}: no such model file; pass models/dlrmamba_student.onnx "
-                             "or a best.pt")
+        raise ModelFileError(f"{p}: no such model file; pass a shipped model (e.g. "
+                             "models/dlrmamba_student_p5.onnx, the default) or a best.pt")
     if p.suffix == ".onnx":
         return model_from_onnx(p)
     from dlrmamba_core.models.io import load_model
@@ -510,7 +510,8 @@ def register(subparsers: Any) -> None:
                     "shares with it, learn new ones, train a short schedule with strong "
                     "augmentation and frozen early stages (~10 min on a 2-core CPU). See "
                     "docs/finetune.md.")
-    p.add_argument("model", help="starting model: models/dlrmamba_student.onnx or a .pt")
+    p.add_argument("model", help="starting model: a shipped .onnx (the default is "
+                   "models/dlrmamba_student_p5.onnx) or a .pt")
     p.add_argument("--data", required=True, help="dataset root folder")
     p.add_argument("--data-format", default="yolo",
                    help="dataset reader with options, e.g. yolo:thermal_dir=ir (see docs/"
