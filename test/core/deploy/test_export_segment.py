@@ -17,24 +17,11 @@ NC = 7  # the synthetic benchmark's classes (data.synthetic.SYNTH_CLASSES)
 def _segment_checkpoint(path: Path) -> Path:
     """An untrained nano segment model with realistic BatchNorm statistics and mask
     coefficients large enough that masks have object and background pixels."""
-    from dlrmamba_core.data.synthetic import SYNTH_CLASSES
-    from dlrmamba_core.models import build_model
-    from dlrmamba_core.models.io import save_model
+    from model_helpers import make_segment_checkpoint
 
-    torch.manual_seed(0)
-    model = build_model("nano", len(SYNTH_CLASSES), task="segment", num_protos=K)
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-            mod.reset_running_stats()
-            mod.momentum = None  # cumulative average over the passes below
-    model.train()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.rand(4, 3, *HW, generator=g), torch.rand(4, 1, *HW, generator=g))
-        for lvl in model.mask_coef.levels:
-            lvl[-1].weight.mul_(30.0)  # logits of either sign well away from 0
-    return save_model(path, model.eval(), list(SYNTH_CLASSES), HW)
+    from dlrmamba_core.data.synthetic import SYNTH_CLASSES
+
+    return make_segment_checkpoint(path, list(SYNTH_CLASSES), num_protos=K)
 
 
 @pytest.fixture(scope="module")
