@@ -215,6 +215,8 @@ def _pairs(text: str, flag: str, names: list[str], example: str) -> list[tuple[s
 FeatureLevel = Literal["backbone", "neck"]
 DistillMethod = Literal["sad", "rs4d"]
 DISTILL_METHODS: tuple[str, ...] = typing.get_args(DistillMethod)
+StudentInit = Literal["svd", "random"]
+STUDENT_INITS: tuple[str, ...] = typing.get_args(StudentInit)
 
 
 @dataclass
@@ -322,6 +324,9 @@ class DistillConfig:
             defaults to the registry's student (models.config.STUDENT_RANK_RATIO).
         state_ratio: r_state / N, r_state = ceil(state_ratio * N); defaults to the
             registry's student (models.config.STUDENT_STATE_RATIO).
+        student_init: "svd" (the teacher's truncated SVD, the paper's low-rank init) or
+            "random" (the same student shape with freshly drawn weights: does distillation
+            help without the SVD init?).
         weights: loss weights as key=value pairs (0 switches a loss off): task, and svd,
             state, feat (sad) or rs4d (rs4d).
         rs4d: RS4D masking as key=value pairs: patch (pixels), mask_min, mask_max,
@@ -335,6 +340,7 @@ class DistillConfig:
     student: str | None = None
     rank_ratio: float = STUDENT_RANK_RATIO
     state_ratio: float = STUDENT_STATE_RATIO
+    student_init: StudentInit = "svd"
     weights: DistillWeights = dataclasses.field(default_factory=DistillWeights)
     rs4d: RS4DConfig = dataclasses.field(default_factory=RS4DConfig)
     finetune_epochs: int = 10
@@ -348,6 +354,12 @@ class DistillConfig:
             raise ConfigError(f"--student {self.student}: SAD compares the factors and scan "
                               "states of a student built from the teacher by SVD, so it "
                               "takes no other student; use --method rs4d, or drop --student")
+        if self.student_init not in STUDENT_INITS:
+            raise ConfigError(f"student_init must be one of {STUDENT_INITS}, got "
+                              f"{self.student_init!r}")
+        if self.student is not None and self.student_init != "svd":
+            raise ConfigError(f"--student {self.student} is built from scratch already; "
+                              "--student-init applies to the student built from the teacher")
         for name in ("rank_ratio", "state_ratio"):
             val = getattr(self, name)
             if not 0.0 < val <= 1.0:

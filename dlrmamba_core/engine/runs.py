@@ -292,6 +292,7 @@ def distill_model(
 
     from dlrmamba_core.engine.distill import DistillTask
     from dlrmamba_core.models import student_from_teacher
+    from dlrmamba_core.models.student import redraw_parameters
 
     distill = distill or DistillConfig()
     distill.validate()
@@ -329,6 +330,11 @@ def distill_model(
                      "ratio %.2f) after %.1f s", rank_ratio, state_ratio,
                      time.monotonic() - t_start)
             extra.update(rank_ratio=rank_ratio, state_ratio=state_ratio)
+            if distill.student_init == "random":
+                redraw_parameters(student)
+                log.info("student weights redrawn at random (--student-init random): the "
+                         "SVD-built shape without the SVD init")
+            extra["student_init"] = distill.student_init
         else:
             from dlrmamba_core.models import build_model
 

@@ -143,3 +143,21 @@ def student_from_teacher(
             for s_fc, t_fc in ((mod.fc1, t_mod.fc1), (mod.fc2, t_mod.fc2)):
                 fill_lowrank(s_fc, dense_weight(t_fc), dense_bias(t_fc))
     return student
+
+
+def redraw_parameters(model: DetectorNet) -> DetectorNet:
+    """Replace every parameter of ``model`` by the weights a freshly built model of the same
+    config draws (its own initializers, torch's current RNG); buffers stay as they are.
+
+    Used for "random init + distillation" ablations: the student keeps the SVD-built shape
+    (rank, kept scan states) but loses what the truncated SVD of the teacher gave it.
+
+    Returns:
+        ``model``, changed in place.
+    """
+    device = next(model.parameters()).device
+    fresh = dict(DetectorNet(model.cfg).to(device).named_parameters())
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(fresh[name])
+    return model

@@ -200,3 +200,38 @@ def test_distill_defaults_build_every_registered_student() -> None:
     for teacher_name, student_name in pairs:
         built = student_config(get_config(teacher_name, 3), dcfg.rank_ratio, dcfg.state_ratio)
         assert built == get_config(student_name, 3), (teacher_name, student_name)
+
+
+def test_student_init_random_keeps_the_shape_and_drops_the_svd_weights(
+        synth_root: Path, tmp_path: Path, nano_teacher: Path) -> None:
+    """``--student-init random``: the SVD-built student's shape with fresh weights (the
+    "random init + SAD" ablation), recorded in the checkpoint; refused with --student."""
+    import torch
+
+    from dlrmamba_core.models import student_from_teacher
+    from dlrmamba_core.models.detector import DetectorNet
+    from dlrmamba_core.models.io import load_model
+    from dlrmamba_core.models.student import redraw_parameters
+
+    teacher, _ = load_model(nano_teacher)
+    svd = student_from_teacher(teacher, 0.5, 0.5)
+    student = student_from_teacher(teacher, 0.5, 0.5)
+    buffers = {k: v.clone() for k, v in student.named_buffers()}
+    torch.manual_seed(3)
+    redraw_parameters(student)
+    torch.manual_seed(3)
+    fresh = DetectorNet(student.cfg)
+    for (name, p), (_, q), (_, f) in zip(student.named_parameters(), svd.named_parameters(),
+                                         fresh.named_parameters(), strict=True):
+        assert torch.equal(p, f), name
+    assert any(not torch.equal(p, q) for p, q in zip(student.parameters(), svd.parameters()))
+    assert all(torch.equal(v, buffers[k]) for k, v in student.named_buffers())
+    rc = cli_main(["distill", "--teacher", str(nano_teacher), "--data", str(synth_root),
+                   "--out", str(tmp_path / "run"), "--student-init", "random", "--max-steps",
+                   "1", "--finetune-epochs", "0", "--val-split", "none", "--workers", "0",
+                   "--batch-size", "4", "--device", "cpu", "--no-progress"])
+    assert rc == 0
+    state = torch.load(tmp_path / "run" / "distill" / "last.pt", weights_only=True)
+    assert state["extra"]["student_init"] == "random"
+    with pytest.raises(ConfigError, match="--student-init"):
+        DistillConfig(method="rs4d", student="nano", student_init="random").validate()
