@@ -238,7 +238,8 @@ def register(subparsers: Any) -> None:
     _data_args(p)
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="network input, multiples of 32 (default 256 320)")
-    p.add_argument("--init", default=None, help="start from this model file's weights")
+    p.add_argument("--init", default=None, help="start from this model file's weights: a .pt "
+                   "or a shipped .onnx (traced back to torch, as finetune does)")
     p.add_argument("--rank-ratio", type=float, default=None,
                    help="override the variant's low-rank ratio (student variants)")
     p.add_argument("--d-state", type=int, default=None,

@@ -182,7 +182,9 @@ def train_model(
         if task.segment:
             model_over.update(task="segment", num_protos=task.num_protos)
         if init is not None:
-            model, meta = _load_model(init)
+            from dlrmamba_core.engine.finetune import load_init
+
+            model, meta = load_init(init)  # a .pt, or a shipped .onnx traced back to torch
             check_class_names(str(init), list(meta["class_names"]), names)
             variant = meta["variant"]
             model = _model_for_task(model, task, str(init))

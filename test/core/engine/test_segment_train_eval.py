@@ -158,3 +158,28 @@ def test_distill_refuses_a_segment_teacher(synth_root: Path, tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="detect models only"):
         distill_model(teacher, "synth", synth_root, tmp_path / "d",
                       TrainConfig(device="cpu", num_workers=0, progress=False))
+
+
+def test_train_init_from_a_shipped_style_onnx(synth_root: Path, tmp_path: Path,
+                                              nano_export: object) -> None:
+    """`train --init M.onnx` (what a user holds: the shipped ONNX, not a .pt) traces the
+    weights back to torch like finetune does; here into a segment model."""
+    import numpy as np
+
+    from dlrmamba_core.engine.finetune import model_from_onnx
+    from dlrmamba_core.models.io import load_model
+
+    onnx_path = nano_export.onnx_path  # type: ignore[attr-defined]
+    out = tmp_path / "run"
+    rc = cli_main(["train", "--task", "segment", "--num-protos", "4", "--init",
+                   str(onnx_path), "--data", str(synth_root), "--out", str(out),
+                   "--val-split", "none", "--epochs", "1",
+                   "--batch-size", "4", "--workers", "0", "--device", "cpu",
+                   "--input-size", "128", "160", "--no-progress", "--lr", "1e-9"])
+    assert rc == 0
+    model, meta = load_model(out / "final.pt")
+    assert meta["config"]["task"] == "segment" and meta["variant"] == "nano"
+    traced, _ = model_from_onnx(onnx_path)
+    head = "head.cls.0.2.weight"
+    np.testing.assert_allclose(model.state_dict()[head].numpy(),
+                               traced.state_dict()[head].numpy(), atol=1e-4)
