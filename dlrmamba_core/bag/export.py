@@ -48,12 +48,14 @@ class ExportResult:
         pairs_formed: pairs the pairing formed over the whole bag.
         stems: file stems written (RGB stamps in ns, as strings), in time order.
         pairing: the pairer's statistics (received / paired / dropped per stream).
+        duplicates: pairs skipped because their RGB stamp (the file name) was already written.
     """
 
     out: Path
     pairs_formed: int
     stems: list[str] = field(default_factory=list)
     pairing: dict[str, Any] = field(default_factory=dict)
+    duplicates: int = 0
 
 
 def iter_bag_pairs(reader: Any, rgb_topic: str, thermal_topic: str, pairer: Any
@@ -126,6 +128,8 @@ def export_pairs(bag: str | Path, out: str | Path, rgb_topic: str, thermal_topic
             pairer: ApproximateTimePairer[Any] = ApproximateTimePairer(
                 queue_size=queue_size, slop_s=slop_s)
             rows: list[list[Any]] = []
+            seen: set[str] = set()
+            duplicates = 0
             formed = 0
             kinds: dict[str, str] = {}
             for pair in iter_bag_pairs(reader, rgb_topic, thermal_topic, pairer):
@@ -136,6 +140,12 @@ def export_pairs(bag: str | Path, out: str | Path, rgb_topic: str, thermal_topic
                 thermal = m.decode_thermal(pair.thermal.decode(), thermal_type,
                                            f"topic {thermal_topic}")
                 stem = f"{pair.rgb_stamp_ns:019d}"
+                if stem in seen:
+                    # Two pairs with one RGB stamp (a driver that repeats stamps): the files
+                    # are named by it, so the second is skipped and counted, not overwritten.
+                    duplicates += 1
+                    continue
+                seen.add(stem)
                 _write_png(target.tmp / "rgb" / f"{stem}.png",
                            np.ascontiguousarray(rgb[..., ::-1]), cv2)  # RGB -> BGR for OpenCV
                 _write_png(target.tmp / "thermal" / f"{stem}.png", thermal, cv2)
@@ -158,14 +168,16 @@ def export_pairs(bag: str | Path, out: str | Path, rgb_topic: str, thermal_topic
             summary = {
                 "bag": str(bag), "rgb_topic": rgb_topic, "thermal_topic": thermal_topic,
                 "slop_s": slop_s, "queue_size": queue_size, "every": every,
-                "pairs_formed": formed, "pairs_exported": len(rows), "images": kinds,
+                "pairs_formed": formed, "pairs_exported": len(rows),
+                "skipped_duplicate_rgb_stamps": duplicates, "images": kinds,
                 "pairing": pairer.stats.as_dict()}
             (target.tmp / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
             final = target.commit()
         except BaseException:
             target.discard()
             raise
-    return ExportResult(final, formed, [r[0] for r in rows], pairer.stats.as_dict())
+    return ExportResult(final, formed, [r[0] for r in rows], pairer.stats.as_dict(),
+                        duplicates)
 
 
 def _write_png(path: Path, img: np.ndarray, cv2: Any) -> None:
@@ -183,6 +195,9 @@ def _cmd(args: argparse.Namespace) -> int:
           f"{res.out}/rgb/ and thermal/ (<rgb_stamp_ns>.png), pairs.csv, export.json")
     print(f"pairing: rgb {rgb['received']} received, {rgb['dropped']} dropped; thermal "
           f"{th['received']} received, {th['dropped']} dropped")
+    if res.duplicates:
+        print(f"skipped {res.duplicates} pairs whose RGB stamp was already exported (the "
+              "camera driver repeats stamps; the files are named by the stamp)")
     return 0
 
 

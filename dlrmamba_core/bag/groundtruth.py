@@ -36,6 +36,8 @@ class GroundTruth:
         self._normalized: dict[int, tuple[np.ndarray, list[str]]] = {}
         # COCO segmentation per stamp, one entry per object (None: that object has none).
         self._segmentation: dict[int, list[Any]] = {}
+        #: COCO annotations marked ``iscrowd`` that were left out (not objects to detect).
+        self.crowd_skipped = 0
 
     def __len__(self) -> int:
         return len(self._frames) + len(self._normalized)
@@ -131,6 +133,11 @@ class GroundTruth:
                                    np.zeros(0, np.float32), []))
             gt._segmentation[int(stamp)] = []
         for i, a in enumerate(anns):
+            if a.get("iscrowd"):
+                # A crowd region is not one object to find: left out, as the coco reader
+                # does (COCO scoring would otherwise count it as a missed detection).
+                gt.crowd_skipped += 1
+                continue
             try:
                 stamp = by_id[int(a["image_id"])]
                 x, y, w, h = (float(v) for v in a["bbox"])

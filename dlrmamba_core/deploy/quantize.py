@@ -132,8 +132,13 @@ def _write_quantized(src: Path, dest: Path, out_info: ModelInfo,
         try:
             quantize(tmpdir, out)
             proto = onnx.load(out)
+            # Keys ModelInfo does not carry (e.g. a segment model's dlrmamba.task and
+            # dlrmamba.num_protos) are kept from the source model.
+            meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False)
+                    .metadata_props}
+            meta.update(out_info.to_metadata())
             del proto.metadata_props[:]
-            for key, value in out_info.to_metadata().items():
+            for key, value in meta.items():
                 entry = proto.metadata_props.add()
                 entry.key, entry.value = key, value
             onnx.checker.check_model(proto)

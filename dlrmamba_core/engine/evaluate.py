@@ -562,13 +562,14 @@ def _detect_all(detector: Any, dataset: Any, modality: str, n: int,
     from dlrmamba_core.data.masks import rle_encode
 
     for i in range(n):
-        s = dataset[i]
+        # Ground-truth masks are rendered only for segm scoring (truth_masks below).
+        s = dataset.load(i, masks=False) if hasattr(dataset, "load") else dataset[i]
         rgb, thermal = s.rgb, s.thermal
         if modality == "rgb":
             thermal = np.zeros_like(thermal)
         elif modality == "thermal":
             rgb = np.zeros_like(rgb)
-        d = detector.detect(rgb, thermal, homography=s.homography)
+        d = detector.detect(rgb, thermal, homography=s.homography, masks=segm is not None)
         preds.append(d)
         truths.append(ImageTruth(s.boxes, s.labels, s.rgb.shape[1], s.rgb.shape[0]))
         if segm is not None:  # a segment model: its masks and the pair's, original pixels

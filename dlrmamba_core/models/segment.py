@@ -36,7 +36,7 @@ class ProtoNet(nn.Module):
         num_protos: K, the number of prototypes.
     """
 
-    def __init__(self, c_in: int, width: int, num_protos: int):
+    def __init__(self, c_in: int, width: int, num_protos: int) -> None:
         super().__init__()
         self.conv1 = ConvBNAct(c_in, width, 3)
         self.conv2 = ConvBNAct(width, width, 3)
@@ -58,7 +58,7 @@ class MaskCoefficients(nn.Module):
         num_protos: K.
     """
 
-    def __init__(self, neck: tuple[int, int, int], width: int, num_protos: int):
+    def __init__(self, neck: tuple[int, int, int], width: int, num_protos: int) -> None:
         super().__init__()
         self.levels = nn.ModuleList(
             nn.Sequential(DWConvBlock(c, width), DWConvBlock(width, width),

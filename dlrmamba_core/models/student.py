@@ -146,18 +146,22 @@ def student_from_teacher(
 
 
 def redraw_parameters(model: DetectorNet) -> DetectorNet:
-    """Replace every parameter of ``model`` by the weights a freshly built model of the same
-    config draws (its own initializers, torch's current RNG); buffers stay as they are.
+    """Replace every parameter and buffer of ``model`` by those of a freshly built model of
+    the same config (its own initializers, torch's current RNG): weights and the BatchNorm
+    running statistics that ``student_from_teacher`` copied from the teacher.
 
     Used for "random init + distillation" ablations: the student keeps the SVD-built shape
-    (rank, kept scan states) but loses what the truncated SVD of the teacher gave it.
+    (rank, state size) but loses everything the teacher gave it.
 
     Returns:
         ``model``, changed in place.
     """
     device = next(model.parameters()).device
-    fresh = dict(DetectorNet(model.cfg).to(device).named_parameters())
+    fresh = DetectorNet(model.cfg).to(device)
+    params, buffers = dict(fresh.named_parameters()), dict(fresh.named_buffers())
     with torch.no_grad():
         for name, param in model.named_parameters():
-            param.copy_(fresh[name])
+            param.copy_(params[name])
+        for name, buf in model.named_buffers():
+            buf.copy_(buffers[name])
     return model

@@ -123,7 +123,13 @@ class OrtBackend:
                 "['predictions', 'protos'] of a segment model); re-export with `dlrmamba export`"
             )
         # A segment model: K prototypes, K mask coefficients after the class rows.
-        self.num_protos = int(outputs[1].shape[1]) if len(outputs) == 2 else 0
+        k = outputs[1].shape[1] if len(outputs) == 2 else 0
+        if not isinstance(k, int):
+            raise ModelFileError(
+                f"{self.path}: output 'protos' has shape {outputs[1].shape}: the prototype "
+                "count must be a fixed size; re-export with `dlrmamba export`"
+            )
+        self.num_protos = k
         channels = outputs[0].shape[1] if len(outputs[0].shape) == 3 else None
         if channels != 4 + self.info.num_classes + self.num_protos:
             raise ModelFileError(

@@ -48,7 +48,7 @@ class Entry:
             boxes are already in the cropped frame.
         meta: extras.
         masks: one :data:`~dlrmamba_core.data.masks.MaskSource` per object (polygons in RGB
-            pixels of the cropped frame, or a COCO RLE of the RGB image's size), rasterized
+            pixels of the cropped frame, or a COCO RLE of the cropped frame's size), rasterized
             when the pair is read; None when the dataset has no instance masks.
     """
 

@@ -154,3 +154,25 @@ def test_make_bag_then_export_gives_the_finetune_folders_back(tmp_path: Path,
         RGB_TOPIC, THERMAL_TOPIC, gt=str(out / "labels"), model=str(grid_model), video=False,
         progress=False))
     assert ev.metrics["coco"]["frames_evaluated"] == 2 and ev.metrics["coco"]["num_gt"] == 2
+
+
+def test_a_repeated_rgb_stamp_is_skipped_and_counted_not_overwritten(tmp_path: Path) -> None:
+    """A driver that repeats an RGB stamp gives two pairs with one file name: the first pair's
+    PNGs stay, the second is skipped and counted."""
+    first = np.full((48, 64, 3), 40, np.uint8)
+    second = np.full((48, 64, 3), 200, np.uint8)
+    th = np.full((24, 32), 30_000, np.uint16)
+    ms = 1_000_000
+    frames = [StreamFrame("rgb", T0, first, log_ns=T0),
+              StreamFrame("thermal", T0 + ms, th, log_ns=T0 + 2 * ms),
+              StreamFrame("rgb", T0, second, log_ns=T0 + 10 * ms),  # stamp repeated
+              StreamFrame("thermal", T0 + 2 * ms, th, log_ns=T0 + 12 * ms),
+              StreamFrame("rgb", T0 + 33 * ms, first, log_ns=T0 + 33 * ms),
+              StreamFrame("thermal", T0 + 34 * ms, th, log_ns=T0 + 35 * ms)]
+    s = write_frames_bag(tmp_path / "b", frames, [], storage="mcap")
+    res = export_pairs(s.path, tmp_path / "out", RGB_TOPIC, THERMAL_TOPIC)
+    assert res.pairs_formed == 3 and res.duplicates == 1
+    assert res.stems == [f"{T0:019d}", f"{T0 + 33_000_000:019d}"]
+    assert int(_png(tmp_path / "out" / "rgb" / f"{T0:019d}.png").max()) == 40  # the first
+    summary = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert summary["skipped_duplicate_rgb_stamps"] == 1 and summary["pairs_exported"] == 2

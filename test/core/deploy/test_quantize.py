@@ -121,3 +121,24 @@ def test_dynamic_int8_quantizes_projections_and_keeps_the_scan_fp32(
     assert np.corrcoef(a, b)[0, 1] > 0.99 and float(np.abs(a - b).mean()) < 0.01
     with pytest.raises(ModelFileError, match="already quantized"):
         quantize_dynamic_model(res.onnx_path, tmp_path / "again.onnx")
+
+
+def test_quantized_model_keeps_metadata_model_info_does_not_carry(
+        nano_export: Any, tmp_path: Path) -> None:
+    """Keys only the exporter writes (a segment model's dlrmamba.task / num_protos) survive
+    quantization; the quantization record is added."""
+    import shutil
+
+    import onnx
+
+    from dlrmamba_core.deploy.quantize import quantize_dynamic_model
+
+    src = tmp_path / "tagged.onnx"
+    proto = onnx.load(str(nano_export.onnx_path))
+    extra = proto.metadata_props.add()
+    extra.key, extra.value = "dlrmamba.task", "detect"
+    onnx.save(proto, str(src))
+    shutil.copy(nano_export.card_path, src.with_suffix(".json"))
+    res = quantize_dynamic_model(src, tmp_path / "dyn.onnx")
+    meta = {p.key: p.value for p in onnx.load(str(res.onnx_path)).metadata_props}
+    assert meta["dlrmamba.task"] == "detect" and "dlrmamba.quantization" in meta

@@ -204,7 +204,8 @@ def test_distill_defaults_build_every_registered_student() -> None:
 
 def test_student_init_random_keeps_the_shape_and_drops_the_svd_weights(
         synth_root: Path, tmp_path: Path, nano_teacher: Path) -> None:
-    """``--student-init random``: the SVD-built student's shape with fresh weights (the
+    """``--student-init random``: the SVD-built student's shape with fresh weights and norm
+    statistics (the
     "random init + SAD" ablation), recorded in the checkpoint; refused with --student."""
     import torch
 
@@ -214,9 +215,11 @@ def test_student_init_random_keeps_the_shape_and_drops_the_svd_weights(
     from dlrmamba_core.models.student import redraw_parameters
 
     teacher, _ = load_model(nano_teacher)
+    for mod in teacher.modules():  # a trained teacher's norm statistics are not the defaults
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.running_var.fill_(2.0)
     svd = student_from_teacher(teacher, 0.5, 0.5)
     student = student_from_teacher(teacher, 0.5, 0.5)
-    buffers = {k: v.clone() for k, v in student.named_buffers()}
     torch.manual_seed(3)
     redraw_parameters(student)
     torch.manual_seed(3)
@@ -226,7 +229,12 @@ def test_student_init_random_keeps_the_shape_and_drops_the_svd_weights(
         assert torch.equal(p, f), name
     assert any(not torch.equal(p, q) for p, q in zip(student.parameters(), svd.parameters(),
                                                      strict=True))
-    assert all(torch.equal(v, buffers[k]) for k, v in student.named_buffers())
+    # BatchNorm statistics are fresh too (student_from_teacher copied the teacher's).
+    fresh_buffers = dict(fresh.named_buffers())
+    assert all(torch.equal(v, fresh_buffers[k]) for k, v in student.named_buffers())
+    assert any(not torch.equal(a, b) for (name, a), (_, b) in
+               zip(svd.named_buffers(), student.named_buffers(), strict=True)
+               if name.endswith("running_var"))
     rc = cli_main(["distill", "--teacher", str(nano_teacher), "--data", str(synth_root),
                    "--out", str(tmp_path / "run"), "--student-init", "random", "--max-steps",
                    "1", "--finetune-epochs", "0", "--val-split", "none", "--workers", "0",
