@@ -704,10 +704,7 @@ def coco_on_frames(detections: dict[int, m.FrameDetections], gt: GroundTruth,
         truth = gt.get(stamp, width, height)
         if truth is None:
             continue
-        unknown = sorted(set(truth.class_names) - set(index))
-        if unknown:
-            raise BagError(f"ground truth ({gt.source}) at stamp {stamp} has classes {unknown} "
-                           f"that the model's class map {class_names} lacks")
+        _check_truth_classes(truth.class_names, index, gt, stamp, class_names)
         d = detections[stamp]
         preds.append((d.boxes, d.scores, np.array([index[n] for n in d.class_names], np.int64)))
         truths.append((truth.boxes, np.array([index[n] for n in truth.class_names], np.int64)))
@@ -720,6 +717,15 @@ def coco_on_frames(detections: dict[int, m.FrameDetections], gt: GroundTruth,
         "num_gt": res["num_gt"], "num_det": res["num_det"],
         "source": gt.source,
     }
+
+
+def _check_truth_classes(names: list[str], index: dict[str, int], gt: GroundTruth,
+                         stamp: int, class_names: list[str]) -> None:
+    """Raise BagError when ground truth at ``stamp`` names a class the model lacks."""
+    unknown = sorted(set(names) - set(index))
+    if unknown:
+        raise BagError(f"ground truth ({gt.source}) at stamp {stamp} has classes {unknown} "
+                       f"that the model's class map {class_names} lacks")
 
 
 def segm_on_frames(detections: dict[int, m.FrameDetections],
@@ -750,10 +756,7 @@ def segm_on_frames(detections: dict[int, m.FrameDetections],
         rles = gt.masks(stamp, width, height)
         if truth is None or rles is None or stamp not in masks:
             continue
-        unknown = sorted(set(truth.class_names) - set(index))
-        if unknown:
-            raise BagError(f"ground truth ({gt.source}) at stamp {stamp} has classes {unknown} "
-                           f"that the model's class map {class_names} lacks")
+        _check_truth_classes(truth.class_names, index, gt, stamp, class_names)
         d = detections[stamp]
         preds.append(Detections.of(d.boxes, d.scores, [index[n] for n in d.class_names]))
         pred_masks.append(masks[stamp])
