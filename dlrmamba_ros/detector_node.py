@@ -38,7 +38,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
-from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -55,7 +55,7 @@ from dlrmamba_ros import conversions, debug_image, params
 from dlrmamba_ros import diagnostics as diag
 from dlrmamba_ros.latest import LatestSlot
 from dlrmamba_ros.qos import Mismatch, incompatible_publishers, make_qos
-from dlrmamba_ros.stats import DeliveryMeter, RateMeter, Window
+from dlrmamba_ros.stats import DeliveryMeter, LossMeter, RateMeter, Window
 from dlrmamba_ros.sync import PairSync, make_sync
 
 PACKAGE = "dlrmamba_ros"
@@ -201,6 +201,8 @@ class DetectorNode(LifecycleNode):
         self._first_msg_ns: int | None = None  # first input of either stream since activation
         self._last_msg_ns: dict[str, int] = {}
         self._delivery = {"rgb": DeliveryMeter(), "thermal": DeliveryMeter()}
+        self._loss = {"rgb": LossMeter(), "thermal": LossMeter()}  # DDS message-lost counts
+        self._loss_events: dict[str, bool] = {}  # stream -> the rmw reports lost messages
         self._warned_delivery: set[str] = set()
         self._publisher_since: dict[str, int] = {}  # stream -> monotonic ns, publishers > 0
         self._delivery_texts: dict[str, str] = {}  # stream -> low-delivery finding
@@ -303,6 +305,7 @@ class DetectorNode(LifecycleNode):
         self._last_msg_ns = {}
         self._thermal_missing = False
         self._delivery = {"rgb": DeliveryMeter(), "thermal": DeliveryMeter()}
+        self._loss = {"rgb": LossMeter(), "thermal": LossMeter()}
         self._publisher_since = {}
         self._delivery_texts = {}
         self._publisher_counts = {}
@@ -383,16 +386,39 @@ class DetectorNode(LifecycleNode):
         self._sync_backend = self._sync.name
         self._subs = []
         for s in ("rgb", "thermal"):
-            events = SubscriptionEventCallbacks(incompatible_qos=self._qos_event(s))
-            self._subs.append(self.create_subscription(
-                types[s], topics[s], self._make_callback(s), self._qos[s],
-                event_callbacks=events))
+            self._subs.append(self._subscribe(s, types[s], topics[s]))
         self._topics = {s: sub.topic_name for s, sub in zip(("rgb", "thermal"), self._subs,
                                                             strict=True)}
         policy = "exact stamps" if exact else f"slop {slop} s"
         self._event("info", "sync_backend",
                     f"pairing {self._topics['rgb']} + {self._topics['thermal']} with the "
                     f"{self._sync.name} synchronizer ({policy}, queue {qsize})")
+
+    def _subscribe(self, stream: str, msg_type: Any, topic: str) -> Any:
+        """One input subscription with its QoS events: incompatible QoS, and the messages
+        DDS lost on the way (where the rmw reports them; without, delivery is estimated from
+        stamps)."""
+        incompatible = self._qos_event(stream)
+        try:
+            sub = self.create_subscription(
+                msg_type, topic, self._make_callback(stream), self._qos[stream],
+                event_callbacks=SubscriptionEventCallbacks(
+                    incompatible_qos=incompatible, message_lost=self._lost_event(stream)))
+            self._loss_events[stream] = True
+            return sub
+        except UnsupportedEventTypeError:
+            self._loss_events[stream] = False
+            return self.create_subscription(
+                msg_type, topic, self._make_callback(stream), self._qos[stream],
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible))
+
+    def _lost_event(self, stream: str) -> Callable[[Any], None]:
+        """Message-lost event handler of one input: count what DDS lost."""
+
+        def handler(info: Any) -> None:
+            self._loss[stream].lost(int(info.total_count_change), time.monotonic_ns())
+
+        return handler
 
     def _qos_event(self, stream: str) -> Callable[[Any], None]:
         """Incompatible-QoS event handler of one input: name the offending publishers."""
@@ -423,6 +449,7 @@ class DetectorNode(LifecycleNode):
         """Count, rate-meter and sanity-check one input message; False = do not pair it."""
         self._received[stream] += 1
         self._rates[stream].tick(now)
+        self._loss[stream].received(now)
         self._last_msg_ns[stream] = now
         if self._first_msg_ns is None:
             self._first_msg_ns = now
@@ -662,25 +689,37 @@ class DetectorNode(LifecycleNode):
                     "large images are being lost in DDS: launch with dds_profile:=fastdds "
                     "and export the same FASTDDS_DEFAULT_PROFILES_FILE for the camera "
                     "(docs/ros.md 'Large images').")
-        for stream, meter in self._delivery.items():
-            ratio = meter.delivered_ratio()
-            if ratio is None or ratio >= LOW_DELIVERY_RATIO:
+        for stream in ("rgb", "thermal"):
+            ratio, evidence = self._delivery_ratio(stream, now)
+            if ratio is None or ratio >= LOW_DELIVERY_RATIO or stream in out:
                 continue
-            if self._publisher_counts.get(stream, 1) > 1:
-                continue  # stamps of several publishers interleave: the estimate is invalid
             out[stream] = (
                 f"{self._topics.get(stream, stream)}: {ratio:.0%} of the frames the publisher "
-                f"sent arrived (stamps every {meter.period_ms():.0f} ms). Large images over "
-                "best-effort DDS are lost in fragments: launch with dds_profile:=fastdds "
-                "(shared memory, see docs/ros.md 'Large images'), or set "
-                f"{stream}_qos:=reliable on both sides.")
+                f"sent arrived ({evidence}). Large images over best-effort DDS are lost in "
+                "fragments: launch with dds_profile:=fastdds (shared memory, see docs/ros.md "
+                f"'Large images'), or set {stream}_qos:=reliable on both sides.")
         return out
+
+    def _delivery_ratio(self, stream: str, now_ns: int) -> tuple[float | None, str]:
+        """Share of the publisher's frames that arrived, and how it was measured: DDS's own
+        lost-message count where the rmw reports it, else the header-stamp estimate (one
+        publisher only). None while there is too little to tell."""
+        if self._loss_events.get(stream):
+            got, lost = self._loss[stream].counts(now_ns)
+            window = self._loss[stream].window_s
+            return (self._loss[stream].delivered_ratio(now_ns),
+                    f"DDS lost {lost} of {got + lost} in the last {window:.0f} s")
+        meter = self._delivery[stream]
+        if self._publisher_counts.get(stream, 1) > 1:
+            return None, "stamps of several publishers interleave"
+        return meter.delivered_ratio(), f"stamps every {meter.period_ms():.0f} ms"
 
     def _check_delivery(self) -> None:
         """Refresh the low-delivery findings (kept until the stream delivers well again)."""
         found = self._low_delivery()
+        now = time.monotonic_ns()
         for stream in list(self._delivery_texts):
-            ratio = self._delivery[stream].delivered_ratio()
+            ratio = self._delivery_ratio(stream, now)[0]
             if stream not in found and ratio is not None and ratio >= LOW_DELIVERY_RATIO:
                 del self._delivery_texts[stream]
         self._delivery_texts.update(found)
@@ -714,6 +753,7 @@ class DetectorNode(LifecycleNode):
         }
         for s in ("rgb", "thermal"):
             values[f"{s}_paired"] = st.stream(s).paired
+            values[f"{s}_lost_in_dds"] = self._loss[s].total_lost
             values[f"{s}_sync_dropped"] = st.stream(s).dropped
         values["skew_ms_max"] = round(st.max_abs_skew_ns / 1e6, 3)
         drops = dict(self.counters.drops)
@@ -745,7 +785,9 @@ class DetectorNode(LifecycleNode):
         ``published`` the detection messages, ``skipped_stale`` the pairs replaced by a newer
         one before inference (the latest-pair worker), ``paused`` / ``rgb_only`` the RGB frames
         handled without thermal, and ``dropped`` every dropped input by stream and kind
-        (``sync_unpaired``: evicted by the synchronizer without a partner).
+        (``sync_unpaired``: evicted by the synchronizer without a partner). ``lost in DDS``
+        counts the messages the middleware reported lost before they reached the node (since
+        the last activation; 0 where the rmw does not report losses).
         """
         st = self.pairing_stats()
         drops = {f"{s}/{k}": n for (s, k), n in sorted(self.counters.drops.items())}
@@ -758,7 +800,9 @@ class DetectorNode(LifecycleNode):
                 f"paired rgb={st.rgb.paired} thermal={st.thermal.paired}; pairs={pairs}; "
                 f"published={c.published} skipped_stale={c.skipped_stale} paused={c.paused} "
                 f"rgb_only={c.rgb_only} disabled={c.disabled}; dropped="
-                + (",".join(f"{k}:{n}" for k, n in drops.items()) or "none"))
+                + (",".join(f"{k}:{n}" for k, n in drops.items()) or "none")
+                + f"; lost in DDS rgb={self._loss['rgb'].total_lost} "
+                f"thermal={self._loss['thermal'].total_lost}")
 
     def pairing_stats(self) -> PairingStats:
         """Counters of the running synchronizer (either backend), or the last ones."""

@@ -121,3 +121,58 @@ class DeliveryMeter:
     def period_ms(self) -> float:
         """The publisher's estimated period (ms) of the last trusted window."""
         return self._period_ns / 1e6
+
+
+class LossMeter:
+    """Share of a publisher's samples that arrive, from the middleware's own loss count.
+
+    DDS numbers every sample a writer sends; a reader that sees a gap in the numbers (a
+    best-effort sample lost on the wire, or a large image whose fragments never all arrived)
+    raises rclpy's ``message_lost`` event with the count. This meter keeps received and lost
+    counts over a sliding window, so the ratio is exact where ``DeliveryMeter`` has to guess
+    from stamps, and it is valid for any number of publishers and any stamps.
+
+    Args:
+        window_s: window length (s).
+        min_samples: fewest samples (received + lost) in the window before a ratio is given.
+    """
+
+    def __init__(self, window_s: float = 5.0, min_samples: int = 10) -> None:
+        self.window_s = window_s
+        self._window_ns = int(window_s * 1e9)
+        self.min_samples = min_samples
+        self._events: deque[tuple[int, int, int]] = deque()  # (arrival ns, received, lost)
+        self._lock = threading.Lock()
+        self.total_lost = 0  # since construction (the node makes one per activation)
+
+    def received(self, now_ns: int) -> None:
+        """One sample arrived at ``now_ns`` (monotonic ns)."""
+        with self._lock:
+            self._events.append((now_ns, 1, 0))
+            self._trim(now_ns)
+
+    def lost(self, count: int, now_ns: int) -> None:
+        """The middleware reported ``count`` more samples lost at ``now_ns``."""
+        if count <= 0:
+            return
+        with self._lock:
+            self.total_lost += count
+            self._events.append((now_ns, 0, count))
+            self._trim(now_ns)
+
+    def counts(self, now_ns: int) -> tuple[int, int]:
+        """(received, lost) in the window ending at ``now_ns``."""
+        with self._lock:
+            self._trim(now_ns)
+            return (sum(e[1] for e in self._events), sum(e[2] for e in self._events))
+
+    def delivered_ratio(self, now_ns: int) -> float | None:
+        """received / (received + lost) over the window, or None with too few samples."""
+        got, lost = self.counts(now_ns)
+        if got + lost < self.min_samples:
+            return None
+        return got / (got + lost)
+
+    def _trim(self, now_ns: int) -> None:
+        while self._events and now_ns - self._events[0][0] > self._window_ns:
+            self._events.popleft()

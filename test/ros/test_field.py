@@ -9,7 +9,7 @@ import pytest
 from ros_helpers import image_msg, synthetic_pair, wait_for
 from sensor_msgs.msg import Image
 
-from dlrmamba_ros.stats import DeliveryMeter
+from dlrmamba_ros.stats import DeliveryMeter, LossMeter
 from dlrmamba_ros.sync import message_filters_available
 
 MS = 1_000_000
@@ -246,3 +246,20 @@ def test_delivery_meter_estimates_the_publisher_rate_from_stamps() -> None:
     assert synthetic.delivered_ratio() is None
     assert single.delivered_ratio() is None
     assert DeliveryMeter().delivered_ratio() is None
+
+
+def test_loss_meter_counts_what_dds_lost_over_a_window() -> None:
+    meter = LossMeter(window_s=2.0, min_samples=10)
+    assert meter.delivered_ratio(T0) is None
+    for k in range(60):  # 1 s at 60 Hz: 1 of every 4 samples lost
+        t = T0 + k * (MS * 1000 // 60)
+        if k % 4 == 3:
+            meter.lost(1, t)
+        else:
+            meter.received(t)
+    assert meter.counts(T0 + 1000 * MS) == (45, 15)
+    assert meter.delivered_ratio(T0 + 1000 * MS) == pytest.approx(0.75)
+    meter.lost(0, T0 + 1000 * MS)  # no change: not an event
+    assert meter.total_lost == 15
+    assert meter.delivered_ratio(T0 + 4000 * MS) is None  # the window emptied: no evidence
+    assert meter.total_lost == 15  # the total stays

@@ -100,13 +100,15 @@ def node_counts(log: str) -> dict[str, Any]:
     """The detector node's summary line (logged when it stops) as numbers."""
     found = re.findall(r"input and output counts: received rgb=(\d+) thermal=(\d+); "
                        r"paired rgb=\d+ thermal=\d+; pairs=(\d+); published=(\d+) "
-                       r"skipped_stale=(\d+) .*dropped=(\S+)", log)
+                       r"skipped_stale=(\d+) .*dropped=([^;\s]+); "
+                       r"lost in DDS rgb=(\d+) thermal=(\d+)", log)
     assert found, f"no summary line in the node's log:\n{log}"
-    rgb, thermal, pairs, published, stale, dropped = found[-1]
+    rgb, thermal, pairs, published, stale, dropped, lost_rgb, lost_th = found[-1]
     kinds = {} if dropped == "none" else dict(d.split(":") for d in dropped.split(","))
     return {"rgb_received": int(rgb), "thermal_received": int(thermal), "pairs": int(pairs),
             "published": int(published), "skipped_stale": int(stale),
-            "dropped": {k: int(n) for k, n in kinds.items()}}
+            "dropped": {k: int(n) for k, n in kinds.items()},
+            "lost_in_dds": {"rgb": int(lost_rgb), "thermal": int(lost_th)}}
 
 
 def test_player_ctrl_c_leaves_a_partial_recording(tmp_path: Path) -> None:
