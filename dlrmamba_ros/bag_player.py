@@ -50,6 +50,8 @@ class PlayReport:
             with the detection's stamp to its reception (None where no image had the stamp).
         stamps: header stamps (ns) of the received detection messages, in arrival order.
         partial: the replay was interrupted (Ctrl-C) before the end of the bag.
+        recorded_masks: instance-mask images received (``record_masks``), in the recording
+            beside the detections.
     """
 
     published: dict[str, int] = field(default_factory=dict)
@@ -59,6 +61,7 @@ class PlayReport:
     latency_ms: list[float | None] = field(default_factory=list)
     stamps: list[int] = field(default_factory=list)
     partial: bool = False
+    recorded_masks: int = 0
 
 
 def message_class(msgtype: str) -> Any:
@@ -123,6 +126,7 @@ def play(
     topics: list[str] | None = None,
     record_topic: str | None = None,
     record_out: str | Path | None = None,
+    record_masks: str | None = None,
     wait_subscribers: list[str] | None = None,
     activate: str | None = None,
     ready_timeout_s: float = 30.0,
@@ -146,6 +150,9 @@ def play(
         topics: topics to publish (None = all).
         record_topic: a ``Detection2DArray`` topic to record while playing.
         record_out: rosbag2 directory for the recording (required with ``record_topic``).
+        record_masks: also record this ``sensor_msgs/Image`` topic (the node's
+            ``~/instance_masks``) into the same recording; needs ``record_topic``. The node
+            decodes masks only while subscribed, so the player waits for its publisher.
         wait_subscribers: topics that must have a subscriber before playback starts.
         activate: name of a lifecycle node to configure + activate before playing.
         ready_timeout_s: how long to wait for subscribers / the recorded topic's publisher.
@@ -162,6 +169,9 @@ def play(
 
     if record_topic and record_out is None:
         raise BagError("--record needs --record-out DIR for the recorded detections")
+    if record_masks and not record_topic:
+        raise BagError("--record-masks records beside the detections: give --record TOPIC "
+                       "(the node's detections) and --record-out DIR too")
     all_topics, chosen, first, rest = _open_schedule(bag, topics, rate)
     report = PlayReport()
     recorder = _Recorder(first.log_ns, rate)
@@ -184,9 +194,12 @@ def play(
         pubs, clock_pub = _create_publishers(node, all_topics, chosen, clock)
         if record_topic:
             recorder.subscribe(node, record_topic)
+        if record_masks:
+            recorder.subscribe_masks(node, record_masks)
         if activate:
             activate_lifecycle_node(node, activate, ready_timeout_s)
-        _wait_until_connected(node, pubs, wait_subscribers or [], record_topic,
+        _wait_until_connected(node, pubs, wait_subscribers or [],
+                              [t for t in (record_topic, record_masks) if t],
                               ready_timeout_s)
         # A publisher sees its subscriber matched before the subscriber has always matched
         # the publisher (discovery finishes at each end on its own): a best-effort camera
@@ -205,7 +218,7 @@ def play(
     if record_topic:
         assert record_out is not None
         report.partial = interrupted
-        _finish_recording(recorder, report, record_topic, record_out)
+        _finish_recording(recorder, report, record_topic, record_out, record_masks)
     if interrupted:
         raise KeyboardInterrupt("bag-play interrupted"
                                 + (f"; partial recording in {report.record_path}"
@@ -249,9 +262,9 @@ def _create_publishers(node: Any, all_topics: dict[str, str], chosen: list[str],
 
 
 def _wait_until_connected(node: Any, pubs: dict[str, Any], wait_subscribers: list[str],
-                          record_topic: str | None, timeout_s: float) -> None:
-    """Wait until each topic of ``wait_subscribers`` has a subscriber and, when recording,
-    someone publishes ``record_topic`` (one deadline for all).
+                          record_topics: list[str], timeout_s: float) -> None:
+    """Wait until each topic of ``wait_subscribers`` has a subscriber and someone publishes
+    each topic to record (one deadline for all).
 
     Raises:
         BagError: a topic to wait for is not published by the player.
@@ -266,11 +279,13 @@ def _wait_until_connected(node: Any, pubs: dict[str, Any], wait_subscribers: lis
                 raise DlrmambaError(f"nobody subscribed to {t} within {timeout_s} s; "
                                     "is the detector node running with that topic?")
             time.sleep(0.05)
-    if record_topic:
-        while node.count_publishers(record_topic) == 0:
+    for topic in record_topics:
+        while node.count_publishers(topic) == 0:
             if time.monotonic() > deadline:
-                raise DlrmambaError(f"nobody publishes {record_topic} within "
-                                    f"{timeout_s} s; is the detector node active?")
+                hint = ("is the detector node active?" if topic == record_topics[0] else
+                        "the node publishes ~/instance_masks only with a segment model "
+                        "(and instance_masks:=true)")
+                raise DlrmambaError(f"nobody publishes {topic} within {timeout_s} s; {hint}")
             time.sleep(0.05)
 
 
@@ -324,6 +339,7 @@ class _Recorder:
         self.first_log_ns, self.rate = first_log_ns, rate
         self.start_wall = 0.0  # monotonic s when publishing started (0: not yet)
         self.received: list[tuple[int, bytes, float]] = []
+        self.masks: list[tuple[int, bytes, float]] = []  # instance-mask Image messages
         self.publish_wall: dict[int, float] = {}  # image header stamp (ns) -> monotonic s
         self.lock = threading.Lock()  # received arrives on the executor's threads
 
@@ -336,12 +352,28 @@ class _Recorder:
                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
                                  raw=True)
 
+    def subscribe_masks(self, node: Any, topic: str) -> None:
+        """Record the raw ``sensor_msgs/Image`` messages of ``topic`` (reliable, depth 100)."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        node.create_subscription(Image, topic, self.on_mask,
+                                 QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+                                 raw=True)
+
+    def _log_time(self, now: float) -> int:
+        return (self.first_log_ns + int((now - self.start_wall) * self.rate * 1e9)
+                if self.start_wall else 0)
+
     def on_detections(self, raw: bytes) -> None:
         now = time.monotonic()
-        log_ns = (self.first_log_ns + int((now - self.start_wall) * self.rate * 1e9)
-                  if self.start_wall else 0)
         with self.lock:
-            self.received.append((log_ns, raw, now))
+            self.received.append((self._log_time(now), raw, now))
+
+    def on_mask(self, raw: bytes) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.masks.append((self._log_time(now), raw, now))
 
     def start(self) -> float:
         """Mark the start of publishing; returns it (monotonic s)."""
@@ -370,25 +402,30 @@ class _Recorder:
 
 
 def _finish_recording(recorder: _Recorder, report: PlayReport, topic: str,
-                      out: str | Path) -> None:
+                      out: str | Path, masks_topic: str | None = None) -> None:
     """Stamps and latencies of the received messages into ``report``; write the recording."""
     with recorder.lock:
         recs = list(recorder.received)
+        masks = list(recorder.masks)
     for _, raw, wall in recs:
         stamp = header_stamp_ns(raw)
         report.stamps.append(stamp)
         pub = recorder.publish_wall.get(stamp)
         report.latency_ms.append(None if pub is None else round((wall - pub) * 1e3, 3))
     report.recorded = len(recs)
-    report.record_path = write_recording(out, topic, recs, report)
+    report.recorded_masks = len(masks)
+    report.record_path = write_recording(out, topic, recs, report,
+                                         (masks_topic, masks) if masks_topic else None)
 
 
 def write_recording(out: str | Path, topic: str, recs: list[tuple[int, bytes, float]],
-                    report: PlayReport) -> Path:
-    """Write received ``Detection2DArray`` bytes to a rosbag2 (atomically) + latency JSON."""
+                    report: PlayReport,
+                    masks: tuple[str, list[tuple[int, bytes, float]]] | None = None) -> Path:
+    """Write received ``Detection2DArray`` bytes (and ``masks``: a topic and its received
+    ``sensor_msgs/Image`` bytes) to a rosbag2 (atomically) + latency JSON."""
     from rosbags.rosbag2 import Writer
 
-    from dlrmamba_core.bag.messages import DETECTIONS
+    from dlrmamba_core.bag.messages import DETECTIONS, IMAGE
     from dlrmamba_core.bag.outdir import AtomicDir
     from dlrmamba_core.bag.typestore import get_bag_typestore
 
@@ -397,10 +434,15 @@ def write_recording(out: str | Path, topic: str, recs: list[tuple[int, bytes, fl
     try:
         writer.open()
         conn = writer.add_connection(topic, DETECTIONS, typestore=get_bag_typestore())
-        last = 0
-        for log_ns, raw, _ in recs:
-            last = max(last, log_ns)  # log times must not go backwards
-            writer.write(conn, last, raw)
+        streams = [(conn, recs)]
+        if masks is not None:
+            streams.append((writer.add_connection(masks[0], IMAGE,
+                                                  typestore=get_bag_typestore()), masks[1]))
+        for c, items in streams:
+            last = 0
+            for log_ns, raw, _ in items:
+                last = max(last, log_ns)  # log times must not go backwards
+                writer.write(c, last, raw)
         writer.close()
         (target.tmp / "latency.json").write_text(json.dumps({
             "partial": report.partial, "topic": topic, "stamps_ns": report.stamps,
@@ -426,6 +468,7 @@ def run(args: argparse.Namespace) -> int:
     """Handler for parsed arguments; prints a summary."""
     report = play(args.bag, rate=args.rate, clock=args.clock, topics=args.topics,
                   record_topic=args.record, record_out=args.record_out,
+                  record_masks=args.record_masks,
                   wait_subscribers=args.wait_for, activate=args.activate,
                   ready_timeout_s=args.ready_timeout, progress=True)
     total = sum(report.published.values())
@@ -433,6 +476,9 @@ def run(args: argparse.Namespace) -> int:
           + ", ".join(f"{t} {n}" for t, n in sorted(report.published.items())))
     if report.record_path is not None:
         print(f"recorded {report.recorded} messages on {args.record} -> {report.record_path}")
+        if args.record_masks:
+            print(f"recorded {report.recorded_masks} instance-mask images on "
+                  f"{args.record_masks}")
     return 0
 
 

@@ -8,7 +8,9 @@
 #          --batch-size 64 --warmup-epochs 3 --val-every 5 --workers 12
 #
 # What must sit in .whl/ (git-ignored, carried to the machine with the working tree):
-#   src.tar               `git archive HEAD -o .whl/src.tar` (the code to run)
+#   src.tar               the code to run, and the shipped model a run may start from:
+#                         `git archive HEAD dlrmamba_core models/dlrmamba_student_p5.onnx
+#                          -o .whl/src.tar` (paths in the train args are relative to it)
 #   *.whl                 the wheels the machine lacks (list and pip command: tools/gpu_phase.sh)
 #   NAME.tar.part-*       from the second slice on: the run folder the previous slice returned
 #
@@ -32,9 +34,15 @@ OUT=${OUT:?OUT must name the folder that comes back}
 exec > >(tee -a "$OUT/$NAME.slice.log") 2>&1
 stage() { echo "[$(date -u +%T)] $*"; }
 stage "start: $(nproc) cores, $(python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")')"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 3
-mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
+# Several slices may run side by side on one GPU (one call, `&`): the shared set-up (wheels,
+# code, data) is done once, by whichever comes first, under a lock.
+exec 9>/tmp/gpu_train.lock
+command -v flock >/dev/null && flock 9
+if [ ! -f /tmp/prepared ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 3
+  mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
+fi
 export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
 python3 -c "import albumentations, pycocotools" || { echo "a wheel is missing in .whl" >&2; exit 3; }
 stage "wheels installed, code unpacked"
@@ -73,9 +81,11 @@ if __name__ == "__main__":
     print("data", info, f"{time.monotonic() - t0:.1f} s")
 EOF
 python3 /tmp/gen_data.py $DATA_SIZES || exit 7
+touch /tmp/prepared
+flock -u 9 2>/dev/null
 mkdir -p "$RUN" && printf '%s' "$*" > "$RUN/train_args.txt"
 stage "training (the cache is built first)"
-python3 -m dlrmamba_core.cli train --data /tmp/data --out "$RUN" --cache /tmp/cache \
+python3 -m dlrmamba_core.cli train --data /tmp/data --out "$RUN" --cache "/tmp/cache/$NAME" \
   --no-progress --pause-after-min "$MIN" "$@" "${RESUME[@]}" 2>&1 | tee "$OUT/$NAME.log" \
   | grep --line-buffered -v "step [0-9]*/[0-9]*, loss"
 rc=$?

@@ -16,6 +16,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="record this Detection2DArray topic while playing")
     ap.add_argument("--record-out", metavar="DIR", type=Path, default=None,
                     help="where the recording goes (a rosbag2 dir + latency.json)")
+    ap.add_argument("--record-masks", metavar="TOPIC", default=None,
+                    help="also record this instance-mask Image topic (the node's "
+                    "~/instance_masks with a segment model) into the same recording")
     ap.add_argument("--wait-for", nargs="+", default=None, metavar="TOPIC",
                     help="wait until these topics have a subscriber before playing")
     ap.add_argument("--activate", metavar="NODE", default=None,

@@ -56,6 +56,10 @@ def register(subparsers: Any) -> None:
                    help="thermal->RGB homography: JSON 3x3 list or a .json/.npy file "
                    "(default: from the bag's metadata, else none)")
     p.add_argument("--no-video", action="store_true", help="skip the annotated video")
+    p.add_argument("--instance-masks", action="store_true",
+                   help="a segment model: also write its instance masks to the detections "
+                   "bag (topic /dlrmamba/instance_masks, index images as the node's "
+                   "~/instance_masks)")
     p.add_argument("--out-storage", default="mcap", choices=("mcap", "sqlite3"),
                    help="storage of the detections bag (default mcap: opens in Foxglove)")
     p.add_argument("--max-pairs", type=int, default=None, help="stop after N pairs")
@@ -124,7 +128,7 @@ def _bag_eval(args: argparse.Namespace) -> int:
         model=args.model, slop_s=args.slop, queue_size=args.queue_size, threads=args.threads,
         conf_threshold=args.conf, homography=_parse_homography(args.homography),
         video=not args.no_video, out_storage=args.out_storage, overwrite=args.overwrite,
-        progress=True, max_pairs=args.max_pairs)
+        progress=True, max_pairs=args.max_pairs, instance_masks=args.instance_masks)
     try:
         res = evaluate_bag(args.bag, args.out, opts)
     except EvalInterrupted as exc:

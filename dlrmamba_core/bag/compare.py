@@ -68,3 +68,48 @@ def _sorted(f: FrameDetections) -> FrameDetections:
                          else np.zeros(0, np.int64))
     return FrameDetections(f.stamp_ns, f.frame_id, f.boxes[order], f.scores[order],
                            [f.class_names[i] for i in order])
+
+
+def compare_instance_masks(live: dict[int, np.ndarray],
+                           offline: dict[int, np.ndarray]) -> dict[str, Any]:
+    """Frame-by-frame agreement of two sets of instance-mask index images keyed by RGB stamp
+    (the node's recorded ``~/instance_masks`` vs ``bag-eval --instance-masks``).
+
+    The index values are compared (mono8 and mono16 images of the same values agree): pixel
+    = 1 + the detection's index in its frame's ``Detection2DArray``, so two frames agree
+    where the detections are in the same order and every mask covers the same pixels.
+
+    Returns:
+        ``live_frames``, ``offline_frames``, ``common_frames``, ``only_live``,
+        ``only_offline``, ``frames_identical``, ``differing`` (stamps), ``max_pixels_differing``
+        (over common frames of one size), ``size_mismatch`` (stamps) and ``identical``
+        (every live frame is an offline frame, pixel for pixel).
+    """
+    common = sorted(set(live) & set(offline))
+    same, differing, size_mismatch = 0, [], []
+    max_diff = 0
+    for s in common:
+        a, b = np.asarray(live[s]), np.asarray(offline[s])
+        if a.shape != b.shape:
+            size_mismatch.append(s)
+            differing.append(s)
+            continue
+        n = int(np.count_nonzero(a.astype(np.int64) != b.astype(np.int64)))
+        max_diff = max(max_diff, n)
+        if n:
+            differing.append(s)
+        else:
+            same += 1
+    only_live = sorted(set(live) - set(offline))
+    return {
+        "live_frames": len(live),
+        "offline_frames": len(offline),
+        "common_frames": len(common),
+        "only_live": only_live,
+        "only_offline": sorted(set(offline) - set(live)),
+        "frames_identical": same,
+        "differing": differing,
+        "max_pixels_differing": max_diff,
+        "size_mismatch": size_mismatch,
+        "identical": not only_live and not differing,
+    }

@@ -43,13 +43,14 @@ from dlrmamba_core.bag.outdir import AtomicDir
 from dlrmamba_core.bag.reader import BagMessage, BagReader
 from dlrmamba_core.bag.synth import CUSTOM_HOMOGRAPHY, CUSTOM_SYNTHETIC
 from dlrmamba_core.bag.typestore import get_bag_typestore
-from dlrmamba_core.errors import BagError, ModelFileError
+from dlrmamba_core.errors import BagError, ConfigError, InputError, ModelFileError
 from dlrmamba_core.sysinfo import cpu_model
 
 log = logging.getLogger(__name__)
 
 DET_TOPIC = "/dlrmamba/detections"
 LABEL_TOPIC = "/dlrmamba/label_info"
+MASK_TOPIC = "/dlrmamba/instance_masks"  # a segment model's index images (``instance_masks``)
 
 
 @dataclass
@@ -72,6 +73,9 @@ class EvalOptions:
         progress: show a tqdm progress bar.
         max_pairs: stop after this many pairs (None = whole bag).
         on_pair: called with the number of pairs done after each pair (progress hooks).
+        instance_masks: also write a segment model's instance masks to the detections bag,
+            one ``sensor_msgs/Image`` per pair on ``/dlrmamba/instance_masks``, as the node's
+            ``~/instance_masks`` (index image, mono8 up to 255 detections, else mono16).
         on_phase: called with the name of each phase as it starts: "reading", "inference"
             (before each pair), "metrics", "video", "report" (tests interrupt each one).
     """
@@ -92,6 +96,7 @@ class EvalOptions:
     max_pairs: int | None = None
     on_pair: Callable[[int], None] | None = None
     on_phase: Callable[[str], None] | None = None
+    instance_masks: bool = False
 
 
 @dataclass
@@ -264,6 +269,10 @@ def _open_inputs(bag: Path, reader: BagReader, opts: EvalOptions) -> _Inputs:
     if homography is None and CUSTOM_HOMOGRAPHY in reader.custom:
         homography = np.asarray(json.loads(reader.custom[CUSTOM_HOMOGRAPHY]), np.float64)
     detector = _make_detector(model_path, opts, homography)
+    if opts.instance_masks and not getattr(detector, "segment", False):
+        raise ConfigError(f"instance masks asked for, but {model_path} is a detection model "
+                          "(no mask outputs): pass a segment model (trained with --task "
+                          "segment) or leave out --instance-masks")
     class_names = list(detector_class_names(detector))
     if opts.gt and gt is None:
         gt = GroundTruth.from_file(opts.gt, class_names)
@@ -313,7 +322,9 @@ class _BagEvaluation:
         gt = inputs.gt
         # Segment model: masks are decoded only for what uses them (the video, segm scoring).
         self.score_masks = inputs.segment and gt is not None and gt.has_masks
-        self.decode_masks = inputs.segment and (opts.video or self.score_masks)
+        self.write_masks = inputs.segment and opts.instance_masks
+        self.decode_masks = inputs.segment and (opts.video or self.score_masks
+                                                or self.write_masks)
 
     def open_outputs(self) -> None:
         """Open the detections bag (+ LabelInfo topic), the video writer and the progress bar."""
@@ -322,6 +333,8 @@ class _BagEvaluation:
         self.det_conn = self.writer.add_connection(DET_TOPIC, m.DETECTIONS, typestore=store)
         self.label_conn = self.writer.add_connection(LABEL_TOPIC, m.LABEL_INFO,
                                                      typestore=store)
+        if self.write_masks:
+            self.mask_conn = self.writer.add_connection(MASK_TOPIC, m.IMAGE, typestore=store)
         if opts.video:
             self.video = AnnotatedVideo(self.target.tmp / "annotated.mp4",
                                         self.target.tmp / "annotated_strip.png",
@@ -382,6 +395,8 @@ class _BagEvaluation:
         rec = self.records
         with _deferred_sigint(self.state):  # a message is written whole or not
             self._write_detections(pair.rgb.log_ns, fd)
+            if self.write_masks:
+                self._write_masks(pair.rgb.log_ns, fd, res, rgb.shape[:2])
             rec.detections[fd.stamp_ns] = fd
             rec.sizes[fd.stamp_ns] = (rgb.shape[1], rgb.shape[0])
             rec.latency_total.append(total_ms)
@@ -411,6 +426,18 @@ class _BagEvaluation:
             self._label_written = True
         self.writer.write(self.det_conn, log_ns,
                           m.serialize(m.detections_message(fd, names), m.DETECTIONS))
+
+    def _write_masks(self, log_ns: int, fd: m.FrameDetections, res: Any,
+                     size: tuple[int, int]) -> None:
+        """The instance-mask index image of one pair, as the node publishes it."""
+        from dlrmamba_core.runtime.segment import instance_index_image, instance_mask_encoding
+
+        encoding = instance_mask_encoding(max(int(getattr(self.inputs.detector,
+                                                          "max_detections", 100)), len(fd)))
+        masks = res.masks if res.masks is not None else np.zeros((0, *size), np.uint8)
+        index = instance_index_image(masks, res.scores, res.boxes, encoding)
+        self.writer.write(self.mask_conn, log_ns, m.serialize(
+            m.image_message(index, encoding, fd.stamp_ns, fd.frame_id), m.IMAGE))
 
     def require_a_pair(self) -> None:
         """Raise when the whole bag gave no pair (an interrupted run may have none)."""
@@ -497,7 +524,8 @@ class _BagEvaluation:
         outputs = {"detections_bag": "detections",
                    "video": video_path.name if video_path else None,
                    "preview": preview.name if preview else None,
-                   "report": "report.md"}
+                   "report": "report.md",
+                   "instance_masks_topic": MASK_TOPIC if self.write_masks else None}
         while True:
             partial = self.state.hit
             metrics = _metrics(self, coco, outputs, partial, segm)
@@ -826,6 +854,9 @@ def render_report(metrics: dict[str, Any]) -> str:
         lines += ["", "## Instance masks", "", f"- not scored: {segm['reason']}"]
     out = metrics["outputs"]
     lines += ["", "## Files", "", f"- detections bag: `{out['detections_bag']}/`"]
+    if out.get("instance_masks_topic"):
+        lines.append(f"- instance masks: topic `{out['instance_masks_topic']}` of the detections "
+                     "bag (index images: pixel = 1 + detection index, 0 = background)")
     if out.get("video"):
         lines.append(f"- annotated video: `{out['video']}` (white: ground truth; coloured: "
                      "detections with class and score)")
@@ -854,4 +885,33 @@ def read_detections_bag(path: str | Path, topic: str = DET_TOPIC,
         for bm in reader.messages([topic]):
             fd = m.parse_detections(bm.decode(), class_map)
             out[fd.stamp_ns] = fd
+    return out
+
+
+def read_instance_masks_bag(path: str | Path,
+                            topic: str = MASK_TOPIC) -> dict[int, np.ndarray]:
+    """Instance-mask index images per RGB stamp from a bag: ``bag-eval --instance-masks``'s
+    output, or a recording of the node's ``~/instance_masks`` (``bag-play --record-masks``).
+
+    Returns:
+        (H, W) uint8 or uint16 arrays: pixel = 1 + index of the detection in the
+        ``Detection2DArray`` of the same stamp, 0 = background.
+
+    Raises:
+        BagError: no such Image topic, or an index image that is not mono8 / mono16.
+    """
+    from dlrmamba_core.runtime import image_codec
+
+    out: dict[int, np.ndarray] = {}
+    with BagReader(path) as reader:
+        reader.require_topic(topic, [m.IMAGE])
+        for bm in reader.messages([topic]):
+            msg = bm.decode()
+            if str(msg.encoding) not in ("mono8", "mono16"):
+                raise BagError(f"{path} topic {topic}: an instance-mask image is mono8 or "
+                               f"mono16, this one is {msg.encoding}")
+            try:
+                out[m.stamp_of(msg)] = image_codec.image_msg_to_numpy(msg, f"topic {topic}")
+            except InputError as exc:
+                raise BagError(f"{path} {exc}") from exc
     return out

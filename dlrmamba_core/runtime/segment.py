@@ -21,7 +21,8 @@ from dlrmamba_core.errors import InputError
 from dlrmamba_core.runtime.detections import Detections
 from dlrmamba_core.runtime.postprocess import detections_at, nms_indices
 
-__all__ = ["decode_masks", "mask_logits", "segment_outputs"]
+__all__ = ["decode_masks", "instance_index_image", "instance_mask_encoding", "mask_logits",
+           "segment_outputs"]
 
 
 def _checked(coeffs: np.ndarray, protos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -148,3 +149,63 @@ def segment_outputs(predictions: np.ndarray, protos: np.ndarray, lb: Letterbox,
     masks = decode_masks(pred[c:, idx].T, pro, det.boxes, lb, mask_threshold)  # (N, H, W)
     boxes = unletterbox_boxes(det.boxes, lb, clip=True)
     return Detections(boxes, det.scores, det.class_ids, list(class_names)), masks
+
+
+MONO8_MAX_DETECTIONS = 255  # index values 1..255 fit in mono8
+
+
+def instance_mask_encoding(max_detections: int) -> str:
+    """The encoding of ``~/instance_masks`` for a node allowed ``max_detections`` per frame.
+
+    ``mono8`` while every index value 1..max_detections fits in 8 bits (max_detections <=
+    255, the default 100 included), ``mono16`` above: the encoding stays the same from frame
+    to frame for one configuration.
+    """
+    return "mono8" if max_detections <= MONO8_MAX_DETECTIONS else "mono16"
+
+
+def instance_index_image(masks: np.ndarray, scores: np.ndarray, boxes: np.ndarray,
+                         encoding: str = "mono8") -> np.ndarray:
+    """Composite N instance masks into one index image (conversion only, no inference).
+
+    Args:
+        masks: (N, H, W) uint8 {0, 1} in RGB pixels, row i for detection i
+            (``Detections.masks``); a mask is 0 outside its box (``runtime.segment`` crops
+            each mask to its box), so only the box's pixels are read.
+        scores: (N,) detection scores.
+        boxes: (N, 4) xyxy boxes in RGB pixels (``Detections.boxes``).
+        encoding: ``mono8`` (N <= 255) or ``mono16`` (N <= 65535).
+
+    Returns:
+        (H, W) uint8 (mono8) or uint16 (mono16): 1 + i where detection i's mask is set, 0 for
+        background. Where masks overlap the higher score wins (equal scores: the lower index).
+
+    Raises:
+        InputError: shapes that do not agree, or more detections than the encoding holds.
+    """
+    m = np.asarray(masks)
+    s = np.asarray(scores, np.float64).reshape(-1)
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if m.ndim != 3 or not len(m) == len(s) == len(b):
+        raise InputError(f"masks {m.shape}, scores {s.shape} and boxes {b.shape} must be "
+                         "(N, H, W), (N,) and (N, 4) with the same N")
+    dtype = {"mono8": np.uint8, "mono16": np.uint16}.get(encoding)
+    if dtype is None:
+        raise InputError(f"instance mask encoding {encoding!r} is not mono8 or mono16")
+    if len(m) > np.iinfo(dtype).max:
+        raise InputError(f"{len(m)} detections do not fit in {encoding} index values")
+    n, h, w = m.shape
+    out = np.zeros((h, w), dtype)
+    # Paint from the lowest priority to the highest, so the winner is written last: ascending
+    # score, and among equal scores the higher index first.
+    order = np.lexsort((-np.arange(n), s))
+    for i in order.tolist():
+        x1, y1, x2, y2 = b[i].tolist()
+        # Every pixel whose centre lies in the box, with one pixel of margin each side.
+        c0, c1 = max(math.floor(x1) - 1, 0), min(math.ceil(x2) + 1, w)
+        r0, r1 = max(math.floor(y1) - 1, 0), min(math.ceil(y2) + 1, h)
+        if c1 <= c0 or r1 <= r0:
+            continue
+        region = out[r0:r1, c0:c1]  # a view: writes land in ``out``
+        region[m[i, r0:r1, c0:c1] != 0] = i + 1
+    return out

@@ -127,3 +127,55 @@ def test_draw_paints_masks_in_the_box_colour() -> None:
     assert painted[5, 50].tolist() == [0, 0, 0]  # outside the mask and the box
     with pytest.raises(ValueError, match="do not fit"):
         annotate.draw(rgb, det, None, GRID_CLASSES, masks=np.zeros((2, 40, 60), np.uint8))
+
+
+def test_instance_masks_written_as_the_node_publishes_them(segment_model: Path,
+                                                          tmp_path: Path) -> None:
+    """``--instance-masks``: one index image per pair on /dlrmamba/instance_masks, equal to the
+    node's conversion of ``Detector.detect``'s masks; read back by read_instance_masks_bag."""
+    from dlrmamba_core.bag.compare import compare_instance_masks
+    from dlrmamba_core.runtime.segment import instance_index_image
+
+    s = write_frames_bag(tmp_path / "b", scene_frames(), GRID_CLASSES, storage="mcap")
+    res = evaluate_bag(s.path, tmp_path / "out", _opts(segment_model, video=False,
+                                                        instance_masks=True))
+    assert res.metrics["outputs"]["instance_masks_topic"] == ev.MASK_TOPIC
+    assert "instance masks: topic" in (tmp_path / "out" / "report.md").read_text()
+    got = ev.read_instance_masks_bag(tmp_path / "out" / "detections")
+    reference = Detector(str(segment_model), conf_threshold=CONF)
+    pairs = _pairs()
+    assert sorted(got) == sorted(pairs) == sorted(res.detections)
+    want = {}
+    for stamp, (rgb, thermal) in pairs.items():
+        d = reference.detect(rgb, thermal)
+        want[stamp] = instance_index_image(d.masks, d.scores, d.boxes, "mono8")
+        assert got[stamp].dtype == np.uint8 and got[stamp].shape == rgb.shape[:2]
+        assert 0 < got[stamp].max() <= len(d.scores)  # masks of some detections are painted
+    cmp = compare_instance_masks(got, want)
+    assert cmp["identical"] and cmp["frames_identical"] == len(pairs), cmp
+    # One moved pixel is found and counted.
+    moved = {k: v.copy() for k, v in want.items()}
+    first = sorted(moved)[0]
+    moved[first][0, 0] = 200 if moved[first][0, 0] != 200 else 0
+    cmp = compare_instance_masks(got, moved)
+    assert cmp["differing"] == [first] and cmp["max_pixels_differing"] == 1
+    assert not cmp["identical"] and cmp["frames_identical"] == len(pairs) - 1
+
+
+def test_instance_masks_need_a_segment_model(grid_model: Path, tmp_path: Path) -> None:
+    from dlrmamba_core.errors import ConfigError
+
+    s = write_frames_bag(tmp_path / "b", scene_frames(), GRID_CLASSES, storage="mcap")
+    with pytest.raises(ConfigError, match=r"detection model.*--task segment"):
+        evaluate_bag(s.path, tmp_path / "out", _opts(grid_model, instance_masks=True))
+    assert not (tmp_path / "out").exists()
+
+
+def test_reading_masks_from_a_bag_without_them_names_the_topics(grid_model: Path,
+                                                                 tmp_path: Path) -> None:
+    from dlrmamba_core.errors import BagError
+
+    s = write_frames_bag(tmp_path / "b", scene_frames(), GRID_CLASSES, storage="mcap")
+    evaluate_bag(s.path, tmp_path / "out", _opts(grid_model, video=False))
+    with pytest.raises(BagError, match="/dlrmamba/instance_masks"):
+        ev.read_instance_masks_bag(tmp_path / "out" / "detections")

@@ -96,6 +96,47 @@ def test_live_node_matches_offline_bag_eval(grid_model: Path, tmp_path: Path,
     assert all(v is not None and v > 0 for v in rep.latency_ms)
 
 
+def test_live_instance_masks_match_offline_bag_eval(segment_model: Path,
+                                                   tmp_path: Path) -> None:
+    """A segment model in the real node: the recorded ``~/instance_masks`` index images equal
+    ``bag-eval --instance-masks``'s pixel for pixel, frame by frame (and so do the boxes)."""
+    from dlrmamba_core.bag.compare import compare_instance_masks
+    from dlrmamba_core.bag.evaluate import read_instance_masks_bag
+    from dlrmamba_ros.bag_player import play
+
+    conf = 0.001  # an untrained model's scores sit near the class prior: many masks
+    s = write_frames_bag(tmp_path / "b", scene_frames(30), GRID_CLASSES)
+    offline = evaluate_bag(s.path, tmp_path / "off", EvalOptions(
+        RGB_TOPIC, THERMAL_TOPIC, model=str(segment_model), threads=1, video=False,
+        progress=False, conf_threshold=conf, instance_masks=True))
+    node = subprocess.Popen(
+        [str(Path(sys.executable).parent / "detector_node"), "--ros-args",
+         "-p", f"model:={segment_model}", "-p", "threads:=1", "-p", f"conf_threshold:={conf}",
+         "-r", f"rgb/image:={RGB_TOPIC}", "-r", f"thermal/image:={THERMAL_TOPIC}",
+         "-r", f"detections:={DET}", "-r", "~/instance_masks:=/dlrmamba/masks_live"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        rep = play(s.path, rate=0.5, topics=[RGB_TOPIC, THERMAL_TOPIC], record_topic=DET,
+                   record_out=tmp_path / "live", record_masks="/dlrmamba/masks_live",
+                   wait_subscribers=[RGB_TOPIC, THERMAL_TOPIC], activate="dlrmamba_detector",
+                   settle_s=1.0)
+    finally:
+        node.terminate()
+        out, _ = node.communicate(timeout=20)
+    assert node.returncode == 0, out
+    counts = node_counts(out)
+    assert rep.recorded == counts["published"] >= 3, (rep, counts)
+    assert rep.recorded_masks == rep.recorded, rep  # one mask image per detections message
+    live_masks = read_instance_masks_bag(tmp_path / "live" / "bag", "/dlrmamba/masks_live")
+    offline_masks = read_instance_masks_bag(tmp_path / "off" / "detections")
+    cmp = compare_instance_masks(live_masks, offline_masks)
+    assert cmp["identical"] and cmp["frames_identical"] == rep.recorded, cmp
+    assert all(img.max() > 0 for img in live_masks.values())  # masks were painted
+    live = read_detections_bag(tmp_path / "live" / "bag", DET, GRID_CLASSES)
+    boxes = compare_detections(live, offline.detections)
+    assert boxes["identical_pairs"] and boxes["frames_agreeing"] == rep.recorded, boxes
+
+
 def node_counts(log: str) -> dict[str, Any]:
     """The detector node's summary line (logged when it stops) as numbers."""
     found = re.findall(r"input and output counts: received rgb=(\d+) thermal=(\d+); "
