@@ -30,8 +30,10 @@ set -o pipefail
 PH=${1:?usage: gpu_phase.sh A|B [pipeline args]}; shift
 ORIG=$PWD
 OUT=${OUT:?OUT must name the folder that comes back}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl || exit 3
+if ls .whl/*.whl >/dev/null 2>&1; then  # none: the machine has every package already
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 3
+fi
 mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
 export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
 # Fail in seconds, not after the data generation, when a training dependency is missing.
@@ -58,8 +60,11 @@ for f in /tmp/pipe/*/log.txt; do
   echo "== $f"; grep -v "^INFO dlrmamba_core.engine.trainer" "$f" | tail -80
 done > "$OUT/runlogs.txt"
 # Every best.pt this call made (not the ones it was given), phase A's teacher apart.
+# PACK_DISTILL_STAGE=0 leaves out the distillation stage's best.pt of distill runs (their
+# fine-tuned finetune/best.pt is the run's model), when what comes back must stay small.
 cd /tmp/pipe && ls */best.pt */*/best.pt 2>/dev/null | grep -v "^teacher/best.pt" \
   | grep -v -x -F -f /tmp/needs.txt \
+  | { if [ "${PACK_DISTILL_STAGE:-1}" = 0 ]; then grep -v "/distill/best.pt$"; else cat; fi; } \
   | tar -cf - -T - | split -b 15M - "$OUT/best.tar.part-"
 if [ "$PH" = A ] && [ -f /tmp/pipe/teacher/best.pt ]; then
   split -b 15M /tmp/pipe/teacher/best.pt "$OUT/teacher_best.pt.part-"

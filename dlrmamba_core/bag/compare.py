@@ -45,11 +45,7 @@ def compare_detections(live: dict[int, FrameDetections], offline: dict[int, Fram
         agree += 1
     only_live = sorted(set(live) - set(offline))
     return {
-        "live_frames": len(live),
-        "offline_frames": len(offline),
-        "common_frames": len(common),
-        "only_live": only_live,
-        "only_offline": sorted(set(offline) - set(live)),
+        **_frame_sets(live, offline),
         "frames_agreeing": agree,
         "disagreeing": disagree,
         "max_box_diff_px": max_box,
@@ -60,6 +56,14 @@ def compare_detections(live: dict[int, FrameDetections], offline: dict[int, Fram
         "box_tol_px": box_tol_px,
         "score_tol": score_tol,
     }
+
+
+def _frame_sets(live: dict[int, Any], offline: dict[int, Any]) -> dict[str, Any]:
+    """Frame counts of both sides, and the stamps only one side has."""
+    return {"live_frames": len(live), "offline_frames": len(offline),
+            "common_frames": len(set(live) & set(offline)),
+            "only_live": sorted(set(live) - set(offline)),
+            "only_offline": sorted(set(offline) - set(live))}
 
 
 def _sorted(f: FrameDetections) -> FrameDetections:
@@ -102,11 +106,7 @@ def compare_instance_masks(live: dict[int, np.ndarray],
             same += 1
     only_live = sorted(set(live) - set(offline))
     return {
-        "live_frames": len(live),
-        "offline_frames": len(offline),
-        "common_frames": len(common),
-        "only_live": only_live,
-        "only_offline": sorted(set(offline) - set(live)),
+        **_frame_sets(live, offline),
         "frames_identical": same,
         "differing": differing,
         "max_pixels_differing": max_diff,

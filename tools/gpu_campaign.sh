@@ -1,0 +1,76 @@
+#!/bin/bash
+# A training campaign that outlives one device call: the whole ~27 minutes a session's GPU
+# machine can be held, instead of one 10-minute call.
+#
+# The device tool kills what a call leaves running, except a process that started its own
+# session (setsid); such a process runs on until the machine goes back, and a warm machine
+# goes back when no call comes within its idle time (30 s on nvidia-h200). So: call 1 starts
+# the pipeline detached and returns; each next call is made as soon as the last one returned
+# and waits while the runs train; the last call packs what the runs made into $OUT.
+#
+#   call 1:   bash tools/gpu_campaign.sh start [gpu_phase.sh args: label, pipeline args ...]
+#   call 2..: bash tools/gpu_campaign.sh watch SECONDS     (at most ~580 in a 600 s call)
+#   last:     bash tools/gpu_campaign.sh finish            (waits for the pipeline's end)
+#
+# e.g. (phase T of research/runs.yaml, the [teacher] issue's first session):
+#   PIPE_LIMIT_S=1380 bash tools/gpu_campaign.sh start T --deadline-min 21 \
+#     --only teacher_p5_long t_task t_sad t_task_seed2 t_sad_seed2 t_task_seed3 t_sad_seed3 \
+#     --phase-a-min 10 --phase-b-min 9 --parallel 6 --workers 2 --batch-size 32
+#
+# What .whl/ must hold, and what comes back, are gpu_phase.sh's (read it): this script runs
+# it with OUT=/tmp/campaign/out and PIPE_LIMIT_S (seconds, default 1380) as the bound of the
+# whole pipeline, evaluation included; `finish` copies that folder to the call's $OUT. Plan
+# the deadline so the pipeline ends before the machine is held 30 minutes (it goes back then,
+# with everything on it): machine start (1-3 min) + PIPE_LIMIT_S + packing < 29 min.
+set -o pipefail
+CMD=${1:?usage: gpu_campaign.sh start|watch|finish ...}; shift
+C=/tmp/campaign
+OUT=${OUT:?OUT must name the folder that comes back}
+
+progress() {  # one line per run: its last epoch line; then the pipeline's last lines
+  for f in /tmp/pipe/*/log.txt /tmp/pipe/*/*/log.txt; do
+    [ -f "$f" ] || continue
+    echo "$f: $(grep -a "epoch" "$f" | tail -1 | cut -c1-200)"
+  done
+  [ -f $C/phase.log ] && tail -n "${1:-15}" $C/phase.log
+  [ -f $C/rc ] && echo "pipeline finished: rc $(cat $C/rc)"
+  echo "[$(date -u +%T)] $(( ($(date +%s) - $(cat $C/t0 2>/dev/null || date +%s)) / 60 )) min since start"
+}
+
+case $CMD in
+start)
+  [ -d $C ] && { echo "a campaign already ran on this machine ($C): watch or finish it" >&2; exit 2; }
+  mkdir -p $C/out && date +%s > $C/t0
+  printf '%q ' "$@" > $C/args
+  # The pipeline's own bound: gpu_phase.sh stops it (SIGINT: the runs save and the evaluation
+  # of what exists still runs) after PIPE_LIMIT_S, then packs.
+  setsid bash -c "cd '$PWD' && OUT=$C/out PIPE_LIMIT_S=${PIPE_LIMIT_S:-1380} PACK_DISTILL_STAGE=0 \
+    bash tools/gpu_phase.sh $(cat $C/args) > $C/phase.log 2>&1; echo \$? > $C/rc" \
+    < /dev/null > /dev/null 2>&1 &
+  sleep "${START_WAIT_S:-90}"
+  progress 40
+  cp $C/phase.log "$OUT/phase_start.log" 2>/dev/null
+  ;;
+watch)
+  [ -d $C ] || { echo "no campaign on this machine (it went back?): start one" >&2; exit 2; }
+  end=$((SECONDS + ${1:-540}))
+  while [ $SECONDS -lt $end ] && [ ! -f $C/rc ]; do sleep 10; done
+  progress 15 | tee "$OUT/progress.txt"
+  ;;
+finish)
+  [ -d $C ] || { echo "no campaign on this machine (it went back?)" >&2; exit 2; }
+  end=$((SECONDS + ${1:-570}))
+  while [ $SECONDS -lt $end ] && [ ! -f $C/rc ]; do sleep 5; done
+  progress 30
+  [ -f $C/rc ] || { echo "the pipeline is still running: call finish again" >&2; exit 3; }
+  # At most 8 files come back: results.json, the best.pt parts, and every log in one archive.
+  cp $C/out/results.json $C/out/best.tar.part-* $C/out/teacher_best.pt.part-* "$OUT"/ 2>/dev/null
+  (cd $C/out && cp $C/phase.log . && tar -czf "$OUT/campaign_logs.tar.gz" \
+    $(ls | grep -v -e "^results.json$" -e "part-"))
+  [ "$(ls "$OUT" | wc -l)" -le 8 ] || echo "WARNING: more than 8 files in \$OUT: some will not come back" >&2
+  ls -la "$OUT"
+  exit "$(cat $C/rc)"
+  ;;
+*)
+  echo "unknown command $CMD: start, watch or finish" >&2; exit 2 ;;
+esac
