@@ -277,6 +277,9 @@ def add_local_run(results_path: str | os.PathLike[str], checkpoint: str | os.Pat
         "test_by_condition": {"local_mAP50": m["mAP50"], **m["groups"]["values"]},
         "train_seconds": seconds, "device": trained_on, "based_on": based_on,
     }
+    if m.get("segm"):  # a segment model: its mask mAP beside the box mAP
+        entry["test"]["segm"] = {k: m["segm"][k] for k in ("mAP50", "mAP50_95", "per_class")
+                                 if k in m["segm"]}
     if note:
         entry["note"] = note
     res["models"][key] = entry

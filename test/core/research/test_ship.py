@@ -154,6 +154,24 @@ def test_add_run_evaluates_a_local_model_on_the_same_benchmark(
         add_local_run(other, nano_teacher, "b", "x", synth_root, "CPU")
 
 
+def test_add_run_of_a_segment_model_records_its_mask_map(tmp_path: Path,
+                                                         synth_root: Path) -> None:
+    """A segment model trained outside the pipeline: the entry's test metrics carry the COCO
+    segm mAP beside the box mAP (the model card copies them)."""
+    from model_helpers import make_segment_checkpoint
+
+    from dlrmamba_core.data.synthetic import SYNTH_CLASSES
+    from dlrmamba_core.research.ship import add_local_run
+
+    ck = make_segment_checkpoint(tmp_path / "seg.pt", list(SYNTH_CLASSES))
+    res = _results(tmp_path / "r.json", {}, "2026-01-01")
+    e = add_local_run(res, ck, "seg/cpu", "segment fine-tune", synth_root, "CPU: test")
+    segm = e["test"]["segm"]
+    assert set(segm) == {"mAP50", "mAP50_95", "per_class"}
+    assert 0.0 <= segm["mAP50"] <= 100.0 and 0.0 <= segm["mAP50_95"] <= segm["mAP50"]
+    assert json.loads(res.read_text())["models"]["seg/cpu"]["test"]["segm"] == segm
+
+
 def test_results_page_marks_the_shipped_run_and_lists_missing_pieces(tmp_path: Path) -> None:
     from dlrmamba_core.research.results import render, shipped_run
 
