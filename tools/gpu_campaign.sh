@@ -44,7 +44,7 @@ start)
   printf '%q ' "$@" > $C/args
   # The pipeline's own bound: gpu_phase.sh stops it (SIGINT: the runs save and the evaluation
   # of what exists still runs) after PIPE_LIMIT_S, then packs.
-  setsid bash -c "cd '$PWD' && OUT=$C/out PIPE_LIMIT_S=${PIPE_LIMIT_S:-1380} PACK_DISTILL_STAGE=0 \
+  setsid bash -c "cd '$PWD' && OUT=$C/out PIPE_LIMIT_S=${PIPE_LIMIT_S:-1380} PACK_DISTILL_STAGE=0 PACK_SKIP='${PACK_SKIP:-}' \
     bash tools/gpu_phase.sh $(cat $C/args) > $C/phase.log 2>&1; echo \$? > $C/rc" \
     < /dev/null > /dev/null 2>&1 &
   sleep "${START_WAIT_S:-90}"

@@ -127,6 +127,9 @@ class RunSpec:
         args: extra CLI arguments (may hold placeholders, see ``runs.yaml``).
         info: what results.json records (may hold placeholders).
         seed: ``--seed`` after all other arguments (a repeat of another run), or None.
+        overrides: CLI arguments after the recipe's (before ``--seed``): they replace the
+            recipe's value of the same option (the CLI keeps the last one), e.g. a run's own
+            batch size, loader workers or learning rate.
     """
 
     name: str
@@ -136,6 +139,7 @@ class RunSpec:
     args: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    overrides: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,7 +179,8 @@ def _run_spec(entry: Any, i: int, known: dict[str, RunSpec], path: Path) -> RunS
             raise _spec_error(path, name, "repeat_of needs an integer seed")
         info = {**base.info, "repeat_of": base.name, "seed": seed,
                 "role": f"{base.info.get('role', '')}, seed {seed}"}
-        return RunSpec(name, phase, base.recipe, base.teacher, base.args, info, seed)
+        return RunSpec(name, phase, base.recipe, base.teacher, base.args, info, seed,
+                       base.overrides)
     recipe = entry.get("recipe")
     if recipe not in RECIPES:
         raise _spec_error(path, name, f"recipe {recipe!r} is not one of {', '.join(RECIPES)}")
@@ -186,8 +191,9 @@ def _run_spec(entry: Any, i: int, known: dict[str, RunSpec], path: Path) -> RunS
     if recipe != "train" and "rank_ratio" not in info:
         raise _spec_error(path, name, "a distill or sweep run needs info.rank_ratio")
     args = tuple(str(a) for a in entry.get("args") or ())
+    overrides = tuple(str(a) for a in entry.get("overrides") or ())
     return RunSpec(name, phase, str(recipe), None if teacher is None else str(teacher), args,
-                   info)
+                   info, overrides=overrides)
 
 
 def load_runs(path: Path = RUNS_FILE) -> RunList:
@@ -245,7 +251,7 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
 
     Every run gets a time budget and ``--fit-to-time``: its epoch count is an upper bound,
     shortened so the learning-rate schedule completes within the budget. Its arguments are the
-    run's own ``args``, its recipe's, then ``--seed`` for a repeat:
+    run's own ``args``, its recipe's, its ``overrides``, then ``--seed`` for a repeat:
 
     * ``train``: ``teacher_epochs``, ``warmup_epochs`` and ``phase_a_min`` minutes;
     * ``distill``: SVD init -> SAD (``distill_epochs``) -> fine-tune (``finetune_epochs``)
@@ -284,13 +290,14 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
         variant = spec.info.get("variant")
         info = {k: _fill(v, values, variant) for k, v in spec.info.items()}
         own = [str(_fill(a, values, variant)) for a in spec.args]
+        last = [str(_fill(a, values, variant)) for a in spec.overrides]
         seed = [] if spec.seed is None else ["--seed", str(spec.seed)]
         if spec.recipe == "train":
-            runs.append(Run(spec.name, "train", [*own, *train, *seed], phase=spec.phase,
+            runs.append(Run(spec.name, "train", [*own, *train, *last, *seed], phase=spec.phase,
                             info=info))
         else:
             runs.append(Run(spec.name, "distill",
-                            [*own, *distill(spec, info["rank_ratio"]), *seed],
+                            [*own, *distill(spec, info["rank_ratio"]), *last, *seed],
                             needs=[str(spec.teacher)], phase=spec.phase, info=info))
     return runs
 

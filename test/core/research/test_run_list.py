@@ -43,18 +43,26 @@ def test_a_custom_run_list_drives_the_plan_and_the_default_selection(tmp_path: P
     f.write_text("""
 default_phases: [X]
 runs:
-  - {name: big, phase: X, recipe: train, args: [--variant, teacher], info: {role: t}}
+  - {name: big, phase: X, recipe: train, args: [--variant, teacher], info: {role: t},
+     overrides: [--batch-size, 64]}
   - {name: small, phase: Y, recipe: distill, teacher: big, args: [--weights, feat=0],
-     info: {rank_ratio: 0.3, role: s}}
+     info: {rank_ratio: 0.3, role: s}, overrides: [--workers, 5]}
   - {name: small_again, phase: Y, repeat_of: small, seed: 7}
 """)
     runs = _plan(tmp_path, f)
     assert list(runs) == ["big", "small", "small_again"]
-    small, again = runs["small"], runs["small_again"]
+    big, small, again = runs["big"], runs["small"], runs["small_again"]
     assert small.needs == ["big"] and small.command == "distill"
     assert _value(small.args, "--teacher") == str(tmp_path / "big" / "best.pt")
     assert _value(small.args, "--rank-ratio") == "0.3"
     assert small.args[:2] == ["--weights", "feat=0"]
+    # overrides come after the recipe's value of the same option, so the CLI takes them
+    assert small.args[-2:] == ["--workers", "5"] and small.args.count("--workers") == 2
+    assert big.args[-2:] == ["--batch-size", "64"]
+    from dlrmamba_core.cli import build_parser
+
+    parsed = build_parser().parse_args(["train", *big.args, "--out", str(tmp_path / "o")])
+    assert parsed.batch_size == 64
     assert again.args == [*small.args, "--seed", "7"]
     assert again.info == {"rank_ratio": 0.3, "role": "s, seed 7", "repeat_of": "small",
                           "seed": 7}
