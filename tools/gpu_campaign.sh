@@ -63,10 +63,11 @@ finish)
   while [ $SECONDS -lt $end ] && [ ! -f $C/rc ]; do sleep 5; done
   progress 30
   [ -f $C/rc ] || { echo "the pipeline is still running: call finish again" >&2; exit 3; }
-  # At most 8 files come back: results.json, the best.pt parts, and every log in one archive.
+  # At most 8 files come back: results.json, the best.pt parts, and every log in one archive
+  # (not the pipeline's models_fp16.tar: the best.pt parts hold those models in fp32).
   cp $C/out/results.json $C/out/best.tar.part-* $C/out/teacher_best.pt.part-* "$OUT"/ 2>/dev/null
   (cd $C/out && cp $C/phase.log . && tar -czf "$OUT/campaign_logs.tar.gz" \
-    $(ls | grep -v -e "^results.json$" -e "part-"))
+    $(ls | grep -v -e "^results.json$" -e "part-" -e "^models_fp16.tar$"))
   [ "$(ls "$OUT" | wc -l)" -le 8 ] || echo "WARNING: more than 8 files in \$OUT: some will not come back" >&2
   ls -la "$OUT"
   exit "$(cat $C/rc)"
