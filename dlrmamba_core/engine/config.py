@@ -51,9 +51,11 @@ class TrainConfig:
             process, schedule intact, so ``--resume last.pt`` continues exactly where it
             stopped (training in time slices, e.g. a GPU lent for minutes at a time); unlike
             ``max_time_min`` nothing is cut short (None: no pause).
-        fit_to_time: with ``max_time_min``, shorten ``epochs`` after the first and second
-            epochs so the whole schedule (warmup + cosine to its floor) fits the time left,
-            measured from those epochs (``epochs`` stays the upper bound).
+        fit_to_time: with ``max_time_min``, set ``epochs`` after each of the first three
+            epochs so the whole schedule (warmup + cosine to its floor) fits the time left:
+            from epoch 1's time, then epoch 2's, then the mean of epochs 2 and 3 (the first
+            epoch pays for start-up and for other runs still building their caches, so a
+            schedule shortened by it is lengthened again); ``epochs`` stays the upper bound.
         modality: "fused", or "rgb"/"thermal" to train a single-modality model (the other
             input is zeroed).
         progress: show tqdm progress bars.

@@ -192,6 +192,8 @@ class Trainer:
                  info: ddp_utils.DistInfo | None = None) -> None:
         cfg.validate()
         self.cfg = dataclasses.replace(cfg)  # a copy: fit_to_time changes ``epochs``
+        self._epochs_cap = cfg.epochs  # fit_to_time's upper bound
+        self._fit_t1: float | None = None  # seconds at the end of epoch 1 (fit_to_time)
         self.info = info or ddp_utils.DistInfo(
             device=torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")))
         self.out = Path(out_dir)
@@ -312,12 +314,16 @@ class Trainer:
                                 max(self.total_steps // 2, 1))
 
     def _fit_schedule(self, elapsed_s: float, epoch_s: float) -> None:
-        """After epochs 1 and 2: as many epochs as fit the time budget (see TrainConfig)."""
-        if not (self.cfg.fit_to_time and self.cfg.max_time_s) or self.epoch > 2:
+        """After epochs 1-3: as many epochs as fit the time budget (see TrainConfig)."""
+        if not (self.cfg.fit_to_time and self.cfg.max_time_s) or self.epoch > 3:
             return
+        if self.epoch == 1:
+            self._fit_t1 = elapsed_s
+        elif self.epoch == 3 and self._fit_t1 is not None:
+            epoch_s = (elapsed_s - self._fit_t1) / 2  # epochs 2 and 3 (one validation in)
         left = self.cfg.max_time_s - elapsed_s
         fit = self.epoch + max(int(0.95 * left / max(epoch_s, 1e-3)), 0)
-        epochs = int(min(self.cfg.epochs, max(fit, self.epoch + 1)))
+        epochs = int(min(self._epochs_cap, max(fit, self.epoch + 1)))
         if self.info.distributed:
             t = torch.tensor([epochs], device=self.info.device)
             torch.distributed.broadcast(t, 0)
