@@ -10,6 +10,7 @@
 #
 #   call 1:   bash tools/gpu_campaign.sh start [gpu_phase.sh args: label, pipeline args ...]
 #   call 2..: bash tools/gpu_campaign.sh watch SECONDS     (at most ~580 in a 600 s call)
+#             (also brings back the best.pt of each run that finished since the last call)
 #   last:     bash tools/gpu_campaign.sh finish            (waits for the pipeline's end)
 #
 # e.g. (phase T of research/runs.yaml, the [teacher] issue's first session):
@@ -56,6 +57,26 @@ watch)
   end=$((SECONDS + ${1:-540}))
   while [ $SECONDS -lt $end ] && [ ! -f $C/rc ]; do sleep 10; done
   progress 15 | tee "$OUT/progress.txt"
+  # The models of the runs that finished since the last call come back now (a machine taken
+  # back, or a missed idle window, then loses only the runs still training): the best.pt
+  # files of each finished run (summary.json written), at most ~60 MB a call, in 15 MB parts.
+  touch $C/returned.txt
+  (cd /tmp/pipe 2>/dev/null && for d in */; do
+     d=${d%/}; [ -f "$d/summary.json" ] || continue
+     grep -q -x -F "$d" $C/returned.txt && continue
+     ls "$d"/best.pt "$d"/*/best.pt 2>/dev/null | grep -v "/distill/best.pt$"
+   done) > $C/new.txt
+  size=0; : > $C/take.txt
+  while read -r f; do
+    n=$(stat -c %s "/tmp/pipe/$f"); [ $((size + n)) -gt 60000000 ] && break
+    size=$((size + n)); echo "$f" >> $C/take.txt
+  done < $C/new.txt
+  if [ -s $C/take.txt ]; then
+    tag=$(date -u +%H%M%S)
+    (cd /tmp/pipe && tar -cf - -T $C/take.txt) | split -b 15M - "$OUT/done_$tag.tar.part-"
+    cut -d/ -f1 $C/take.txt | sort -u >> $C/returned.txt
+    echo "returned now: $(tr '\n' ' ' < $C/take.txt) (join: cat done_$tag.tar.part-* | tar -x)"
+  fi
   ;;
 finish)
   [ -d $C ] || { echo "no campaign on this machine (it went back?)" >&2; exit 2; }
