@@ -36,5 +36,5 @@ def test_the_configured_epochs_stay_the_upper_bound_and_epoch_3_uses_the_mean() 
     t = _trainer(epochs=300, budget_s=100.0)
     _fit(t, 10.0, 10.0)
     _fit(t, 12.0, 2.0)
-    # epoch 3 alone took 1 s, but epochs 2-3 (one with validation) took (16 - 10) / 2 = 3 s on average
+    # epoch 3 alone took 1 s; epochs 2-3 (one with validation) took (16 - 10) / 2 = 3 s each
     assert _fit(t, 16.0, 1.0) == 3 + int(0.95 * 84 / 3)
