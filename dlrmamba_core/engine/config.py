@@ -55,7 +55,8 @@ class TrainConfig:
             epochs so the whole schedule (warmup + cosine to its floor) fits the time left:
             from epoch 1's time, then epoch 2's, then the mean of epochs 2 and 3 (the first
             epoch pays for start-up and for other runs still building their caches, so a
-            schedule shortened by it is lengthened again); ``epochs`` stays the upper bound.
+            schedule shortened by it is lengthened again; the learning rate then follows the
+            longer cosine from that step on); ``epochs`` stays the upper bound.
         modality: "fused", or "rgb"/"thermal" to train a single-modality model (the other
             input is zeroed).
         progress: show tqdm progress bars.
