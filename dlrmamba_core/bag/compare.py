@@ -87,7 +87,8 @@ def compare_instance_masks(live: dict[int, np.ndarray],
         ``live_frames``, ``offline_frames``, ``common_frames``, ``only_live``,
         ``only_offline``, ``frames_identical``, ``differing`` (stamps), ``max_pixels_differing``
         (over common frames of one size), ``size_mismatch`` (stamps) and ``identical``
-        (every live frame is an offline frame, pixel for pixel).
+        (at least one common frame, and every live frame is an offline frame, pixel
+        for pixel).
     """
     common = sorted(set(live) & set(offline))
     same, differing, size_mismatch = 0, [], []
@@ -111,5 +112,5 @@ def compare_instance_masks(live: dict[int, np.ndarray],
         "differing": differing,
         "max_pixels_differing": max_diff,
         "size_mismatch": size_mismatch,
-        "identical": not only_live and not differing,
+        "identical": bool(common) and not only_live and not differing,
     }
