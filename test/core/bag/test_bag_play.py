@@ -130,11 +130,17 @@ def test_live_instance_masks_match_offline_bag_eval(segment_model: Path,
     live_masks = read_instance_masks_bag(tmp_path / "live" / "bag", "/dlrmamba/masks_live")
     offline_masks = read_instance_masks_bag(tmp_path / "off" / "detections")
     cmp = compare_instance_masks(live_masks, offline_masks)
-    assert cmp["identical"] and cmp["frames_identical"] == rep.recorded, cmp
+    # Every frame both made has the same index image, pixel for pixel. (Which RGB frames get
+    # paired is test_live_node_matches_offline_bag_eval's check: on a loaded machine the
+    # approximate synchronizer may pair a thermal frame with the RGB frame before its own, a
+    # frame bag-eval does not make; CI saw 2 of 6 such frames once.)
+    assert cmp["differing"] == [] and cmp["size_mismatch"] == [], cmp
+    assert cmp["frames_identical"] == cmp["common_frames"] >= 3, cmp
+    assert cmp["live_frames"] == rep.recorded, cmp
     assert all(img.max() > 0 for img in live_masks.values())  # masks were painted
     live = read_detections_bag(tmp_path / "live" / "bag", DET, GRID_CLASSES)
     boxes = compare_detections(live, offline.detections)
-    assert boxes["identical_pairs"] and boxes["frames_agreeing"] == rep.recorded, boxes
+    assert boxes["disagreeing"] == [] and boxes["frames_agreeing"] == cmp["common_frames"], boxes
 
 
 def node_counts(log: str) -> dict[str, Any]:
