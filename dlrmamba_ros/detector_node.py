@@ -701,18 +701,29 @@ class DetectorNode(LifecycleNode):
         return out
 
     def _delivery_ratio(self, stream: str, now_ns: int) -> tuple[float | None, str]:
-        """Share of the publisher's frames that arrived, and how it was measured: DDS's own
-        lost-message count where the rmw reports it, else the header-stamp estimate (one
-        publisher only). None while there is too little to tell."""
+        """Share of the publisher's frames that arrived, and how it was measured: the lower
+        of DDS's own lost-message count (where the rmw reports losses) and the header-stamp
+        estimate (one publisher only). Both are kept because neither always sees the loss:
+        the stamp estimate needs enough frames to arrive, and DDS counts a large sample whose
+        fragments never all arrived only in some rmw versions. None while neither can tell."""
+        found: list[float] = []
+        evidence: list[str] = []
         if self._loss_events.get(stream):
             got, lost = self._loss[stream].counts(now_ns)
             window = self._loss[stream].window_s
-            return (self._loss[stream].delivered_ratio(now_ns),
-                    f"DDS lost {lost} of {got + lost} in the last {window:.0f} s")
+            evidence.append(f"DDS lost {lost} of {got + lost} in the last {window:.0f} s")
+            ratio = self._loss[stream].delivered_ratio(now_ns)
+            if ratio is not None:
+                found.append(ratio)
         meter = self._delivery[stream]
         if self._publisher_counts.get(stream, 1) > 1:
-            return None, "stamps of several publishers interleave"
-        return meter.delivered_ratio(), f"stamps every {meter.period_ms():.0f} ms"
+            evidence.append("stamps of several publishers interleave")
+        else:
+            ratio = meter.delivered_ratio()
+            if ratio is not None:
+                found.append(ratio)
+                evidence.append(f"stamps every {meter.period_ms():.0f} ms")
+        return (min(found) if found else None), "; ".join(evidence)
 
     def _check_delivery(self) -> None:
         """Refresh the low-delivery findings (kept until the stream delivers well again)."""
