@@ -709,10 +709,10 @@ class DetectorNode(LifecycleNode):
         found: list[float] = []
         evidence: list[str] = []
         if self._loss_events.get(stream):
-            got, lost = self._loss[stream].counts(now_ns)
-            window = self._loss[stream].window_s
-            evidence.append(f"DDS lost {lost} of {got + lost} in the last {window:.0f} s")
-            ratio = self._loss[stream].delivered_ratio(now_ns)
+            loss = self._loss[stream]
+            got, lost = loss.counts(now_ns)  # one pass over the window for text and ratio
+            evidence.append(f"DDS lost {lost} of {got + lost} in the last {loss.window_s:.0f} s")
+            ratio = loss.ratio_of(got, lost)
             if ratio is not None:
                 found.append(ratio)
         meter = self._delivery[stream]

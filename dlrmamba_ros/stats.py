@@ -168,7 +168,11 @@ class LossMeter:
 
     def delivered_ratio(self, now_ns: int) -> float | None:
         """received / (received + lost) over the window, or None with too few samples."""
-        got, lost = self.counts(now_ns)
+        return self.ratio_of(*self.counts(now_ns))
+
+    def ratio_of(self, got: int, lost: int) -> float | None:
+        """received / (received + lost) of counts from :meth:`counts`, or None with fewer
+        than ``min_samples``."""
         if got + lost < self.min_samples:
             return None
         return got / (got + lost)
