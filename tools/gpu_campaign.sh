@@ -45,7 +45,7 @@ start)
   printf '%q ' "$@" > $C/args
   # The pipeline's own bound: gpu_phase.sh stops it (SIGINT: the runs save and the evaluation
   # of what exists still runs) after PIPE_LIMIT_S, then packs.
-  setsid bash -c "cd '$PWD' && OUT=$C/out PIPE_LIMIT_S=${PIPE_LIMIT_S:-1380} PACK_DISTILL_STAGE=0 PACK_SKIP='${PACK_SKIP:-}' \
+  setsid bash -c "cd '$PWD' && OUT=$C/out PIPE_LIMIT_S=${PIPE_LIMIT_S:-1380} PACK_DISTILL_STAGE=0 PACK_SKIP='${PACK_SKIP:-}' PACK_SKIP_RUNS=$C/returned.txt \
     bash tools/gpu_phase.sh $(cat $C/args) > $C/phase.log 2>&1; echo \$? > $C/rc" \
     < /dev/null > /dev/null 2>&1 &
   sleep "${START_WAIT_S:-90}"
@@ -59,17 +59,21 @@ watch)
   progress 15 | tee "$OUT/progress.txt"
   # The models of the runs that finished since the last call come back now (a machine taken
   # back, or a missed idle window, then loses only the runs still training): the best.pt
-  # files of each finished run (summary.json written), at most ~60 MB a call, in 15 MB parts.
+  # files of each finished run (summary.json written) with its logs and metrics.csv (its test
+  # metrics can then be computed where they land), at most ~60 MB a call, in 15 MB parts.
   touch $C/returned.txt
   (cd /tmp/pipe 2>/dev/null && for d in */; do
      d=${d%/}; [ -f "$d/summary.json" ] || continue
      grep -q -x -F "$d" $C/returned.txt && continue
-     ls "$d"/best.pt "$d"/*/best.pt 2>/dev/null | grep -v "/distill/best.pt$"
+     echo "$d"
    done) > $C/new.txt
   size=0; : > $C/take.txt
-  while read -r f; do
-    n=$(stat -c %s "/tmp/pipe/$f"); [ $((size + n)) -gt 60000000 ] && break
-    size=$((size + n)); echo "$f" >> $C/take.txt
+  while read -r d; do  # a run's files go whole or wait for the next call
+    (cd /tmp/pipe && ls "$d"/best.pt "$d"/*/best.pt "$d"/summary.json "$d"/metrics.csv \
+       "$d"/*/metrics.csv "$d"/log.txt "$d"/*/log.txt 2>/dev/null | grep -v "/distill/best.pt$") > $C/run.txt
+    n=$(cd /tmp/pipe && cat $C/run.txt | xargs stat -c %s | awk '{s += $1} END {print s + 0}')
+    [ $((size + n)) -gt 60000000 ] && break
+    size=$((size + n)); cat $C/run.txt >> $C/take.txt
   done < $C/new.txt
   if [ -s $C/take.txt ]; then
     tag=$(date -u +%H%M%S)

@@ -63,11 +63,13 @@ done > "$OUT/runlogs.txt"
 # PACK_DISTILL_STAGE=0 leaves out the distillation stage's best.pt of distill runs (their
 # fine-tuned finetune/best.pt is the run's model), when what comes back must stay small.
 # PACK_SKIP (an extended regex) leaves out the best.pt paths it matches, e.g. '_seed[0-9]+/'
-# (the repeats' metrics are in results.json).
+# (the repeats' metrics are in results.json). PACK_SKIP_RUNS names a file of run names (one a
+# line) whose models came back already (tools/gpu_campaign.sh's watch calls).
 cd /tmp/pipe && ls */best.pt */*/best.pt 2>/dev/null | grep -v "^teacher/best.pt" \
   | grep -v -x -F -f /tmp/needs.txt \
   | { if [ "${PACK_DISTILL_STAGE:-1}" = 0 ]; then grep -v "/distill/best.pt$"; else cat; fi; } \
   | { if [ -n "${PACK_SKIP:-}" ]; then grep -v -E "$PACK_SKIP"; else cat; fi; } \
+  | { if [ -s "${PACK_SKIP_RUNS:-}" ]; then grep -v -E "^($(paste -sd'|' "$PACK_SKIP_RUNS"))/"; else cat; fi; } \
   | tar -cf - -T - | split -b 15M - "$OUT/best.tar.part-"
 if [ "$PH" = A ] && [ -f /tmp/pipe/teacher/best.pt ]; then
   split -b 15M /tmp/pipe/teacher/best.pt "$OUT/teacher_best.pt.part-"
