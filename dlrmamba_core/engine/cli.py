@@ -256,7 +256,9 @@ def register(subparsers: Any) -> None:
                     "With no options it builds the registry's student (the shipped one). Loss "
                     "weights task/svd/state/feat (sad) or task/rs4d (rs4d); set one to 0 to "
                     "switch it off (ablations).")
-    d.add_argument("--teacher", required=True, help="teacher model file (best.pt of train)")
+    d.add_argument("--teacher", required=True, help="teacher model file: the best.pt of "
+                   "train, or a shipped .onnx (e.g. models/dlrmamba_teacher.onnx, traced back "
+                   "to torch)")
     _data_args(d)
     add_config_args(d.add_argument_group("distillation (engine.config.DistillConfig)"),
                     DistillConfig())

@@ -238,6 +238,72 @@ def model_from_onnx(path: str | os.PathLike[str], check: bool = True
     return model, meta
 
 
+def restore_batchnorm(model: Any, dataset: Any, frames: int = 64, batch_size: int = 16,
+                      seed: int = 0, device: Any = "cpu") -> int:
+    """Statistics again for the identity BatchNorms of a model traced from ONNX.
+
+    :func:`model_from_onnx` gives each BatchNorm mean 0, variance ``1 - eps`` and scale 1 (the
+    exporter folded the real ones into the convolutions): exact in eval mode, but a model
+    *trained* from there (``train --init M.onnx``, a student SVD-built from ``distill --teacher
+    M.onnx``) normalizes by batch statistics, which then rescale and shift every layer. This
+    measures the mean ``m`` and variance ``v`` of each such BatchNorm's input over ``frames``
+    frames of ``dataset`` (eval mode, the items training's first epoch would draw: the global
+    RNGs are left as they were) and sets running mean ``m``, running variance ``v``, scale
+    ``sqrt(v + eps)`` and shift ``shift + m``: eval mode gives the same outputs as before (up to
+    float rounding) and train mode now gives about them too.
+
+    Returns:
+        How many BatchNorms were restored (0: none was in the identity state).
+    """
+    import torch
+
+    from dlrmamba_core.engine.datasets import collate
+    from dlrmamba_core.engine.sampling import SeededDataset
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+           and m.running_mean is not None and m.running_var is not None
+           and bool((m.running_mean == 0).all()) and bool((m.weight == 1).all())
+           and bool(torch.allclose(m.running_var, torch.full_like(m.running_var, 1 - m.eps)))]
+    if not bns:
+        return 0
+    sums: dict[int, list[Any]] = {}  # id(bn) -> [count, sum, sum of squares] (float64)
+
+    def hook(mod: Any, args: tuple[Any, ...]) -> None:
+        z = args[0].detach().double().transpose(0, 1).reshape(args[0].shape[1], -1)
+        acc = sums.setdefault(id(mod), [0, 0.0, 0.0])
+        acc[0] += z.shape[1]
+        acc[1] = acc[1] + z.sum(1)
+        acc[2] = acc[2] + (z * z).sum(1)
+
+    handles = [bn.register_forward_pre_hook(hook) for bn in bns]
+    was_training = model.training
+    model.eval()
+    data = SeededDataset(dataset, seed)
+    n = min(frames, len(dataset))
+    idx = [round(i * (len(dataset) - 1) / max(n - 1, 1)) for i in range(n)]
+    try:
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                batch = collate([data[(0, i)] for i in idx[start:start + batch_size]])
+                model(batch["rgb"].to(device), batch["thermal"].to(device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    with torch.no_grad():
+        for bn in bns:
+            count, s1, s2 = sums[id(bn)]
+            mean = s1 / count
+            var = (s2 / count - mean * mean).clamp_min(0.0)
+            bn.running_mean.copy_(mean.to(bn.running_mean))
+            bn.running_var.copy_(var.to(bn.running_var))
+            bn.weight.copy_(torch.sqrt(var + bn.eps).to(bn.weight))
+            bn.bias.add_(mean.to(bn.bias))
+    log.info("BatchNorm statistics restored for %d layers from %d frames (the ONNX had them "
+             "folded into the convolutions)", len(bns), n)
+    return len(bns)
+
+
 def load_init(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     """A model to start from: ``.onnx`` (:func:`model_from_onnx`) or ``.pt`` (load_model)."""
     p = Path(path)

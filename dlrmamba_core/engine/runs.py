@@ -186,6 +186,10 @@ def train_model(
 
             model, meta = load_init(init)  # a .pt, or a shipped .onnx traced back to torch
             check_class_names(str(init), list(meta["class_names"]), names)
+            if Path(init).suffix == ".onnx":
+                from dlrmamba_core.engine.finetune import restore_batchnorm
+
+                restore_batchnorm(model, train_set, seed=cfg.seed)
             variant = meta["variant"]
             model = _model_for_task(model, task, str(init))
         else:
@@ -274,7 +278,8 @@ def distill_model(
     the student is that registry variant built from scratch instead of the SVD-built one.
 
     Args:
-        teacher_path: the teacher's model file (``best.pt`` of ``dlrmamba train``).
+        teacher_path: the teacher's model file (``best.pt`` of ``dlrmamba train``, or a
+            shipped ``.onnx``: its weights traced back to torch).
         data_format: reader name.
         data_root: dataset root.
         out_dir: run folder.
@@ -303,7 +308,16 @@ def distill_model(
     info = ddp_utils.setup(cfg.device)
     try:
         t_start = time.monotonic()
-        teacher, tmeta = _load_model(teacher_path)
+        teacher_onnx = False
+        if Path(teacher_path).suffix == ".onnx":
+            # A shipped teacher (models/dlrmamba_teacher.onnx): its weights traced back to
+            # torch and checked against onnxruntime, as `train --init` does.
+            from dlrmamba_core.engine.finetune import load_init
+
+            teacher, tmeta = load_init(teacher_path)
+            teacher_onnx = True
+        else:
+            teacher, tmeta = _load_model(teacher_path)
         if teacher.cfg.task != "detect":
             raise ConfigError(f"--teacher {teacher_path} is a {teacher.cfg.task} model; "
                               "distillation covers detect models only so far: distil its "
@@ -320,6 +334,10 @@ def distill_model(
                                                    cache_workers)
         log.info("datasets ready (%d train pairs) after %.1f s", len(train_set),
                  time.monotonic() - t_start)
+        if teacher_onnx:  # the student built from it trains with BatchNorm statistics
+            from dlrmamba_core.engine.finetune import restore_batchnorm
+
+            restore_batchnorm(teacher, train_set, seed=cfg.seed)
         torch.manual_seed(cfg.seed)
         extra: dict[str, Any] = {"teacher": str(teacher_path),
                                  "distill_method": distill.method,

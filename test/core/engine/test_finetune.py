@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from dlrmamba_core.engine.finetune import (
     freeze_early,
     model_from_onnx,
     remap_classes,
+    restore_batchnorm,
     split_holdout,
 )
 from dlrmamba_core.errors import ConfigError, DatasetError, ModelFileError
@@ -132,6 +135,69 @@ def test_onnx_to_torch_reproduces_the_model(tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelFileError, match="not a readable ONNX"):
         model_from_onnx(tmp_path / "junk.onnx")
+
+
+def test_restore_batchnorm_keeps_eval_outputs_and_makes_train_mode_match(
+        synth_root: Path, tmp_path: Path) -> None:
+    """The identity BatchNorms of a model traced from ONNX get statistics from data: the
+    eval-mode function does not change, train mode (what `train --init M.onnx` and a student
+    SVD-built from an ONNX teacher run) comes close to it, and the training RNG is untouched."""
+    from dlrmamba_core.data.synthetic import SYNTH_CLASSES
+    from dlrmamba_core.engine.datasets import collate
+    from dlrmamba_core.engine.runs import split_datasets
+
+    torch.manual_seed(0)
+    model = build_model("nano", len(SYNTH_CLASSES)).eval()
+    _randomize_bn(model)
+    back, _ = model_from_onnx(_export(tmp_path, model, list(SYNTH_CLASSES)))
+    train_set, _, _ = split_datasets("synth", synth_root, "train", None, INPUT_HW, None)
+    batch = collate([train_set[i] for i in range(4)])
+    rgb, th = batch["rgb"], batch["thermal"]
+
+    def outputs(m: torch.nn.Module, training: bool) -> torch.Tensor:
+        m = copy.deepcopy(m).train(training)  # a train-mode pass updates the statistics
+        with torch.no_grad():
+            return torch.cat([f.flatten(1) for f in m.forward_features(rgb, th)], 1)
+
+    before_eval, before_train = outputs(back, False), outputs(back, True)
+    rng = torch.get_rng_state()
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in back.modules())
+    assert restore_batchnorm(back, train_set, frames=8, batch_size=4) == n_bn > 0
+    assert torch.equal(torch.get_rng_state(), rng)
+    after_eval, after_train = outputs(back, False), outputs(back, True)
+    torch.testing.assert_close(after_eval, before_eval, atol=2e-3, rtol=1e-3)
+    gap_before = (before_train - before_eval).abs().mean()
+    gap_after = (after_train - after_eval).abs().mean()
+    assert gap_after < 0.5 * gap_before, (gap_after, gap_before)
+    bn = next(m for m in back.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert not torch.all(bn.running_mean == 0)
+    torch.testing.assert_close(bn.weight, torch.sqrt(bn.running_var + bn.eps))
+    # restored once: no BatchNorm is in the identity state any more
+    assert restore_batchnorm(back, train_set, frames=4) == 0
+
+
+def test_distill_from_a_shipped_style_onnx_teacher(synth_root: Path, tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """`distill --teacher M.onnx`: the student is SVD-built from the traced weights (with the
+    BatchNorm statistics restored) and trains; the run records the ONNX teacher."""
+    from dlrmamba_core.cli import main as cli_main
+    from dlrmamba_core.data.synthetic import SYNTH_CLASSES
+
+    caplog.set_level(logging.INFO, logger="dlrmamba_core.engine.finetune")
+    torch.manual_seed(0)
+    model = build_model("nano", len(SYNTH_CLASSES)).eval()
+    _randomize_bn(model)
+    teacher = _export(tmp_path, model, list(SYNTH_CLASSES))
+    out = tmp_path / "run"
+    rc = cli_main(["distill", "--teacher", str(teacher), "--data", str(synth_root), "--out",
+                   str(out), "--max-steps", "1", "--finetune-epochs", "0", "--val-split",
+                   "none", "--workers", "0", "--batch-size", "4", "--device", "cpu",
+                   "--no-progress"])
+    assert rc == 0
+    state = torch.load(out / "distill" / "last.pt", weights_only=True)
+    assert state["extra"]["teacher"] == str(teacher)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert f"BatchNorm statistics restored for {n_bn} layers" in caplog.text
 
 
 @pytest.mark.slow
