@@ -4,7 +4,9 @@
 #   bash tools/gpu_phase.sh A|B|<label> [pipeline args ...]
 #
 # What must sit in .whl/ (git-ignored, carried to the machine with the working tree):
-#   src.tar                     `git archive HEAD -o .whl/src.tar` (the code to run)
+#   src.tar                     optional: `git archive HEAD dlrmamba_core models -o
+#                               .whl/src.tar` (the code to run; without it, the tree's own
+#                               dlrmamba_core/ and models/, which travel anyway)
 #   *.whl                       wheels the machine lacks: pycocotools, and albumentations with
 #                               its needs (albucore, pydantic, pydantic_core, annotated_types,
 #                               typing_inspection, typing_extensions, simsimd, stringzilla);
@@ -34,7 +36,13 @@ if ls .whl/*.whl >/dev/null 2>&1; then  # none: the machine has every package al
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 3
 fi
-mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
+# The code: src.tar when given (a fixed commit), else the carried tree's own (committed or
+# not) with the shipped models (a run's --init or teacher file, e.g. models/dlrmamba_teacher.onnx)
+if [ -f .whl/src.tar ]; then
+  mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
+else
+  mkdir -p /tmp/src && cp -r dlrmamba_core models /tmp/src/ || exit 4
+fi
 export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
 # Fail in seconds, not after the data generation, when a training dependency is missing.
 python3 -c "import albumentations, pycocotools, onnx, yaml" || { echo "a wheel is missing in .whl" >&2; exit 3; }

@@ -39,6 +39,7 @@ learning-rate schedule is sized to the budget from the first epochs' speed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass, field
 import datetime as dt
 import json
@@ -123,7 +124,9 @@ class RunSpec:
         name: run folder name and key in results.json.
         phase: phase letter.
         recipe: one of :data:`RECIPES`.
-        teacher: the run whose ``best.pt`` distills this one (``distill`` / ``sweep``).
+        teacher: the run whose ``best.pt`` distills this one (``distill`` / ``sweep``), or a
+            model file (a name ending in ``.onnx`` or ``.pt``, e.g. the shipped
+            ``models/dlrmamba_teacher.onnx``; relative to the working directory).
         args: extra CLI arguments (may hold placeholders, see ``runs.yaml``).
         info: what results.json records (may hold placeholders).
         seed: ``--seed`` after all other arguments (a repeat of another run), or None.
@@ -152,6 +155,49 @@ class RunList:
     def phase_of(self) -> dict[str, str]:
         """{run name: phase letter}."""
         return {r.name: r.phase for r in self.runs}
+
+
+def _pair(value: str, flag: str) -> tuple[str, str]:
+    name, sep, path = value.partition("=")
+    if not (sep and name and teacher_is_file(path)):
+        raise ConfigError(f"{flag} {value!r}: give RUN=FILE, FILE a .onnx or .pt model file")
+    return name, path
+
+
+def teacher_is_file(teacher: str) -> bool:
+    """A run list's ``teacher`` names a model file (not a run) when it ends in .onnx or .pt."""
+    return teacher.endswith((".onnx", ".pt"))
+
+
+def teacher_path(spec: RunSpec, root: Path) -> str:
+    """The ``--teacher`` of a distill or sweep run: the teacher run's ``best.pt`` under
+    ``root``, or the model file it names (made absolute)."""
+    teacher = str(spec.teacher)
+    if not teacher_is_file(teacher):
+        return str(root / teacher / "best.pt")
+    return str(Path(teacher).resolve())
+
+
+def resolved_specs(runs_file: Path, teacher_files: dict[str, str] | None
+                   ) -> list[RunSpec]:
+    """The run list's entries, with teacher runs replaced by ``teacher_files`` (see plan)."""
+    files = teacher_files or {}
+    return [dataclasses.replace(spec, teacher=files[spec.teacher])
+            if spec.teacher in files else spec for spec in load_runs(runs_file).runs]
+
+
+def check_teacher_files(specs: list[RunSpec], selected: list[str]) -> None:
+    """Before the data generation: every selected run's teacher file exists.
+
+    Raises:
+        ConfigError: names the run and the missing file.
+    """
+    for spec in specs:
+        if spec.name in selected and spec.teacher and teacher_is_file(spec.teacher) \
+                and not Path(spec.teacher).is_file():
+            raise ConfigError(f"run {spec.name}: its teacher file {spec.teacher} does not "
+                              f"exist (looked from {Path.cwd()}); run the pipeline from the "
+                              "repository root")
 
 
 def _spec_error(path: Path, where: str, what: str) -> ConfigError:
@@ -217,7 +263,8 @@ def load_runs(path: Path = RUNS_FILE) -> RunList:
         spec = _run_spec(entry, i, known, Path(path))
         known[spec.name] = spec
     for spec in known.values():
-        if spec.teacher is not None and spec.teacher not in known:
+        if spec.teacher is not None and not teacher_is_file(spec.teacher) \
+                and spec.teacher not in known:
             raise _spec_error(Path(path), spec.name, f"teacher {spec.teacher!r} is not a run")
     default = tuple(str(p) for p in doc.get("default_phases") or ())
     return RunList(tuple(known.values()), default)
@@ -246,8 +293,13 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
          phase_a_min: float, phase_b_min: float, root: Path, device: str = "cuda",
          teacher_variant: str = "teacher", cache: Path | None = None,
          val_every: int = 1, lr: float = 0.01, warmup_epochs: float = 1.0,
-         runs_file: Path = RUNS_FILE) -> list[Run]:
+         runs_file: Path = RUNS_FILE, teacher_files: dict[str, str] | None = None
+         ) -> list[Run]:
     """The runs of the run list (``runs_file``) with the schedule's arguments filled in.
+
+    ``teacher_files`` maps a teacher run's name to a model file that stands in for it (e.g. a
+    teacher trained in an earlier session and shipped as ONNX): the runs it teaches distill
+    from that file and wait for nothing.
 
     Every run gets a time budget and ``--fit-to-time``: its epoch count is an upper bound,
     shortened so the learning-rate schedule completes within the budget. Its arguments are the
@@ -281,12 +333,12 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
                   ["--epochs", str(sweep_epochs), "--finetune-epochs", "0"])
         minutes = phase_b_min / 2 if spec.recipe == "distill" else phase_b_min  # no fine-tune
         return ["--rank-ratio", str(rank), *stages,
-                "--teacher", str(root / str(spec.teacher) / "best.pt"),
+                "--teacher", teacher_path(spec, root),
                 "--state-ratio", str(STATE_RATIO), "--warmup-epochs", str(warmup_epochs / 2),
                 *common, "--max-time-min", f"{minutes:.2f}"]
 
     runs = []
-    for spec in load_runs(runs_file).runs:
+    for spec in resolved_specs(runs_file, teacher_files):
         variant = spec.info.get("variant")
         info = {k: _fill(v, values, variant) for k, v in spec.info.items()}
         own = [str(_fill(a, values, variant)) for a in spec.args]
@@ -298,7 +350,8 @@ def plan(data: Path, teacher_epochs: int, distill_epochs: int, finetune_epochs: 
         else:
             runs.append(Run(spec.name, "distill",
                             [*own, *distill(spec, info["rank_ratio"]), *last, *seed],
-                            needs=[str(spec.teacher)], phase=spec.phase, info=info))
+                            needs=[] if teacher_is_file(str(spec.teacher))
+                            else [str(spec.teacher)], phase=spec.phase, info=info))
     return runs
 
 
@@ -602,6 +655,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune-epochs", type=int, default=6)
     ap.add_argument("--sweep-epochs", type=int, default=10)
     ap.add_argument("--only", nargs="*", default=None, help="run only these runs")
+    ap.add_argument("--teacher-file", action="append", default=[], metavar="RUN=FILE",
+                    help="a model file (.onnx or .pt, e.g. models/dlrmamba_teacher.onnx) that "
+                    "stands in for teacher run RUN: the runs it teaches distill from it and "
+                    "wait for nothing (repeatable)")
     ap.add_argument("--runs", type=Path, default=RUNS_FILE, metavar="FILE",
                     help="the run list (default: research/runs.yaml)")
     ap.add_argument("--device", default="cuda")
@@ -623,13 +680,21 @@ def main(argv: list[str] | None = None) -> int:
     data = root / "data"
     a_min = args.phase_a_min if args.phase_a_min is not None else 0.45 * args.budget_min
     b_min = args.phase_b_min if args.phase_b_min is not None else 0.45 * args.budget_min
+    teacher_files = dict(_pair(v, "--teacher-file") for v in args.teacher_file)
     names = [r.name for r in plan(data, 1, 1, 1, 1, 1, 0, tuple(args.input_size), a_min, b_min,
                                   root, teacher_variant=args.teacher_variant,
-                                  runs_file=args.runs)]
+                                  runs_file=args.runs, teacher_files=teacher_files)]
+    unknown_teachers = sorted(set(teacher_files) - set(names))
+    if unknown_teachers:
+        raise ConfigError(f"--teacher-file: no run named {', '.join(unknown_teachers)}; give "
+                          "RUN=FILE with RUN a teacher run of the run list")
     unknown = sorted(set(args.only or []) - set(names))
     if unknown:  # before minutes of data generation, not after
         raise ConfigError(f"--only: no run named {', '.join(unknown)}; the runs are "
                           f"{', '.join(names)}")
+    run_list = load_runs(args.runs)
+    check_teacher_files(resolved_specs(args.runs, teacher_files), args.only or [
+        r.name for r in run_list.runs if r.phase in run_list.default_phases])
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     data_info = generate_data(data, args.n_train, args.n_val, args.n_test, args.seed,
@@ -640,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = plan(data, args.teacher_epochs, args.distill_epochs, args.finetune_epochs,
                 args.sweep_epochs, args.batch_size, args.workers, tuple(args.input_size),
                 a_min, b_min, root, args.device, args.teacher_variant, cache, args.val_every,
-                args.lr, args.warmup_epochs, args.runs)
+                args.lr, args.warmup_epochs, args.runs, teacher_files)
     if args.only:
         runs = [r for r in runs if r.name in args.only]
     else:

@@ -71,6 +71,54 @@ runs:
         pipeline.main(["--out", str(tmp_path / "p"), "--runs", str(f), "--only", "teacher"])
 
 
+def test_a_teacher_model_file_instead_of_a_teacher_run(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`teacher: models/x.onnx` distills from that file (absolute path, no run to wait for);
+    a selected run whose file is missing stops the pipeline before the data generation."""
+    f = tmp_path / "runs.yaml"
+    f.write_text("""
+default_phases: [Y]
+runs:
+  - {name: s, phase: Y, recipe: distill, teacher: models/t.onnx, info: {rank_ratio: 0.3}}
+  - {name: s2, phase: Y, repeat_of: s, seed: 2}
+""")
+    monkeypatch.chdir(tmp_path)
+    runs = _plan(tmp_path, f)
+    assert runs["s"].needs == [] and runs["s2"].needs == []
+    assert _value(runs["s"].args, "--teacher") == str(tmp_path / "models" / "t.onnx")
+    out = tmp_path / "p"
+    with pytest.raises(ConfigError, match=r"run s: its teacher file models/t\.onnx does not"):
+        pipeline.main(["--out", str(out), "--runs", str(f)])
+    assert not out.exists()  # refused before anything was generated
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "t.onnx").write_bytes(b"x")
+    pipeline.check_teacher_files(list(pipeline.load_runs(f).runs), ["s", "s2"])
+
+
+def test_teacher_file_option_stands_in_for_a_teacher_run(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--teacher-file RUN=FILE: the runs RUN teaches distill from FILE and do not wait."""
+    f = tmp_path / "runs.yaml"
+    f.write_text("""
+runs:
+  - {name: big, phase: X, recipe: train, info: {role: t}}
+  - {name: small, phase: Y, recipe: distill, teacher: big, info: {rank_ratio: 0.3}}
+""")
+    monkeypatch.chdir(tmp_path)
+    runs = {r.name: r for r in pipeline.plan(
+        tmp_path / "data", 2, 2, 1, 2, 4, 0, (96, 128), 1.0, 1.0, tmp_path,
+        teacher_variant="nano", runs_file=f, teacher_files={"big": "shipped/t.onnx"})}
+    assert runs["small"].needs == []
+    assert _value(runs["small"].args, "--teacher") == str(tmp_path / "shipped" / "t.onnx")
+    for bad, message in ((["--teacher-file", "nope=t.onnx"], "no run named nope"),
+                         (["--teacher-file", "big"], "give RUN=FILE"),
+                         (["--teacher-file", "big=t.onnx", "--only", "small"],
+                          r"teacher file t\.onnx does not exist")):
+        with pytest.raises(ConfigError, match=message):
+            pipeline.main(["--out", str(tmp_path / "p"), "--runs", str(f), *bad])
+    assert not (tmp_path / "p").exists()
+
+
 @pytest.mark.parametrize(("entry", "message"), [
     ("{name: a, phase: A, recipe: fit}", "recipe 'fit' is not one of train, distill, sweep"),
     ("{name: a, phase: A, recipe: distill, info: {rank_ratio: 0.5}}", "name a teacher"),
