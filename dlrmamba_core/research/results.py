@@ -40,6 +40,34 @@ LOSS_ROWS = (("all four losses (paper weights)", ("student_sad", "student_sad_se
              ("task loss only (no distillation)", ("student_nodistill",
                                                    "student_nodistill_seed2"), "all"))
 
+# Phase T of the pipeline (issue [teacher]): Structure-Aware Distillation from a teacher trained
+# until its val mAP50 stops improving.
+T_TEACHER = "teacher_p5_long"
+#: (row label, base run) of each phase-T student recipe; each runs as the base run (seed 0) and
+#: its repeats ``<base>_seed2`` and ``<base>_seed3`` (:data:`T_REPEATS`).
+T_RECIPES = (("SVD init, task loss only", "t_task"),
+             ("SVD init + SAD", "t_sad"),
+             ("SVD init + SAD without L_SVD", "t_sad_no_svd"),
+             ("SVD init + SAD without L_state", "t_sad_no_state"),
+             ("SVD init + SAD without L_feat", "t_sad_no_feat"),
+             ("random init + SAD", "t_random_sad"),
+             ("SVD init + RS4D", "t_rs4d"))
+T_REPEATS = ("", "_seed2", "_seed3")
+#: The rank sweep of phase T (SAD stage only; results keys ``<run>/distill``).
+T_SWEEP = ("t_sweep_r050", "t_sweep_r055", "t_sweep_r060", "t_sweep_r065")
+#: The paper's mAP50 per rank ratio of its sweep, {rank ratio: mAP50}. Empty: the paper summary
+#: this project works from (``shared/seeds/dlrmamba.txt``: abstract, figure captions, a count
+#: of tables) has none of its numbers, and none are made up here.
+PAPER_RANK_SWEEP: dict[float, float] = {}
+#: A teacher whose best val mAP50 of its last 20% of epochs is less than this above the best
+#: before them has flattened out (mAP50 points).
+PLATEAU_GAIN = 0.5
+#: A flat tail where the learning rate is below this share of its peak is the schedule's end,
+#: not evidence that training longer would not help.
+LOW_LR = 0.3
+#: The loss terms of SAD, in the order of ``DistillWeights`` (``engine.config``).
+SAD_TERMS = ("task", "svd", "state", "feat")
+
 
 def _arch_key(cfg: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in cfg.items() if k != "variant"}, sort_keys=True)
@@ -121,8 +149,8 @@ def _phase_a_order() -> list[str]:
 def _phase_letter(runs: list[str], index: int) -> str:
     """The pipeline phase a set of runs belongs to, from the run list.
 
-    All in phase A: "A"; any in C: "C"; any in B: "B"; all in S and V: "S", "V" or "S+V";
-    otherwise the set's position (``index + 1``).
+    All in phase A: "A"; any in C: "C"; any in B: "B"; all in T: "T"; all in S and V: "S",
+    "V" or "S+V"; otherwise the set's position (``index + 1``).
     """
     phase_of = _phases_of_runs()
     base = {r.split("/")[0] for r in runs}
@@ -132,6 +160,8 @@ def _phase_letter(runs: list[str], index: int) -> str:
     for letter in ("C", "B"):
         if letter in phases:
             return letter
+    if base and phases == {"T"}:  # the converged teacher and its students
+        return "T"
     if base and phases <= {"S", "V"}:  # faster architectures, seed variants
         return "+".join(p for p in ("S", "V") if p in phases)
     return str(index + 1)
@@ -173,6 +203,17 @@ def _phase_lines(results: dict[str, Any]) -> list[str]:
                          + (f", starting from `{m['based_on']}`" if m.get("based_on") else "")
                          + "; evaluated on the same test split by `research.ship add-run`.")
     return [*lines, ""]
+
+
+def _target_row(label: str, lhs: float | None, rhs: float | None, margin: float) -> str:
+    """A row of a targets table: is ``lhs - rhs >= margin`` (mAP50 points)? Measured values,
+    their difference and "yes" or how far short; "missing" when either side is."""
+    if lhs is None or rhs is None:
+        return f"| {label} | missing | no |"
+    diff = lhs - rhs
+    ok = diff >= margin
+    return (f"| {label} | {lhs:.1f} vs {rhs:.1f} (diff {diff:+.1f}) | "
+            f"{'yes' if ok else f'no, short by {margin - diff:.1f}'} |")
 
 
 def _mean_map50(models: dict[str, Any], runs: tuple[str, ...],
@@ -253,9 +294,471 @@ def _condition_lines(models: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _test_map(models: dict[str, Any], key: str, metric: str = "mAP50") -> float | None:
+    """Test ``metric`` of results key ``key``; None when the key or its test metrics are absent."""
+    v = ((models.get(key) or {}).get("test") or {}).get(metric)
+    return None if v is None else float(v)
+
+
+def _has_phase_t(models: dict[str, Any]) -> bool:
+    """Whether any run of phase T (teacher, student recipes, sweep) is in the results."""
+    names = {T_TEACHER, *T_SWEEP, *(base + r for _, base in T_RECIPES for r in T_REPEATS)}
+    return any(k.split("/")[0] in names for k in models)
+
+
+def recipe_stats(models: dict[str, Any], base: str) -> dict[str, Any]:
+    """Test mAP of one phase-T recipe over its seed runs that are in the results.
+
+    Args:
+        models: results["models"].
+        base: the recipe's base run (e.g. ``t_sad``).
+
+    Returns:
+        ``runs`` (with a fine-tuned test mAP50), ``missing`` (the others), ``mAP50`` (per run,
+        after the fine-tune), ``mean``, ``std`` (sample standard deviation; None under 2 runs),
+        ``mean_95`` (mAP50:95) and ``distill_mean`` (mAP50 after the distillation stage, over
+        the runs that have one); means are None without runs.
+    """
+    runs = [base + r for r in T_REPEATS]
+    present = [r for r in runs if _test_map(models, f"{r}/finetune") is not None]
+    m50 = [float(models[f"{r}/finetune"]["test"]["mAP50"]) for r in present]
+    m95 = [v for r in present if (v := _test_map(models, f"{r}/finetune", "mAP50_95"))
+           is not None]
+    dist = [v for r in runs if (v := _test_map(models, f"{r}/distill")) is not None]
+
+    def mean(vals: list[float]) -> float | None:
+        return statistics.fmean(vals) if vals else None
+
+    return {"runs": present, "missing": [r for r in runs if r not in present], "mAP50": m50,
+            "mean": mean(m50), "std": statistics.stdev(m50) if len(m50) >= 2 else None,
+            "mean_95": mean(m95), "distill_mean": mean(dist)}
+
+
+#: The recipe comparisons the results page states in words: (recipe, against, label).
+T_COMPARISONS = (("t_sad", "t_task", "SAD vs SVD init + task loss only"),
+                 ("t_rs4d", "t_task", "RS4D vs SVD init + task loss only"),
+                 ("t_rs4d", "t_sad", "RS4D vs SAD"),
+                 ("t_random_sad", "t_sad", "random init + SAD vs SVD init + SAD"))
+
+
+def compare_recipes(stats: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per comparison of :data:`T_COMPARISONS` whose two recipes have results: the
+    difference of their mean test mAP50, judged against the larger of their seed spreads (a
+    difference within it is not shown to be one; under 2 seeds a side there is no spread)."""
+    out = []
+    for a, b, label in T_COMPARISONS:
+        sa, sb = stats.get(a) or {}, stats.get(b) or {}
+        if sa.get("mean") is None or sb.get("mean") is None:
+            continue
+        diff = sa["mean"] - sb["mean"]
+        runs = f"{len(sa['runs'])} vs {len(sb['runs'])} seeds"
+        if sa["std"] is None or sb["std"] is None:
+            verdict = "a side has one seed, so there is no spread to judge it against"
+        else:
+            spread = max(sa["std"], sb["std"])
+            verdict = (f"within the seed spread ({spread:.2f}): no difference shown"
+                       if abs(diff) <= spread else
+                       f"{abs(diff) / spread:.1f}x the seed spread ({spread:.2f}): "
+                       + ("better" if diff > 0 else "worse"))
+        out.append(f"- {label}: {sa['mean']:.2f} vs {sb['mean']:.2f} ({diff:+.2f}; {runs}); "
+                   f"{verdict}.")
+    return out
+
+
+def stage_cost(curves: dict[str, Any], run: str) -> tuple[int, float] | None:
+    """(epochs, mean seconds per epoch) of a stored curve, or None without one."""
+    curve = curves.get(run) or {}
+    secs = [float(v) for v in curve.get("epoch_s") or [] if v is not None]
+    return (len(curve.get("epoch") or []), statistics.fmean(secs)) if secs else None
+
+
+def _points(curve: dict[str, list[Any]], column: str) -> list[tuple[int, float]]:
+    """(epoch, value) of the epochs of a stored curve that logged ``column``."""
+    return [(int(e), float(v)) for e, v in zip(curve.get("epoch", []), curve.get(column, []),
+                                               strict=False) if v is not None]
+
+
+def teacher_curve_summary(curve: dict[str, list[Any]]) -> dict[str, Any] | None:
+    """Where a learning curve's val mAP50 peaked, and how much its last 20% of epochs added.
+
+    Args:
+        curve: a stored curve (``research.ship curves``).
+
+    Returns:
+        ``best`` (val mAP50), ``best_epoch`` (the first epoch reaching it), ``epochs`` (the last
+        epoch), ``tail_start`` (first epoch of the last 20%), ``tail`` and ``before`` (the best
+        val mAP50 from ``tail_start`` on and before it; None without a validation there),
+        ``tail_lr_ratio`` (the learning rate at ``tail_start`` over the curve's largest; None
+        without an lr column), or None when the curve has no validation.
+    """
+    pts = _points(curve, "val_mAP50")
+    if not pts:
+        return None
+    n = max(int(e) for e in curve["epoch"])
+    best_epoch, best = max(pts, key=lambda p: (p[1], -p[0]))
+    tail_start = n - max(1, round(0.2 * n)) + 1
+    tail = [v for e, v in pts if e >= tail_start]
+    before = [v for e, v in pts if e < tail_start]
+    lr = _points(curve, "lr")
+    tail_lr = [v for e, v in lr if e == tail_start]
+    peak = max((v for _, v in lr), default=0.0)
+    return {"best": best, "best_epoch": best_epoch, "epochs": n, "tail_start": tail_start,
+            "tail": max(tail) if tail else None, "before": max(before) if before else None,
+            "tail_lr_ratio": tail_lr[0] / peak if tail_lr and peak > 0 else None}
+
+
+def _teacher_sentence(s: dict[str, Any]) -> str:
+    """What :func:`teacher_curve_summary` says, in words."""
+    text = f"Best val mAP50 {s['best']:.2f} at epoch {s['best_epoch']} of {s['epochs']}. "
+    last = f"the last 20% of the epochs ({s['tail_start']}-{s['epochs']})"
+    if s["tail"] is None:
+        return text + f"No validation in {last}: whether it converged cannot be told."
+    if s["before"] is None:
+        return text + f"No validation before {last}: whether it converged cannot be told."
+    gain = s["tail"] - s["before"]
+    verdict = (f"less than {PLATEAU_GAIN:g} point, the curve had flattened out"
+               if gain < PLATEAU_GAIN else "the teacher was still improving")
+    text += (f"The best val mAP50 of {last} is {s['tail']:.2f}, {gain:+.2f} over the "
+             f"best before them ({s['before']:.2f}): {verdict}.")
+    ratio = s.get("tail_lr_ratio")
+    if gain < PLATEAU_GAIN and ratio is not None and ratio < LOW_LR:
+        text += (f" But by epoch {s['tail_start']} the learning rate had decayed to "
+                 f"{100 * ratio:.0f}% of its peak: the run's schedule (fitted to its minutes) "
+                 "was ending, so the flat end says the schedule ran out, not that a longer one "
+                 "would gain nothing.")
+    return text
+
+
+def run_weights(run: str) -> dict[str, float]:
+    """The distillation loss weights run ``run`` trains with: its last ``--weights`` in the run
+    list (``research/runs.yaml``), the paper's (``DistillWeights()``) without one."""
+    import dataclasses
+
+    from dlrmamba_core.engine.config import DistillWeights
+    from dlrmamba_core.research.pipeline import load_runs
+
+    spec = next((r for r in load_runs().runs if r.name == run), None)
+    args = [*spec.args, *spec.overrides] if spec is not None else []
+    at = [i for i, a in enumerate(args[:-1]) if a == "--weights"]
+    weights = DistillWeights.parse(args[at[-1] + 1]) if at else DistillWeights()
+    return {k: float(v) for k, v in dataclasses.asdict(weights).items()}
+
+
+def weighted_terms(curve: dict[str, list[Any]], weights: dict[str, float]
+                   ) -> dict[str, list[float | None]]:
+    """w * L per epoch of each SAD term the curve logged (``train_task``, ``train_svd``, ...)."""
+    return {t: [None if v is None else weights[t] * float(v) for v in curve[f"train_{t}"]]
+            for t in SAD_TERMS if f"train_{t}" in curve}
+
+
+def sad_loss_summary(curve: dict[str, list[Any]], weights: dict[str, float]
+                     ) -> dict[str, Any] | None:
+    """How large the weighted structural terms of a SAD run were against its whole loss.
+
+    Args:
+        curve: the stored curve of a ``<run>/distill`` stage of a SAD run.
+        weights: its loss weights (:func:`run_weights`).
+
+    Returns:
+        ``first`` / ``last``: the share (0..1) of ``w_svd L_svd + w_state L_state + w_feat
+        L_feat`` in the sum of the four weighted terms at the first and the last epoch;
+        ``largest``: the largest weighted structural term at the last epoch (name, value) and
+        ``task_last`` the weighted task term there; ``total_dev``: the largest relative
+        difference between that sum and the logged ``train_loss`` (small when ``weights`` are
+        the ones the run trained with). None when the curve lacks a SAD term.
+    """
+    terms = weighted_terms(curve, weights)
+    if set(terms) != set(SAD_TERMS):
+        return None
+    rows = [dict(zip(SAD_TERMS, vals, strict=True))
+            for vals in zip(*(terms[t] for t in SAD_TERMS), strict=True)]
+    full = [(i, r) for i, r in enumerate(rows) if all(v is not None for v in r.values())]
+    if not full:
+        return None
+
+    def share(r: dict[str, Any]) -> float:
+        total = sum(r.values())
+        return (total - r["task"]) / total if total > 0 else 0.0
+
+    last = full[-1][1]
+    name = max(SAD_TERMS[1:], key=lambda t: last[t])
+    logged = curve.get("train_loss") or []
+    devs = [abs(sum(r.values()) - logged[i]) / logged[i] for i, r in full
+            if i < len(logged) and logged[i]]
+    return {"first": share(full[0][1]), "last": share(last), "largest": (name, last[name]),
+            "task_last": last["task"], "total_dev": max(devs) if devs else None}
+
+
+def _sad_runs(curves: dict[str, Any]) -> list[str]:
+    """The runs of the ``t_sad`` recipe whose SAD stage has a stored curve with its terms."""
+    return [r for r in ("t_sad" + x for x in T_REPEATS)
+            if all(f"train_{t}" in (curves.get(f"{r}/distill") or {}) for t in SAD_TERMS)]
+
+
+def draw_teacher_curve(curve: dict[str, list[Any]], path: Path, title: str) -> Path:
+    """Val mAP50 and mAP50:95 per epoch, the learning rate on a second axis; PNG, atomic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dlrmamba_core.engine.fileio import save_figure
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    for column, label, marker in (("val_mAP50", "val mAP50", "o"),
+                                  ("val_mAP50_95", "val mAP50:95", "s")):
+        pts = _points(curve, column)
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker=marker, ms=3, lw=1.2, label=label)
+    s = teacher_curve_summary(curve)
+    if s is not None:
+        ax.axvspan(s["tail_start"] - 0.5, s["epochs"] + 0.5, color="0.92", zorder=0,
+                   label="last 20% of the epochs")
+        ax.axvline(s["best_epoch"], color="0.4", ls=":", lw=1,
+                   label=f"best val mAP50 {s['best']:.1f} (epoch {s['best_epoch']})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val mAP (%), SYNTHETIC val split")
+    ax.grid(alpha=0.3)
+    lr = _points(curve, "lr")
+    handles, labels = ax.get_legend_handles_labels()
+    if lr:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*lr, strict=True), color="tab:gray", ls="--", lw=1, label="learning rate")
+        ax2.set_ylabel("learning rate")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncol=3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(path, fig)
+
+
+def draw_sad_losses(runs: dict[str, tuple[dict[str, list[Any]], dict[str, float]]],
+                    path: Path) -> Path:
+    """Each weighted SAD term (w * L) per epoch of the distillation stage, log y; PNG, atomic.
+
+    Args:
+        runs: {run name: (its ``<run>/distill`` curve, its loss weights)}.
+        path: the PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.lines import Line2D
+    import matplotlib.pyplot as plt
+
+    from dlrmamba_core.engine.fileio import save_figure
+
+    colors = dict(zip(SAD_TERMS, ("tab:blue", "tab:orange", "tab:green", "tab:red"),
+                      strict=True))
+    styles = ("-", "--", ":", "-.")
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    for j, (curve, weights) in enumerate(runs.values()):
+        for t, vals in weighted_terms(curve, weights).items():
+            # Log axis: a term at weight 0 (or logged as 0) has no point to draw.
+            pts = [(e, v) for e, v in zip(curve["epoch"], vals, strict=True)
+                   if v is not None and v > 0]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), color=colors[t], ls=styles[j % len(styles)],
+                        marker="o", ms=3, lw=1.2)
+    first = next(iter(runs.values()))[1]
+    handles = [Line2D([], [], color=colors[t], label=f"{first[t]:g} x L_{t}")
+               for t in SAD_TERMS]
+    handles += [Line2D([], [], color="0.3", ls=styles[j % len(styles)], label=run)
+                for j, run in enumerate(runs)]
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch of the distillation stage")
+    ax.set_ylabel("weighted loss term w * L (per-epoch mean)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncol=4)
+    ax.set_title("SAD: the weighted loss terms during distillation", fontsize=9)
+    fig.tight_layout()
+    return save_figure(path, fig)
+
+
+def draw_phase_t_figures(results: dict[str, Any], images: Path) -> dict[str, Path]:
+    """The phase-T figures the stored curves allow: ``teacher_curve`` (``teacher_curve.png``)
+    and ``sad_losses`` (``sad_losses.png``) in ``images``; {name: path} of those drawn."""
+    curves = results.get("curves") or {}
+    out: dict[str, Path] = {}
+    teacher = curves.get(T_TEACHER)
+    if teacher and _points(teacher, "val_mAP50"):
+        out["teacher_curve"] = draw_teacher_curve(
+            teacher, images / "teacher_curve.png",
+            f"{T_TEACHER}: validation mAP per epoch (SYNTHETIC val split)")
+    runs = _sad_runs(curves)
+    if runs:
+        out["sad_losses"] = draw_sad_losses(
+            {r: (curves[f"{r}/distill"], run_weights(r)) for r in runs},
+            images / "sad_losses.png")
+    return out
+
+
+def _phase_t_lines(models: dict[str, Any], curves: dict[str, Any],
+                   arch: dict[str, dict[str, float]], arch_of: dict[str, str],
+                   figures: dict[str, str]) -> list[str]:
+    """Phase T: the teacher's learning curve, the student recipes over seeds, the targets of
+    issue [teacher], the rank sweep beside the paper's and the SAD loss terms."""
+    if not _has_phase_t(models):
+        return []
+    missing: list[str] = []
+    lines = ["", "## Long-trained teacher and Structure-Aware Distillation (phase T)", "",
+             f"SAD measured from a teacher trained alone on the GPU for most of its budget: "
+             f"`{T_TEACHER}` (the `teacher_p5` architecture; its learning curve below says "
+             "whether it had stopped improving), its low-rank students distilled "
+             "from it, each recipe with seeds 0, 2 and 3 (`<run>`, `<run>_seed2`, "
+             "`<run>_seed3`). Only part of these runs is trained per GPU session; what is not "
+             "in these results yet is named below each table.", "",
+             "### The teacher's learning curve", ""]
+    teacher_curve = curves.get(T_TEACHER)
+    summary = teacher_curve_summary(teacher_curve) if teacher_curve else None
+    if summary is None:
+        lines.append(f"No learning curve of `{T_TEACHER}` with validations in these results "
+                     "(`python -m dlrmamba_core.research.ship curves PIPELINE_OUT` stores the "
+                     "runs' metrics.csv).")
+    else:
+        if figures.get("teacher_curve"):
+            lines += [f"![learning curve of {T_TEACHER}]({figures['teacher_curve']})", ""]
+        lines.append(_teacher_sentence(summary))
+
+    teacher = _test_map(models, T_TEACHER)
+    lines += ["", "### Students: test mAP50 after the fine-tune, over seeds", ""]
+    if teacher is None:
+        lines.append(f"The teacher `{T_TEACHER}` is not in these results yet.")
+        missing.append(T_TEACHER)
+    else:
+        lines.append(f"Teacher `{T_TEACHER}`: test mAP50 {teacher:.1f}, mAP50:95 "
+                     f"{_fmt(_test_map(models, T_TEACHER, 'mAP50_95'))}.")
+    lines += ["", "| recipe | runs | mAP50 per seed | mean mAP50 | spread (std) | "
+              "mean mAP50:95 | mean mAP50 after the distillation stage |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    stats = {base: recipe_stats(models, base) for _, base in T_RECIPES}
+    for label, base in T_RECIPES:
+        st = stats[base]
+        missing += st["missing"]
+        distill = _fmt(st["distill_mean"]) if st["distill_mean"] is not None else "-"
+        if not st["runs"]:
+            lines.append(f"| {label} | none yet | - | - | - | - | {distill} |")
+            continue
+        lines.append(f"| {label} | " + ", ".join(f"`{r}`" for r in st["runs"]) + " | "
+                     + ", ".join(_fmt(v) for v in st["mAP50"]) + f" | {_fmt(st['mean'])} | "
+                     + (f"{st['std']:.2f}" if st["std"] is not None else "-")
+                     + f" | {_fmt(st['mean_95'])} | {distill} |")
+    if missing:
+        lines += ["", "Not in these results yet: " + ", ".join(f"`{r}`" for r in missing)
+                  + "."]
+    shown = compare_recipes(stats)
+    if shown:
+        lines += ["", "What the numbers show (difference of the means against the larger of "
+                  "the two recipes' seed spreads):", "", *shown]
+
+    task, sad = stats["t_task"], stats["t_sad"]
+    lines += ["", "### Targets of issue [teacher]", "", "| target | measured | met |",
+              "|---|---|---|",
+              _target_row(f"teacher (`{T_TEACHER}`) >= undistilled student (`t_task`, mean of "
+                          f"{len(task['runs'])}) + 3.0", teacher, task["mean"], 3.0),
+              _target_row(f"distilled student (`t_sad`, mean of {len(sad['runs'])}) >= "
+                          "teacher - 1.0", sad["mean"], teacher, -1.0),
+              _target_row(f"distilled student (`t_sad`, mean of {len(sad['runs'])}) >= "
+                          f"undistilled (`t_task`, mean of {len(task['runs'])}) + 2.0",
+                          sad["mean"], task["mean"], 2.0)]
+
+    lines += ["", "### Rank-ratio sweep from this teacher (SAD only)", "",
+              "| rank ratio | model | mAP50 | mAP50:95 | params (M) | paper mAP50 |",
+              "|---:|---|---:|---:|---:|---:|"]
+    sweep_missing = []
+    for run in T_SWEEP:
+        key = f"{run}/distill"
+        ratio = (models.get(key) or {}).get("rank_ratio") or int(run[-3:]) / 100
+        paper = PAPER_RANK_SWEEP.get(round(float(ratio), 2))
+        paper_cell = _fmt(paper) if paper is not None else "not in the summary"
+        if _test_map(models, key) is None:
+            sweep_missing.append(run)
+            lines.append(f"| {ratio:.2f} | `{key}` | not run yet | - | - | {paper_cell} |")
+            continue
+        a = arch.get(arch_of.get(key, ""), {})
+        lines.append(f"| {ratio:.2f} | `{key}` | {_fmt(_test_map(models, key))} | "
+                     f"{_fmt(_test_map(models, key, 'mAP50_95'))} | "
+                     f"{_fmt(a.get('params_M'), 2)} | {paper_cell} |")
+    if not PAPER_RANK_SWEEP:
+        lines += ["", "paper: not in the summary. The DLRMamba paper summary this project works "
+                  "from (`shared/seeds/dlrmamba.txt`: abstract, figure captions, a count of "
+                  "tables) has no rank-sweep numbers, so none are shown beside ours."]
+    if sweep_missing:
+        lines += ["", "Not in these results yet: " + ", ".join(f"`{r}`" for r in sweep_missing)
+                  + "."]
+
+    lines += ["", "### The distillation loss terms during SAD", ""]
+    runs = _sad_runs(curves)
+    if not runs:
+        lines.append("No loss curves of the SAD stage of `t_sad` in these results "
+                     "(`python -m dlrmamba_core.research.ship curves PIPELINE_OUT`).")
+        return lines
+    if figures.get("sad_losses"):
+        lines += [f"![SAD loss terms]({figures['sad_losses']})", ""]
+    weights = {r: run_weights(r) for r in runs}
+    w = weights[runs[0]]
+    lines.append(f"Each term times its weight (task / svd / state / feat: {w['task']:g} / "
+                 f"{w['svd']:g} / {w['state']:g} / {w['feat']:g}, from the run list), "
+                 "per-epoch means of the distillation stage. Share of the weighted structural "
+                 "terms (svd + state + feat) in the total at the first and the last epoch:")
+    lines.append("")
+    devs = []
+    for r in runs:
+        sm = sad_loss_summary(curves[f"{r}/distill"], weights[r])
+        if sm is None:
+            continue
+        name, value = sm["largest"]
+        lines.append(f"- `{r}`: {100 * sm['first']:.1f}% -> {100 * sm['last']:.1f}%; at the "
+                     f"last epoch the largest is {weights[r][name]:g} x L_{name} = "
+                     f"{value:.3g} against {weights[r]['task']:g} x L_task = "
+                     f"{sm['task_last']:.3g}.")
+        if sm["total_dev"] is not None:
+            devs.append(sm["total_dev"])
+    peaks = {t: max(v for r in runs
+                    for v in weighted_terms(curves[f"{r}/distill"], weights[r])[t]
+                    if v is not None) for t in SAD_TERMS[1:]}
+    small = min(peaks, key=lambda t: peaks[t])
+    lines += ["", f"The smallest, {w[small]:g} x L_{small}, is at most {peaks[small]:.2g} at any "
+              "epoch of these runs (metrics.csv logs the per-epoch means to 5 decimals, so "
+              "terms this small are coarsely quantized)."]
+    if devs:
+        worst = max(devs)
+        lines += ["", f"The weighted terms add up to the logged total loss within "
+                  f"{100 * worst:.2f}% at every epoch" + (
+                      ": these are the weights the runs trained with." if worst <= 0.01 else
+                      ", more than rounding explains: the runs did not train with the run "
+                      "list's weights, so the shares above are not theirs.")]
+    costs = {r: c for r in ("t_task", "t_sad", "t_rs4d")
+             if (c := stage_cost(curves, f"{r}/distill")) is not None}
+    if len(costs) >= 2:
+        lines += ["", "Cost of the distillation stage in the same minutes (seed 0): " + "; ".join(
+            f"`{r}` {n} epochs of {sec:.1f} s" for r, (n, sec) in costs.items())
+            + ". The teacher's forward pass makes a distillation epoch slower than a "
+            "task-only one, so in equal minutes the distilled student sees fewer epochs."]
+    rnd = curves.get("t_random_sad/distill") or {}
+    if all(f"train_{t}" in rnd for t in ("state", "feat")):
+        states = [v for v in rnd["train_state"] if v is not None]
+        feats = [v for v in rnd["train_feat"] if v is not None]
+        ref = curves.get(f"{runs[0]}/distill") or {}
+        ref_st = [v for v in ref.get("train_state") or [] if v is not None]
+        lines += ["", f"From random init (`t_random_sad`) L_state goes {states[0]:.3g} -> "
+                  f"{states[-1]:.3g} and L_feat {feats[0]:.3g} -> {feats[-1]:.3g} over its "
+                  "distillation stage"
+                  + (f" (from the SVD init, `{runs[0]}`: L_state {ref_st[0]:.3g} -> "
+                     f"{ref_st[-1]:.3g})" if ref_st else "")
+                  + ". L_state near 1 is the error of a student whose states do not follow "
+                  "the teacher's at all (the state and feature errors are scale-free)."]
+    return lines
+
+
 def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: dict[str, str],
-           threads: int, runs: int, cpu: str, front: list[str] | None = None) -> str:
-    """The markdown of docs/results.md (``front``: the lines of :func:`front_lines`)."""
+           threads: int, runs: int, cpu: str, front: list[str] | None = None,
+           figures: dict[str, str] | None = None) -> str:
+    """The markdown of docs/results.md (``front``: the lines of :func:`front_lines`;
+    ``figures``: {name: path relative to the page} of :func:`draw_phase_t_figures`)."""
     # Phase-A runs first (the teacher on top), then the rest in the order of the results.
     order = _phase_a_order()
     models = dict(sorted(results["models"].items(),
@@ -357,13 +860,7 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
     fused, rgb, th = get("student_scratch"), get("rgb"), get("thermal")
 
     def row(label: str, lhs: float | None, rhs: float | None, margin: float) -> None:
-        if lhs is None or rhs is None:
-            lines.append(f"| {label} | missing | no |")
-            return
-        diff = lhs - rhs
-        ok = diff >= margin
-        lines.append(f"| {label} | {lhs:.1f} vs {rhs:.1f} (diff {diff:+.1f}) | "
-                     f"{'yes' if ok else f'no, short by {margin - diff:.1f}'} |")
+        lines.append(_target_row(label, lhs, rhs, margin))
 
     row("distilled student >= teacher - 1.0 mAP50", sad, teacher, -1.0)
     row("distilled student >= undistilled (SVD init, task only) + 2.0", sad, nod, 2.0)
@@ -378,7 +875,9 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
     lines += ["", "Single-modality models are the fused low-rank architecture trained from "
               "scratch with the other camera's input zeroed (`--modality rgb|thermal`); the "
               "fused row of that comparison is `student_scratch` (same architecture and "
-              "recipe).", "",
+              "recipe)."]
+    lines += _phase_t_lines(models, results.get("curves") or {}, arch, arch_of, figures or {})
+    lines += ["",
               f"_Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} "
               "from `" + results.get("_source", str(DEFAULT_RESULTS)) + "`._", ""]
     return "\n".join(lines)
@@ -386,9 +885,11 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
 
 def _on_front_plot(key: str, models: dict[str, Any]) -> bool:
     """Fused models only, one point per run (the fine-tuned model where there is one), no
-    loss ablations or seed repeats (their latency equals the student's): a readable front."""
+    loss or init ablations or seed repeats (their latency equals the student's): a readable
+    front."""
     m = models[key]
-    if m.get("modality", "fused") != "fused" or key.startswith("sad_no_") or "_seed" in key:
+    if m.get("modality", "fused") != "fused" or "_seed" in key \
+            or key.startswith(("sad_no_", "t_sad_no_", "t_random_sad")):
         return False
     return not (key.endswith("/distill") and key.replace("/distill", "/finetune") in models)
 
@@ -506,6 +1007,14 @@ def shipped_run(models_dir: Path) -> str | None:
         return None
 
 
+def _relative(path: Path, page: Path) -> str:
+    """``path`` as a link from the markdown file ``page`` (relative where it can be)."""
+    try:
+        return str(path.resolve().relative_to(page.resolve().parent))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     ap = argparse.ArgumentParser(description="Regenerate docs/results.md")
@@ -517,6 +1026,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time every architecture at this size for the front ('' = no)")
     ap.add_argument("--front-png", type=Path, default=Path("docs/images/front.png"),
                     help="where the accuracy-vs-latency plot goes (linked from --out)")
+    ap.add_argument("--images", type=Path, default=Path("docs/images"),
+                    help="where the phase-T figures go (teacher_curve.png, sad_losses.png)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if not args.results.is_file():
@@ -550,12 +1061,11 @@ def main(argv: list[str] | None = None) -> int:
                                                              args.runs)
     rows = front_rows(results["models"], arch_of, ms)
     png = draw_front(rows, args.front_png, args.threads, cpu_model())
-    try:
-        rel = str(png.resolve().relative_to(args.out.resolve().parent))
-    except ValueError:
-        rel = str(png)
-    front = front_lines(rows, rel, list(results["input_hw"]))
-    md = render(results, arch, arch_of, args.threads, args.runs, cpu_model(), front)
+    front = front_lines(rows, _relative(png, args.out), list(results["input_hw"]))
+    figures = {name: _relative(path, args.out) for name, path in (
+        draw_phase_t_figures(results, args.images) if _has_phase_t(results["models"])
+        else {}).items()}
+    md = render(results, arch, arch_of, args.threads, args.runs, cpu_model(), front, figures)
     write_text(args.out, md)
     print(f"wrote {args.out}")
     return 0

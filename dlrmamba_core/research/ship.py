@@ -7,6 +7,7 @@
     python -m dlrmamba_core.research.ship conditions --checkpoints PIPELINE_OUT --data SYNTH_ROOT
     python -m dlrmamba_core.research.ship add-run CHECKPOINT --key K --role R --trained-on M \\
         --data SYNTH_ROOT
+    python -m dlrmamba_core.research.ship curves PIPELINE_OUT [--results models/results_synth.json]
 
 The pipeline (``research.pipeline``) runs on the GPU machine in phases (A: teacher and
 baselines; B: distillation and the rank sweep), each call writing its own ``results.json``.
@@ -20,13 +21,17 @@ and records that too (it must reproduce the recorded mAP50 within ``--eval-toler
 ``conditions`` evaluates every run's checkpoint per synthetic condition (day, night, fog, ...)
 for the per-condition table of ``docs/results.md``. ``add-run`` evaluates a model trained
 outside the pipeline (e.g. a fine-tune continued on a CPU) on the same test split and adds it.
+``curves`` stores each run's learning curve (its ``metrics.csv``, per epoch) in the results,
+for the learning-curve and loss figures of ``docs/results.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
+import math
 import os
 from pathlib import Path
 import sys
@@ -40,6 +45,12 @@ log = logging.getLogger("dlrmamba.ship")
 #: Keys of the results' ``data`` entry that must agree for results to be merged.
 DATA_IDENTITY = ("generator", "generator_version", "seed", "splits", "format", "synthetic",
                  "synth_options")
+#: Columns of a run's ``metrics.csv`` kept in its curve, besides every ``train_*`` column (the
+#: per-epoch means of the loss terms): the schedule and the validation mAP (None where the epoch
+#: was not validated).
+CURVE_COLUMNS = ("epoch", "lr", "epoch_s", "val_mAP50", "val_mAP50_95")
+#: Significant digits of the stored curve values (the figures need no more).
+CURVE_DIGITS = 4
 
 
 def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -89,6 +100,12 @@ def merge_results(paths: list[str | os.PathLike[str]]) -> dict[str, Any]:
         if repeated:
             log.warning("%s replaces %s", path, ", ".join(repeated))
         merged["models"].update(res["models"])
+        if "curves" in merged or res.get("curves"):
+            # A replaced run's old curve describes the training it replaced: keep only the
+            # curves of the source its record now comes from.
+            curves = {k: v for k, v in (merged.get("curves") or {}).items()
+                      if k not in res["models"]}
+            merged["curves"] = {**curves, **(res.get("curves") or {})}
         merged["status"].update(res.get("status") or {})
         if res.get("phases"):
             # An already merged file (e.g. models/results_synth.json of an earlier session):
@@ -288,8 +305,113 @@ def add_local_run(results_path: str | os.PathLike[str], checkpoint: str | os.Pat
     return entry
 
 
+def _curve_value(text: str, column: str, path: Path, line: int) -> float | None:
+    """One ``metrics.csv`` cell as a float of :data:`CURVE_DIGITS` significant digits."""
+    if text == "":
+        return None  # a column the epoch did not log (e.g. val_* between validations)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):  # the trainer stops on a non-finite loss: never logs one
+        raise ConfigError(f"{path}: line {line}: {column} = {text!r} is not a finite number; "
+                          "is it a metrics.csv of `dlrmamba train` / `distill`?")
+    return float(f"{value:.{CURVE_DIGITS}g}")
+
+
+def read_curve(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
+    """A run's ``metrics.csv`` (one row per epoch) as a compact learning curve.
+
+    Args:
+        path: the ``metrics.csv`` the trainer wrote (``engine.trainer``).
+
+    Returns:
+        Column -> one value per epoch: ``epoch`` (int), ``lr``, ``epoch_s`` (s), every
+        ``train_*`` column (per-epoch mean of that loss term, unweighted) and ``val_mAP50`` /
+        ``val_mAP50_95`` (%), floats of :data:`CURVE_DIGITS` significant digits, None where the
+        epoch did not log the column. An epoch logged twice (a run resumed from an earlier
+        ``last.pt``) keeps its later row.
+
+    Raises:
+        ConfigError: the file cannot be read, has no ``epoch`` column or no epochs, a row with
+            another number of cells than the header, or a cell that is not a number.
+    """
+    p = Path(path)
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{p}: cannot read it as CSV ({exc})") from None
+    if not header or "epoch" not in header:
+        raise ConfigError(f"{p}: no 'epoch' column in its header {header}; is it a "
+                          "metrics.csv of `dlrmamba train` / `distill`?")
+    columns = [c for c in header if c != "epoch" and (c in CURVE_COLUMNS
+                                                      or c.startswith("train_"))]
+    by_epoch: dict[int, list[float | None]] = {}
+    for line, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise ConfigError(f"{p}: line {line} has {len(row)} cells, the header "
+                              f"{len(header)}: the file is truncated or not one run's log")
+        cells = dict(zip(header, row, strict=True))
+        try:
+            epoch = int(cells["epoch"])
+        except ValueError:
+            raise ConfigError(f"{p}: line {line}: epoch {cells['epoch']!r} is not a whole "
+                              "number") from None
+        by_epoch[epoch] = [_curve_value(cells[c], c, p, line) for c in columns]
+    if not by_epoch:
+        raise ConfigError(f"{p}: a header but no epochs; the run logs a row per finished "
+                          "epoch, so this one never finished one")
+    epochs = sorted(by_epoch)
+    curve: dict[str, list[Any]] = {"epoch": epochs}
+    for i, c in enumerate(columns):
+        curve[c] = [by_epoch[e][i] for e in epochs]
+    return curve
+
+
+def curve_file(root: str | os.PathLike[str], key: str) -> Path:
+    """The ``metrics.csv`` of results key ``key`` under a pipeline output folder ``root``.
+
+    ``"<run>"`` (a train run) -> ``root/<run>/metrics.csv``; ``"<run>/distill"`` and
+    ``"<run>/finetune"`` (the stages of a distill run) -> ``root/<run>/<stage>/metrics.csv``.
+    """
+    return Path(root, *key.split("/"), "metrics.csv")
+
+
+def add_curves(results_path: str | os.PathLike[str], root: str | os.PathLike[str]
+               ) -> dict[str, list[str]]:
+    """Store the learning curve of every run of the results found under ``root``.
+
+    ``root`` is a pipeline output folder or an unpacked logs archive of one (``pipeline.pack``);
+    each key of the results' ``models`` with a ``metrics.csv`` there (:func:`curve_file`) gets
+    its :func:`read_curve` in the results' top-level ``curves`` (replacing an older one), and the
+    results file is rewritten atomically. Curves of runs not under ``root`` stay as they were.
+
+    Returns:
+        ``{"stored": keys whose curve was stored, "missing": keys without a metrics.csv}``.
+
+    Raises:
+        ConfigError: the results file is not a results JSON, or a metrics.csv is malformed
+            (nothing is written then).
+    """
+    res = _read(results_path)
+    if not Path(root).is_dir():
+        raise ConfigError(f"{root}: no such folder; pass the pipeline's output folder (or an "
+                          "unpacked logs.tar.gz of it)")
+    found = {key: curve_file(root, key) for key in res["models"]}
+    curves = {key: read_curve(path) for key, path in found.items() if path.is_file()}
+    res["curves"] = {**(res.get("curves") or {}), **curves}
+    write_json(results_path, res)
+    return {"stored": sorted(curves), "missing": sorted(k for k in found if k not in curves)}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``merge`` and ``model`` (see the module docstring)."""
+    """CLI: ``merge``, ``model``, ``conditions``, ``add-run``, ``curves`` (see the module
+    docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("merge", help="join results.json files of pipeline phases")
@@ -321,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--data", required=True, help="local copy of the synthetic benchmark")
     a.add_argument("--note", default=None,
                    help="how the model came about, when not 'trained outside the pipeline'")
+    v = sub.add_parser("curves", help="store each run's learning curve (metrics.csv) in the "
+                                      "results")
+    v.add_argument("root", help="the pipeline's output folder or an unpacked logs archive")
+    v.add_argument("--results", default="models/results_synth.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -333,6 +459,13 @@ def main(argv: list[str] | None = None) -> int:
                               args.trained_on, args.seconds, args.based_on,
                               note=args.note)
             print(f"{args.key}: test mAP50 {e['test']['mAP50']:.2f}")
+        elif args.cmd == "curves":
+            done = add_curves(args.results, args.root)
+            print(f"{args.results}: curves of {len(done['stored'])} runs stored from "
+                  f"{args.root}")
+            if done["missing"]:
+                print(f"no metrics.csv under {args.root} for {len(done['missing'])} runs: "
+                      + ", ".join(done["missing"]))
         elif args.cmd == "conditions":
             print(add_condition_breakdown(args.results, args.checkpoints, args.data,
                                           args.tolerance))
