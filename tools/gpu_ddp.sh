@@ -4,7 +4,7 @@
 #   bash tools/gpu_ddp.sh [EPOCHS] [VARIANT] [BATCH_PER_GPU] [TARGET_MAP50]
 #
 # Defaults: 12 epochs, the `teacher` variant, batch 32 per GPU, target val mAP50 20.
-# Needs .whl/ as tools/gpu_phase.sh describes (src.tar and the wheels; no checkpoint).
+# Needs .whl/ as tools/gpu_phase.sh describes (the wheels, src.tar optional; no checkpoint).
 # Generates the SYNTHETIC benchmark (4000 pairs: 3400 train, 600 val), caches it once at
 # 256x320, then trains VARIANT for EPOCHS epochs once per GPU count N with the same seed and
 # the SAME BATCH PER GPU (global batch N x BATCH_PER_GPU; the learning rate scaled linearly
@@ -23,7 +23,11 @@ TARGET=${4:-20}
 OUT=${OUT:?OUT must name the folder that comes back}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/*.whl || exit 3
-mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
+if [ -f .whl/src.tar ]; then
+  mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
+else  # the carried tree's own code and shipped models
+  mkdir -p /tmp/src && cp -r dlrmamba_core models /tmp/src/ || exit 4
+fi
 export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
 python3 -c "import albumentations, pycocotools" || { echo "a wheel is missing in .whl" >&2; exit 3; }
 NGPU=$(python3 -c "import torch; print(torch.cuda.device_count())")

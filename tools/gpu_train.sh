@@ -8,9 +8,10 @@
 #          --batch-size 64 --warmup-epochs 3 --val-every 5 --workers 12
 #
 # What must sit in .whl/ (git-ignored, carried to the machine with the working tree):
-#   src.tar               the code to run, and the shipped model a run may start from:
-#                         `git archive HEAD dlrmamba_core models/dlrmamba_student_p5.onnx
-#                          -o .whl/src.tar` (paths in the train args are relative to it)
+#   src.tar               optional: the code to run, and the shipped models a run may start
+#                         from: `git archive HEAD dlrmamba_core models -o .whl/src.tar` (paths
+#                         in the train args are relative to it); without it, the carried
+#                         tree's own dlrmamba_core/ and models/
 #   *.whl                 the wheels the machine lacks (list and pip command: tools/gpu_phase.sh)
 #   NAME.tar.part-*       from the second slice on: the run folder the previous slice returned
 #
@@ -41,7 +42,11 @@ command -v flock >/dev/null && flock 9
 if [ ! -f /tmp/prepared ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 3
-  mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
+  if [ -f .whl/src.tar ]; then
+    mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
+  else  # the carried tree's own code and shipped models
+    mkdir -p /tmp/src && cp -r dlrmamba_core models /tmp/src/ || exit 4
+  fi
 fi
 export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
 python3 -c "import albumentations, pycocotools" || { echo "a wheel is missing in .whl" >&2; exit 3; }
