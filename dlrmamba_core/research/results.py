@@ -167,6 +167,12 @@ def _phase_letter(runs: list[str], index: int) -> str:
     return str(index + 1)
 
 
+def _run_list() -> Any:
+    from dlrmamba_core.research.pipeline import load_runs
+
+    return load_runs()
+
+
 def _phase_lines(results: dict[str, Any]) -> list[str]:
     """How each pipeline phase trained (merged results list them; see ``research.ship``)."""
     phases = results.get("phases") or [{"models": sorted(k for k, m in results["models"].items()
@@ -189,6 +195,20 @@ def _phase_lines(results: dict[str, Any]) -> list[str]:
                      f"{ph.get('device', '')} | {str(ph.get('created_utc', ''))[:16]} | "
                      f"{_fmt(minutes, 1)} | {_fmt(st.get('parallel'), 0)} | "
                      f"{_fmt(st.get('batch_size'), 0)} | {_fmt(st.get('lr'), 3)} |")
+    for i, ph in enumerate(phases):
+        # A phase of train and distill runs: the table gives the distill runs' minutes; say
+        # the train runs' own (they ran first, and the run list may give them other settings).
+        st = ph.get("settings") or {}
+        trains = [m for m in ph.get("models", []) if "/" not in m]
+        if st.get("phase_b_min") is None or not trains or len(trains) == len(ph["models"]):
+            continue
+        specs = {r.name: r for r in _run_list().runs}
+        for run in trains:
+            over = " ".join(specs[run].overrides) if run in specs else ""
+            lines += ["", f"`{run}` (phase {_phase_letter(ph.get('models', []), i)}, a train "
+                      f"run): {_fmt(st.get('phase_a_min'), 1)} min budget before the others "
+                      "of its phase started" + (f", with the run list's `{over}`" if over
+                                                else "") + "."]
     in_phases = {m for ph in phases for m in ph.get("models", [])}
     for key, m in results["models"].items():
         if key not in in_phases and m.get("device"):

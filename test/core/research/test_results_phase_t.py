@@ -347,3 +347,19 @@ def test_results_main_links_the_phase_t_figures(tmp_path: Path,
     _assert_png(docs / "images" / "teacher_curve.png")
     _assert_png(docs / "images" / "sad_losses.png")
     assert "- `t_sad`: 15.8% -> 6.5%;" in md and "`t_sad_seed2`: " not in md
+
+
+def test_a_train_run_in_a_distill_phase_gets_its_own_minutes() -> None:
+    """The phase table gives a mixed phase's distill minutes; its train run's own budget and
+    run-list overrides are said below it."""
+    res = {"models": {"teacher_p5_long": _t(80.0), "t_sad/distill": _t(79.0)},
+           "phases": [{"models": ["t_sad/distill", "teacher_p5_long"], "device": "GPU",
+                       "created_utc": "2026-12-05T08:36:30",
+                       "settings": {"phase_a_min": 8.0, "phase_b_min": 7.3, "parallel": 9,
+                                    "batch_size": 32, "lr": 0.01}}]}
+    lines = results._phase_lines(res)
+    assert any("| 7.3 | 9 | 32 |" in line for line in lines)
+    assert ("`teacher_p5_long` (phase T, a train run): 8.0 min budget before the others of its "
+            "phase started, with the run list's `--batch-size 64 --workers 8`.") in lines
+    res["phases"][0]["models"] = ["t_sad/distill"]  # distill runs only: nothing more to say
+    assert not any("a train run" in line for line in results._phase_lines(res))
