@@ -236,6 +236,15 @@ register_pair(
     "student_bidir",
     "SS2D at strides 16 and 32 with 2 scan directions, half the inner width, N = 8",
 )
+# The paper's teacher size ([teacher]: does a bigger teacher help on our data?): teacher_p5's
+# layout at 16.1 M parameters (the paper's teacher: ~17 M), 4.1x teacher_p5. Not a CPU model.
+register_pair(
+    replace(TEACHER, variant="teacher_p5_large", stage_types=("conv", "conv", "vss"),
+            scan_dirs=(2, 2, 2), widths=(128, 320, 640), depths=(2, 2, 3),
+            neck=(128, 160, 256), head_width=128),
+    "student_p5_large",
+    "teacher_p5's layout at the paper's teacher size (16.1 M parameters; wider, deeper)",
+)
 FAST_PAIRS: tuple[tuple[str, str], ...] = (("teacher_p5", "student_p5"),
                                            ("teacher_bidir", "student_bidir"))
 """(teacher, student) registry names of the faster architectures (pipeline phase S)."""
