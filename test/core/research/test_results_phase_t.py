@@ -363,3 +363,42 @@ def test_a_train_run_in_a_distill_phase_gets_its_own_minutes() -> None:
             "phase started, with the run list's `--batch-size 64 --workers 8`.") in lines
     res["phases"][0]["models"] = ["t_sad/distill"]  # distill runs only: nothing more to say
     assert not any("a train run" in line for line in results._phase_lines(res))
+
+
+def test_training_on_section_compares_the_teacher_with_its_student_for_the_same_minutes(
+        tmp_path: Path) -> None:
+    """teacher_p5_cont (84 -> 85.5) against t_task_cont (83.9 after its fine-tune): the gap is
+    1.6, the [teacher] target (+3) is not met; the joined curve numbers the continuation's
+    epochs after the first run's and the figure is drawn."""
+    root = tmp_path / "pipe"
+    _teacher_csv(root / "teacher_p5_long" / "metrics.csv")
+    _teacher_csv(root / "teacher_p5_cont" / "metrics.csv", epochs=4,
+                 val={2: 84.5, 4: 85.0})
+    models = {**_full_models(), "teacher_p5_cont": _t(85.5, 51.0),
+              "t_task_cont/distill": _t(83.0), "t_task_cont/finetune": _t(83.9),
+              "teacher_p5_large": _t(82.25)}
+    path = _results_file(tmp_path / "r.json", models)
+    assert ship.main(["curves", str(root), "--results", str(path)]) == 0
+    res = json.loads(path.read_text())
+
+    joined = results.joined_curve(res["curves"]["teacher_p5_long"],
+                                  res["curves"]["teacher_p5_cont"])
+    assert joined["epoch"] == list(range(1, 15))
+    assert joined["val_mAP50"][10:] == [None, 84.5, None, 85.0]
+    assert len(joined["lr"]) == 14
+
+    md, figs = _page(res, tmp_path / "images")
+    _assert_png(figs["teacher_cont_curve"])
+    sec = md.split("### More minutes")[1].split("### Targets")[0]
+    assert "| `teacher_p5_cont` | teacher, trained on | n/a | 4 | 85.5 | 51.0 | +1.5 |" in sec
+    assert "| `t_task_cont/finetune` | student, after fine-tune | n/a | - | 83.9 |" in sec
+    assert "| `teacher_p5_large` | larger teacher, from scratch | n/a | - | 82.2 |" in sec
+    assert "images/teacher_cont_curve.png" in sec
+    assert "a gap of +1.6 mAP50" in sec and "not met" in sec
+    assert "after ? epochs, against `teacher_p5_cont` 85.5" in sec
+    assert "`teacher_p5_long`'s 10 epochs before its own 4" in sec
+
+
+def test_no_training_on_runs_no_training_on_section(tmp_path: Path) -> None:
+    md, _ = _page(json.loads(_results_file(tmp_path / "r.json", _full_models()).read_text()))
+    assert "### More minutes" not in md
