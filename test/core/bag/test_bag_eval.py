@@ -184,28 +184,50 @@ def test_interrupt_in_each_phase_leaves_a_closed_partial_output(
 
 def test_cli_interrupt_prints_the_summary_and_exits_130(
         grid_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A SIGINT to the `dlrmamba bag-eval` process itself, while it runs inference."""
+    """A SIGINT to the `dlrmamba bag-eval` process itself, while it runs inference.
+
+    The signal goes out once the progress bar has counted some frames (not after a sleep: a
+    fast machine finished the whole bag within one), with most of the bag still to read.
+    """
+    import re
     import subprocess
     import sys
-    import time
+    import threading
 
-    s = write_frames_bag(tmp_path / "b", scene_frames(300, thermal_every=1), GRID_CLASSES)
+    n = 1500
+    s = write_frames_bag(tmp_path / "b", scene_frames(n, thermal_every=1), GRID_CLASSES)
     proc = subprocess.Popen(
         [sys.executable, "-m", "dlrmamba_core.cli", "bag-eval", str(s.path), "--model",
          str(grid_model), "--out", str(tmp_path / "out"), "--gt", GT_TOPIC],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".out.tmp-*/detections")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    assert proc.stderr is not None
+    chunks: list[str] = []
+    started = threading.Event()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        while chunk := proc.stderr.read(1):
+            chunks.append(chunk)
+            if chunk in "\r\n" and not started.is_set():  # text mode: \r reads as \n
+                counts = [int(c) for c in re.findall(rf"(\d+)/{n} ", "".join(chunks[-200:]))]
+                if counts and 20 <= max(counts) < n // 2:
+                    started.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    assert started.wait(120), "".join(chunks)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out = proc.stdout.read() if proc.stdout is not None else ""
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    err = "".join(chunks)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "partial" in err
     assert "pairs:" in out
     met = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert met["partial"] is True
+    assert 0 < met["pairing"]["pairs"] < n
     assert len(read_detections_bag(tmp_path / "out" / "detections")) == met["pairing"]["pairs"]
 
 
