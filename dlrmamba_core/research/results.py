@@ -55,7 +55,7 @@ T_RECIPES = (("SVD init, task loss only", "t_task"),
 T_REPEATS = ("", "_seed2", "_seed3")
 #: The rank sweep of phase T (SAD stage only; results keys ``<run>/distill``).
 T_CONT = "teacher_p5_cont"
-"""T_TEACHER trained on from its shipped weights for a whole lease (a new warm-up + cosine)."""
+"""T_TEACHER trained on from its shipped weights (a new warm-up + cosine schedule)."""
 T_CONT_STUDENT = "t_task_cont"
 """The control of T_CONT: T_TEACHER's SVD student, task loss only, for the same minutes."""
 T_LARGE = "teacher_p5_large"

@@ -1,0 +1,340 @@
+"""How far a student's internals are from its teacher's: the quantities SAD pulls on, measured.
+
+    python -m dlrmamba_core.research.sad_probe --teacher models/dlrmamba_teacher.onnx \
+        --student models/dlrmamba_student_p5.onnx --data data/synth2026 --split val \
+        --out docs/sad_probe.md
+
+Structure-Aware Distillation adds three terms to the task loss (``losses.distill``): L_SVD
+(the student's low-rank factors against the teacher's truncated SVD), L_state (chunk-boundary
+scan states against a projection of the teacher's) and L_feat (every SS2D block's output
+against the teacher's). Whether those terms can add anything depends on how far a student
+trained *without* them drifts from the teacher in exactly these quantities. This script
+measures them, in eval mode on the frames of one split (no augmentation), for:
+
+* ``svd init``: the student built from the teacher by truncated SVD
+  (``models.student_from_teacher``), before any training: where every SAD run starts;
+* each ``--student`` (a trained student of the same teacher, ``.onnx`` or ``.pt``);
+* ``random init`` (``--random``, on by default): a freshly initialised student, the far end.
+
+Per SS2D block it reports ``feat`` (the scale-free output error that L_feat is, 0 = equal,
+1 = unrelated at equal scale), ``state@init`` (L_state with the projection SAD starts from:
+the teacher's kept states) and ``state@lsq`` (L_state with the best linear projection per
+scan direction, fitted by least squares on the first half of the frames and scored on the
+second: how much of the teacher's state dynamics the student's states carry at all). Per
+feature level it reports the same scale-free error at the backbone outputs (P3-P5, where the
+convolution stages the student shares with the teacher end) and at the neck outputs. ``svd``
+is L_SVD itself (mean squared distance of the factors to their SVD targets).
+
+All numbers come from a real forward pass of both models over the frames; the table is
+printed and, with ``--out``, written as markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+import contextlib
+import datetime
+import logging
+import os
+from pathlib import Path
+import sys
+from typing import Any, cast
+
+from dlrmamba_core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FRAMES = 64
+
+
+def load_detector(path: str | os.PathLike[str]) -> Any:
+    """A torch detector (eval mode, float32, CPU) from a shipped ``.onnx`` or a ``.pt``."""
+    from dlrmamba_core.engine.finetune import load_init
+
+    model, _ = load_init(path)
+    return model.float().eval()
+
+
+def probe_frames(data: str | os.PathLike[str], fmt: str, split: str, input_hw: tuple[int, int],
+                 frames: int) -> tuple[Any, Any]:
+    """The first ``frames`` pairs of a split, letterboxed to the model input: (rgb, thermal)."""
+    import torch
+
+    from dlrmamba_core.data.readers import open_dataset
+    from dlrmamba_core.engine.datasets import collate, detection_dataset
+
+    ds: Any = detection_dataset(open_dataset(fmt, data, split), input_hw, augment=False)
+    n = min(frames, len(ds))
+    if n < 4:
+        raise ConfigError(f"{data} ({split}) has {len(ds)} frames: the probe needs at least 4 "
+                          "(half fit the state projection, half score it)")
+    batch = collate([ds[i] for i in range(n)])
+    return batch["rgb"].to(torch.float32), batch["thermal"].to(torch.float32)
+
+
+@contextlib.contextmanager
+def _level_outputs(model: Any) -> Any:
+    """Record the backbone's and the neck's P3-P5 outputs of the next forward pass."""
+    rec: dict[str, list[Any]] = {}
+
+    def keep(name: str) -> Any:
+        def hook(_m: Any, _inp: Any, out: Any) -> None:
+            rec[name] = [t.detach() for t in out]
+        return hook
+
+    handles = [model.backbone.register_forward_hook(keep("backbone")),
+               model.neck.register_forward_hook(keep("neck"))]
+    try:
+        yield rec
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def run_model(model: Any, rgb: Any, thermal: Any, batch: int = 8) -> dict[str, Any]:
+    """One eval-mode pass over the frames: SS2D outputs and states, backbone and neck levels."""
+    import torch
+
+    from dlrmamba_core.models.distill import capture
+
+    blocks: dict[str, dict[str, list[Any]]] = {}
+    levels: dict[str, list[list[Any]]] = {"backbone": [], "neck": []}
+    with torch.no_grad():
+        for i in range(0, len(rgb), batch):
+            with capture(model) as rec, _level_outputs(model) as lv:
+                model(rgb[i:i + batch], thermal[i:i + batch])
+            for name, r in rec.items():
+                d = blocks.setdefault(name, {"output": [], "states": []})
+                d["output"].append(r["output"].detach().float())
+                if "states" not in r:
+                    raise ConfigError(f"SS2D block {name!r} recorded no scan states: the probe "
+                                      "needs the chunked scan (scan='chunked')")
+                d["states"].append(r["states"].detach().float())
+            for k in levels:
+                levels[k].append(lv[k])
+    out: dict[str, Any] = {
+        "blocks": {n: {k: torch.cat(v) for k, v in d.items()} for n, d in blocks.items()}}
+    for k, per_batch in levels.items():
+        out[k] = [torch.cat([b[j] for b in per_batch]) for j in range(len(per_batch[0]))]
+    return out
+
+
+def lsq_state_error(student: Any, teacher: Any, k: int) -> float:
+    """L_state with the best linear map per scan direction (fit on half, score on the other).
+
+    ``student`` (B, K*E, r, C) and ``teacher`` (B, K*E, N, C) boundary states, channels
+    direction-major; per direction one ``N -> r`` matrix shared by its channels and chunks,
+    as ``losses.distill.StateProjection``.
+    """
+    import torch
+
+    from dlrmamba_core.losses.distill import scaled_mse
+
+    b, ke, r, c = student.shape
+    n = teacher.shape[2]
+    half = b // 2
+    s = student.reshape(b, k, ke // k, r, c)
+    t = teacher.reshape(b, k, ke // k, n, c)
+    proj = torch.empty(k, r, n, dtype=torch.float64)
+    for d in range(k):  # rows: (frame, channel, chunk) samples of direction d
+        x = t[:half, d].permute(0, 1, 3, 2).reshape(-1, n).double()
+        y = s[:half, d].permute(0, 1, 3, 2).reshape(-1, r).double()
+        proj[d] = torch.linalg.lstsq(x, y).solution.T
+    pred = torch.einsum("krn,bkenc->bkerc", proj, t[half:].double())
+    return float(scaled_mse(s[half:].double(), pred))
+
+
+def compare(student: Any, teacher: Any, s_run: dict[str, Any], t_run: dict[str, Any]
+            ) -> dict[str, Any]:
+    """Every probe quantity of one student against the teacher (see the module docstring)."""
+    import torch
+
+    from dlrmamba_core.losses.distill import (
+        StateProjection,
+        StructureAwareDistillation,
+        scaled_mse,
+    )
+
+    sad = StructureAwareDistillation(student, teacher)
+    with torch.no_grad():
+        row: dict[str, Any] = {"svd": float(sad.svd_loss(student)), "blocks": {}, "levels": {}}
+        for name, proj in zip(sad.block_names, sad.state_proj, strict=True):
+            s, t = s_run["blocks"][name], t_run["blocks"][name]
+            k = int(cast(StateProjection, proj).weight.shape[0])  # scan directions
+            row["blocks"][name] = {
+                "feat": float(scaled_mse(s["output"], t["output"])),
+                "state_init": float(scaled_mse(s["states"], proj(t["states"]))),
+                "state_lsq": lsq_state_error(s["states"], t["states"], k),
+            }
+    for where in ("backbone", "neck"):
+        for j, (a, b) in enumerate(zip(s_run[where], t_run[where], strict=True)):
+            row["levels"][f"{where} P{j + 3}"] = float(scaled_mse(a, b))
+    return row
+
+
+def split_map50(model: Any, data: str, fmt: str, split: str, input_hw: tuple[int, int]
+                ) -> float:
+    """COCO mAP50 (percent) of a torch detector over the whole split, as ``dlrmamba eval``."""
+    from dlrmamba_core.data.readers import open_dataset
+    from dlrmamba_core.engine.evaluate import evaluate
+
+    ds = open_dataset(fmt, data, split)
+    return float(evaluate(model, ds, input_hw=input_hw, progress=False)["mAP50"])
+
+
+def probe(teacher_path: str, students: Sequence[str], data: str, fmt: str = "synth",
+          split: str = "val", frames: int = DEFAULT_FRAMES, random_init: bool = True,
+          seed: int = 0, with_map: bool = True, rank_ratio: float | None = None,
+          state_ratio: float | None = None) -> dict[str, Any]:
+    """Measure every student (and the SVD init, and a random init) against the teacher.
+
+    With ``with_map`` each row (and the teacher) also gets its mAP50 over the whole split, so
+    the distance to the teacher can be read beside what it detects. ``rank_ratio`` and
+    ``state_ratio`` (default: the registry's student) build the SVD init, and must be those
+    of the students (e.g. a rank-sweep student).
+
+    Returns:
+        ``{"teacher", "frames", "split", "data", "teacher_map50", "rows": {label:
+        compare(...) + "map50"}}``.
+    """
+    import torch
+
+    from dlrmamba_core.models import student_from_teacher
+    from dlrmamba_core.models.config import STUDENT_RANK_RATIO, STUDENT_STATE_RATIO
+    from dlrmamba_core.models.student import redraw_parameters
+
+    teacher = load_detector(teacher_path)
+    if teacher.cfg.rank_ratio is not None:
+        raise ConfigError(f"{teacher_path} is a low-rank model ({teacher.cfg.variant}); "
+                          "--teacher takes the full-rank teacher the students came from")
+    hw = _input_hw(teacher_path)
+    rgb, thermal = probe_frames(data, fmt, split, hw, frames)
+    t_run = run_model(teacher, rgb, thermal)
+    ratios = {"rank_ratio": STUDENT_RANK_RATIO if rank_ratio is None else rank_ratio,
+              "state_ratio": STUDENT_STATE_RATIO if state_ratio is None else state_ratio}
+    torch.manual_seed(seed)
+    init = student_from_teacher(teacher, **ratios).eval()
+    models: dict[str, Any] = {"svd init": init}
+    for path in students:
+        m = load_detector(path)
+        if m.cfg.variant != init.cfg.variant:
+            raise ConfigError(f"{path} is a {m.cfg.variant}; the SVD student of "
+                              f"{teacher_path} is a {init.cfg.variant}: pass students of "
+                              "that teacher")
+        if (m.cfg.rank_ratio, m.cfg.d_state) != (init.cfg.rank_ratio, init.cfg.d_state):
+            raise ConfigError(f"{path} has rank ratio {m.cfg.rank_ratio} and {m.cfg.d_state} "
+                              f"states, the SVD init {init.cfg.rank_ratio} and "
+                              f"{init.cfg.d_state}: pass --rank-ratio / --state-ratio of the "
+                              "student")
+        models[Path(path).name] = m
+    if random_init:
+        models["random init"] = redraw_parameters(
+            student_from_teacher(teacher, **ratios)).eval()
+    rows = {}
+    for label, m in models.items():
+        log.info("probing %s", label)
+        rows[label] = compare(m, teacher, run_model(m, rgb, thermal), t_run)
+        if with_map:
+            rows[label]["map50"] = split_map50(m, data, fmt, split, hw)
+    return {"teacher": str(teacher_path), "frames": len(rgb), "split": split, "data": str(data),
+            "teacher_map50": split_map50(teacher, data, fmt, split, hw) if with_map else None,
+            "rows": rows}
+
+
+def _input_hw(path: str) -> tuple[int, int]:
+    """The model input (h, w) recorded in a shipped ONNX's metadata, or a .pt's config."""
+    import json
+
+    if str(path).endswith(".onnx"):
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False)
+                 .metadata_props}
+        h, w = json.loads(props["dlrmamba.input_hw"])
+        return int(h), int(w)
+    import torch
+
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    h, w = ck["input_hw"]
+    return int(h), int(w)
+
+
+def render(result: dict[str, Any]) -> str:
+    """The probe as markdown: one table per quantity group, students as rows."""
+    rows = result["rows"]
+    labels = list(rows)
+    first = rows[labels[0]]
+    blocks = list(first["blocks"])
+    short = {b: b.replace("backbone.stages.", "stage ").replace(".blocks.", " block ")
+             .replace(".ssm", "") for b in blocks}
+    has_map = result.get("teacher_map50") is not None
+    teacher_map = (f" (mAP50 {result['teacher_map50']:.2f} on the whole {result['split']} "
+                   "split)") if has_map else ""
+    lines = [f"Teacher `{result['teacher']}`{teacher_map}; the internals on the first "
+             f"{result['frames']} frames of `{result['data']}` ({result['split']} split), eval "
+             "mode, no augmentation. Errors are scale-free (MSE over the mean square of both "
+             "sides: 0 = equal, about 1 = unrelated at the same scale)."
+             + (" mAP50: each student over the whole split." if has_map else ""), "",
+             "| student |" + (" mAP50 |" if has_map else "") + " L_SVD | " + " | ".join(
+                 f"{short[b]}: {q}" for b in blocks for q in ("feat", "state@init",
+                                                              "state@lsq")) + " |",
+             "|---|" + "---:|" * (3 * len(blocks) + 1 + has_map)]
+    for label in labels:
+        r = rows[label]
+        cells = ([f"{r['map50']:.2f}"] if has_map else []) + [f"{r['svd']:.2e}"]
+        for b in blocks:
+            v = r["blocks"][b]
+            cells += [f"{v['feat']:.3f}", f"{v['state_init']:.3f}", f"{v['state_lsq']:.3f}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    levels = list(first["levels"])
+    lines += ["", "| student | " + " | ".join(levels) + " |",
+              "|---|" + "---:|" * len(levels)]
+    for label in labels:
+        lines.append(f"| {label} | " + " | ".join(
+            f"{rows[label]['levels'][lv]:.3f}" for lv in levels) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", required=True, help="the full-rank teacher (.onnx or .pt)")
+    ap.add_argument("--student", action="append", default=[],
+                    help="a trained student of that teacher (.onnx or .pt); repeatable")
+    ap.add_argument("--data", required=True, help="dataset root")
+    ap.add_argument("--data-format", default="synth")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--frames", type=int, default=DEFAULT_FRAMES)
+    ap.add_argument("--no-random", action="store_true", help="skip the random-init row")
+    ap.add_argument("--rank-ratio", type=float, default=None,
+                    help="the students' rank ratio (default: the registry's student)")
+    ap.add_argument("--state-ratio", type=float, default=None,
+                    help="the students' state ratio (default: the registry's student)")
+    ap.add_argument("--no-map", action="store_true",
+                    help="skip the mAP50 of each model over the whole split")
+    ap.add_argument("--out", help="write the tables as markdown here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        res = probe(args.teacher, args.student, args.data, args.data_format, args.split,
+                    args.frames, random_init=not args.no_random, with_map=not args.no_map,
+                    rank_ratio=args.rank_ratio, state_ratio=args.state_ratio)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = render(res)
+    print(text)
+    if args.out:
+        from dlrmamba_core.engine.fileio import write_text
+
+        cmd = "python -m dlrmamba_core.research.sad_probe " + " ".join(
+            a if " " not in a else repr(a) for a in (argv if argv is not None else sys.argv[1:]))
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        write_text(Path(args.out), "# SAD probe: the student's internals against the "
+                          f"teacher's\n\nWritten by `{cmd}` on {stamp}.\n\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
