@@ -41,7 +41,7 @@ from pathlib import Path
 import sys
 from typing import Any, cast
 
-from dlrmamba_core.errors import ConfigError
+from dlrmamba_core.errors import ConfigError, DlrmambaError
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = probe(args.teacher, args.student, args.data, args.data_format, args.split,
                     args.frames, random_init=not args.no_random, with_map=not args.no_map,
                     rank_ratio=args.rank_ratio, state_ratio=args.state_ratio)
-    except ConfigError as exc:
+    except DlrmambaError as exc:  # a bad file, data or setting: said in one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = render(res)
