@@ -13,6 +13,26 @@ Modules:
         GFLOPs and CPU latency measured where it runs).
     bench_real: fine-tuning the shipped student on REAL pairs, thermal statistics and the live
         node on a real-data bag (``docs/real.md``).
+    sad_probe: a student's SAD quantities (factors, SS2D outputs and states, P3-P5 levels)
+        against its teacher's, with mAP (``docs/sad_probe.md``).
+    ablation: mAP of trained models with their SS2D blocks or a backbone level switched off
+        (``docs/ablation.md``).
 
 Heavy dependencies (torch, pycocotools, matplotlib) are imported by the submodules, not here.
 """
+
+
+def publish(text: str, out: str | None, title: str, module: str, argv: list[str]) -> None:
+    """Print a generated markdown page's body; with ``out``, also write the page atomically:
+    ``# title``, the command that wrote it (``python -m module argv...``) with the UTC time,
+    then the body."""
+    import datetime
+    from pathlib import Path
+
+    from dlrmamba_core.engine.fileio import write_text
+
+    print(text)
+    if out:
+        cmd = f"python -m {module} " + " ".join(a if " " not in a else repr(a) for a in argv)
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        write_text(Path(out), f"# {title}\n\nWritten by `{cmd}` on {stamp}.\n\n{text}")

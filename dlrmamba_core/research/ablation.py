@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator, Sequence
 import contextlib
-import datetime
 import logging
 from pathlib import Path
 import sys
@@ -153,16 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DlrmambaError as exc:  # a bad file, data or setting: said in one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = render(rows, args.data, args.split)
-    print(text)
-    if args.out:
-        from dlrmamba_core.engine.fileio import write_text
+    from dlrmamba_core.research import publish
 
-        cmd = "python -m dlrmamba_core.research.ablation " + " ".join(
-            argv if argv is not None else sys.argv[1:])
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        write_text(Path(args.out), "# Ablation: what each part of a trained model is worth\n\n"
-                   f"Written by `{cmd}` on {stamp}.\n\n{text}")
+    publish(render(rows, args.data, args.split), args.out,
+            "Ablation: what each part of a trained model is worth",
+            "dlrmamba_core.research.ablation", list(argv if argv is not None else sys.argv[1:]))
     return 0
 
 

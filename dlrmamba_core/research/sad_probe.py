@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 import contextlib
-import datetime
 import logging
 import os
 from pathlib import Path
@@ -323,16 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DlrmambaError as exc:  # a bad file, data or setting: said in one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text = render(res)
-    print(text)
-    if args.out:
-        from dlrmamba_core.engine.fileio import write_text
+    from dlrmamba_core.research import publish
 
-        cmd = "python -m dlrmamba_core.research.sad_probe " + " ".join(
-            a if " " not in a else repr(a) for a in (argv if argv is not None else sys.argv[1:]))
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        write_text(Path(args.out), "# SAD probe: the student's internals against the "
-                          f"teacher's\n\nWritten by `{cmd}` on {stamp}.\n\n{text}")
+    publish(render(res), args.out, "SAD probe: the student's internals against the teacher's",
+            "dlrmamba_core.research.sad_probe", list(argv if argv is not None else sys.argv[1:]))
     return 0
 
 
