@@ -14,7 +14,7 @@ measures them, in eval mode on the frames of one split (no augmentation), for:
 * ``svd init``: the student built from the teacher by truncated SVD
   (``models.student_from_teacher``), before any training: where every SAD run starts;
 * each ``--student`` (a trained student of the same teacher, ``.onnx`` or ``.pt``);
-* ``random init`` (``--random``, on by default): a freshly initialised student, the far end.
+* ``random init`` (left out with ``--no-random``): a freshly initialised student, the far end.
 
 Per SS2D block it reports ``feat`` (the scale-free output error that L_feat is, 0 = equal,
 1 = unrelated at equal scale), ``state@init`` (L_state with the projection SAD starts from:
@@ -24,6 +24,10 @@ second: how much of the teacher's state dynamics the student's states carry at a
 feature level it reports the same scale-free error at the backbone outputs (P3-P5, where the
 convolution stages the student shares with the teacher end) and at the neck outputs. ``svd``
 is L_SVD itself (mean squared distance of the factors to their SVD targets).
+
+Beside them, each model's mAP50 over the whole split (left out with ``--no-map``): how close
+to the teacher a student is, next to what it detects. ``--rank-ratio`` / ``--state-ratio``
+build the SVD init for students of another rank (e.g. the rank sweep's).
 
 All numbers come from a real forward pass of both models over the frames; the table is
 printed and, with ``--out``, written as markdown.
