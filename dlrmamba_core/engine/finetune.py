@@ -101,12 +101,10 @@ def model_from_onnx(path: str | os.PathLike[str], check: bool = True
     """
     import tempfile
 
-    import numpy as np
     import onnx
-    from onnx import numpy_helper
     import torch
 
-    from dlrmamba_core.deploy.export import _export_to, check_parity, parity_inputs
+    from dlrmamba_core.deploy.export import _export_to
     from dlrmamba_core.models import build_from_config, get_config
     from dlrmamba_core.runtime.metadata import ModelInfo
 
@@ -127,7 +125,10 @@ def model_from_onnx(path: str | os.PathLike[str], check: bool = True
                              "`dlrmamba export` can be fine-tuned") from exc
     if "dlrmamba.quantization" in props:
         raise ModelFileError(f"{src} is an INT8 model; fine-tune from the float ONNX or a .pt")
-    model = build_from_config(get_config(variant, len(names))).eval()
+    # A segment model says so in its metadata: its mask branch is part of the graph.
+    seg = ({"task": "segment", "num_protos": int(props["dlrmamba.num_protos"])}
+           if props.get("dlrmamba.task") == "segment" else {})
+    model = build_from_config(get_config(variant, len(names), **seg)).eval()
     # Probe: every float tensor distinct random values, BatchNorm the identity (so a folded
     # conv weight equals the conv's own weight and the folded bias the BN shift).
     gen = torch.Generator().manual_seed(0)
@@ -167,14 +168,39 @@ def model_from_onnx(path: str | os.PathLike[str], check: bool = True
     s_inits = list(shipped.graph.initializer)
     # Same initializers in the same order (no merged copies): pair them by position, which
     # does not depend on the other nodes (a newer scan implementation changes those);
-    # otherwise through the graph, which needs the same ops.
+    # otherwise through the graph: the node (named by its module scope) and input slot each
+    # weight feeds. That needs the weight-fed nodes, not every op, to be the same: a graph
+    # change that moves no weight (an activation before an upsample instead of after) still
+    # traces, and the parity check below, then always on, decides.
     by_position = [tuple(i.dims) for i in p_inits] == [tuple(i.dims) for i in s_inits]
-    if not by_position and ops(probe.graph) != ops(shipped.graph):
+    graph_differs = not by_position and ops(probe.graph) != ops(shipped.graph)
+    try:
+        return _trace_weights(model, src, variant, names, hw, norm, probe, shipped, p_inits,
+                              s_inits, s_arrays, s_feeds, p_feeds, by_position,
+                              check or graph_differs, len(bns))
+    except (ModelFileError, ValueError) as exc:
+        if not graph_differs:
+            raise
         raise ModelFileError(
             f"{src}: its graph does not match the registry's {variant!r} "
-            f"({len(ops(shipped.graph))} vs {len(ops(probe.graph))} nodes or other ops): the "
-            "variant changed since this file was exported; fine-tune from the run's .pt "
-            "instead")
+            f"({len(ops(shipped.graph))} vs {len(ops(probe.graph))} nodes or other ops) and "
+            f"its weights could not be traced through it ({exc}): the variant changed since "
+            "this file was exported; fine-tune from the run's .pt instead") from exc
+
+
+def _trace_weights(model: Any, src: Path, variant: str, names: list[str],
+                   hw: tuple[int, ...], norm: Any, probe: Any, shipped: Any, p_inits: list[Any],
+                   s_inits: list[Any], s_arrays: dict[str, Any],
+                   s_feeds: dict[tuple[str, int], str],
+                   p_feeds: dict[str, list[tuple[str, int]]], by_position: bool, check: bool,
+                   n_bns: int) -> tuple[Any, dict[str, Any]]:
+    """The second half of :func:`model_from_onnx`: the shipped weights into ``model``
+    (probe weights, identity BatchNorms), then the parity check when ``check``."""
+    import numpy as np
+    from onnx import numpy_helper
+    import torch
+
+    from dlrmamba_core.deploy.export import check_parity, parity_inputs
 
     def shipped_for(idx: int) -> Any:
         if by_position:
@@ -221,7 +247,7 @@ def model_from_onnx(path: str | os.PathLike[str], check: bool = True
     model.load_state_dict(new_sd)
     model.eval()
     conversion: dict[str, Any] = {"source": str(src), "tensors": len(found),
-                                  "batchnorm_folded": len(bns)}
+                                  "batchnorm_folded": n_bns}
     if check:
         rep = check_parity(model, src, parity_inputs((hw[0], hw[1]), n=2, thermal_norm=norm))
         conversion["max_abs_diff"] = rep.max_abs_diff
