@@ -101,10 +101,12 @@ def model_from_onnx(path: str | os.PathLike[str], check: bool = True
     """
     import tempfile
 
+    import numpy as np
     import onnx
+    from onnx import numpy_helper
     import torch
 
-    from dlrmamba_core.deploy.export import _export_to
+    from dlrmamba_core.deploy.export import _export_to, check_parity, parity_inputs
     from dlrmamba_core.models import build_from_config, get_config
     from dlrmamba_core.runtime.metadata import ModelInfo
 
@@ -174,10 +176,74 @@ def model_from_onnx(path: str | os.PathLike[str], check: bool = True
     # traces, and the parity check below, then always on, decides.
     by_position = [tuple(i.dims) for i in p_inits] == [tuple(i.dims) for i in s_inits]
     graph_differs = not by_position and ops(probe.graph) != ops(shipped.graph)
+
+    def trace(check: bool) -> tuple[Any, dict[str, Any]]:
+        """The shipped weights into ``model`` (probe weights, identity BatchNorms), then
+        the parity check when ``check``."""
+        def shipped_for(idx: int) -> Any:
+            if by_position:
+                return s_inits[idx]
+            probe_name = p_inits[idx].name
+            for feed in p_feeds.get(probe_name, []):
+                if feed in s_feeds:
+                    return s_arrays[s_feeds[feed]]
+            raise ModelFileError(f"{src}: no initializer at the place of {probe_name!r} in the "
+                                 "graph; fine-tune from the run's .pt instead")
+        bn_fixed = {f"{n}.{k}" for n, m in model.named_modules()
+                    if isinstance(m, torch.nn.BatchNorm2d) for k in ("weight", "running_mean",
+                                                                     "running_var")}
+        sd = {k: v.detach().numpy() for k, v in model.state_dict().items()
+              if v.dtype.is_floating_point and k not in bn_fixed}
+        by_size: dict[int, list[str]] = {}
+        for k, v in sd.items():
+            by_size.setdefault(v.size, []).append(k)
+        found: dict[str, tuple[int, str]] = {}
+        for idx, init in enumerate(p_inits):
+            arr = numpy_helper.to_array(init)
+            if arr.dtype.kind != "f":
+                continue
+            for k in by_size.get(arr.size, []):
+                if k in found:
+                    continue
+                form = next((f for f, cand in _transforms(sd[k])
+                             if np.allclose(cand.reshape(arr.shape), arr, rtol=1e-5, atol=1e-6)),
+                            None)
+                if form is not None:
+                    found[k] = (idx, form)
+                    break
+        missing = [k for k in sd if k not in found]
+        if missing:
+            raise ModelFileError(f"{src}: {len(missing)} weights could not be traced to the "
+                                 f"ONNX file (e.g. {missing[:3]}); fine-tune from the run's .pt "
+                                 "instead")
+        new_sd = {k: v.clone() for k, v in model.state_dict().items()}
+        for k, (idx, form) in found.items():
+            arr = numpy_helper.to_array(shipped_for(idx))
+            shape = sd[k].shape
+            val = (arr.reshape(shape) if form == "same"
+                   else np.swapaxes(arr.reshape((*shape[:-2], shape[-1], shape[-2])), -1, -2))
+            new_sd[k] = torch.from_numpy(np.array(val, np.float32))  # a writable copy
+        model.load_state_dict(new_sd)
+        model.eval()
+        conversion: dict[str, Any] = {"source": str(src), "tensors": len(found),
+                                      "batchnorm_folded": len(bns)}
+        if check:
+            rep = check_parity(model, src, parity_inputs((hw[0], hw[1]), n=2, thermal_norm=norm))
+            conversion["max_abs_diff"] = rep.max_abs_diff
+            conversion["max_abs_diff_scores"] = rep.max_abs_diff_scores
+            if rep.max_abs_diff_scores > 1e-3 or rep.max_abs_diff_boxes > 0.5:
+                raise ModelFileError(
+                    f"{src}: the rebuilt torch model disagrees with onnxruntime (scores "
+                    f"{rep.max_abs_diff_scores:.2e}, boxes {rep.max_abs_diff_boxes:.2e} px); "
+                    "fine-tune from the run's .pt instead")
+            log.info("%s -> torch: %d tensors, max |torch - onnxruntime| %.2e", src, len(found),
+                     rep.max_abs_diff)
+        meta = {"variant": variant, "class_names": names, "input_hw": [hw[0], hw[1]],
+                "normalization": norm, "conversion": conversion, "extra": {}}
+        return model, meta
+
     try:
-        return _trace_weights(model, src, variant, names, hw, norm, probe, shipped, p_inits,
-                              s_inits, s_arrays, s_feeds, p_feeds, by_position,
-                              check or graph_differs, len(bns))
+        return trace(check or graph_differs)
     except (ModelFileError, ValueError) as exc:
         if not graph_differs:
             raise
@@ -186,82 +252,6 @@ def model_from_onnx(path: str | os.PathLike[str], check: bool = True
             f"({len(ops(shipped.graph))} vs {len(ops(probe.graph))} nodes or other ops) and "
             f"its weights could not be traced through it ({exc}): the variant changed since "
             "this file was exported; fine-tune from the run's .pt instead") from exc
-
-
-def _trace_weights(model: Any, src: Path, variant: str, names: list[str],
-                   hw: tuple[int, ...], norm: Any, probe: Any, shipped: Any, p_inits: list[Any],
-                   s_inits: list[Any], s_arrays: dict[str, Any],
-                   s_feeds: dict[tuple[str, int], str],
-                   p_feeds: dict[str, list[tuple[str, int]]], by_position: bool, check: bool,
-                   n_bns: int) -> tuple[Any, dict[str, Any]]:
-    """The second half of :func:`model_from_onnx`: the shipped weights into ``model``
-    (probe weights, identity BatchNorms), then the parity check when ``check``."""
-    import numpy as np
-    from onnx import numpy_helper
-    import torch
-
-    from dlrmamba_core.deploy.export import check_parity, parity_inputs
-
-    def shipped_for(idx: int) -> Any:
-        if by_position:
-            return s_inits[idx]
-        probe_name = p_inits[idx].name
-        for feed in p_feeds.get(probe_name, []):
-            if feed in s_feeds:
-                return s_arrays[s_feeds[feed]]
-        raise ModelFileError(f"{src}: no initializer at the place of {probe_name!r} in the "
-                             "graph; fine-tune from the run's .pt instead")
-    bn_fixed = {f"{n}.{k}" for n, m in model.named_modules()
-                if isinstance(m, torch.nn.BatchNorm2d) for k in ("weight", "running_mean",
-                                                                 "running_var")}
-    sd = {k: v.detach().numpy() for k, v in model.state_dict().items()
-          if v.dtype.is_floating_point and k not in bn_fixed}
-    by_size: dict[int, list[str]] = {}
-    for k, v in sd.items():
-        by_size.setdefault(v.size, []).append(k)
-    found: dict[str, tuple[int, str]] = {}
-    for idx, init in enumerate(p_inits):
-        arr = numpy_helper.to_array(init)
-        if arr.dtype.kind != "f":
-            continue
-        for k in by_size.get(arr.size, []):
-            if k in found:
-                continue
-            form = next((f for f, cand in _transforms(sd[k])
-                         if np.allclose(cand.reshape(arr.shape), arr, rtol=1e-5, atol=1e-6)),
-                        None)
-            if form is not None:
-                found[k] = (idx, form)
-                break
-    missing = [k for k in sd if k not in found]
-    if missing:
-        raise ModelFileError(f"{src}: {len(missing)} weights could not be traced to the ONNX "
-                             f"file (e.g. {missing[:3]}); fine-tune from the run's .pt instead")
-    new_sd = {k: v.clone() for k, v in model.state_dict().items()}
-    for k, (idx, form) in found.items():
-        arr = numpy_helper.to_array(shipped_for(idx))
-        shape = sd[k].shape
-        val = (arr.reshape(shape) if form == "same"
-               else np.swapaxes(arr.reshape((*shape[:-2], shape[-1], shape[-2])), -1, -2))
-        new_sd[k] = torch.from_numpy(np.array(val, np.float32))  # a writable copy
-    model.load_state_dict(new_sd)
-    model.eval()
-    conversion: dict[str, Any] = {"source": str(src), "tensors": len(found),
-                                  "batchnorm_folded": n_bns}
-    if check:
-        rep = check_parity(model, src, parity_inputs((hw[0], hw[1]), n=2, thermal_norm=norm))
-        conversion["max_abs_diff"] = rep.max_abs_diff
-        conversion["max_abs_diff_scores"] = rep.max_abs_diff_scores
-        if rep.max_abs_diff_scores > 1e-3 or rep.max_abs_diff_boxes > 0.5:
-            raise ModelFileError(
-                f"{src}: the rebuilt torch model disagrees with onnxruntime (scores "
-                f"{rep.max_abs_diff_scores:.2e}, boxes {rep.max_abs_diff_boxes:.2e} px); "
-                "fine-tune from the run's .pt instead")
-        log.info("%s -> torch: %d tensors, max |torch - onnxruntime| %.2e", src, len(found),
-                 rep.max_abs_diff)
-    meta = {"variant": variant, "class_names": names, "input_hw": [hw[0], hw[1]],
-            "normalization": norm, "conversion": conversion, "extra": {}}
-    return model, meta
 
 
 def restore_batchnorm(model: Any, dataset: Any, frames: int = 64, batch_size: int = 16,

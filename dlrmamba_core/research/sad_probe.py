@@ -51,12 +51,14 @@ log = logging.getLogger(__name__)
 DEFAULT_FRAMES = 64
 
 
-def load_detector(path: str | os.PathLike[str]) -> Any:
-    """A torch detector (eval mode, float32, CPU) from a shipped ``.onnx`` or a ``.pt``."""
+def load_detector(path: str | os.PathLike[str]) -> tuple[Any, tuple[int, int]]:
+    """A torch detector (eval mode, float32, CPU) from a shipped ``.onnx`` or a ``.pt``, and
+    the input (h, w) it was trained for."""
     from dlrmamba_core.engine.finetune import load_init
 
-    model, _ = load_init(path)
-    return model.float().eval()
+    model, meta = load_init(path)
+    h, w = meta["input_hw"]
+    return model.float().eval(), (int(h), int(w))
 
 
 def probe_frames(data: str | os.PathLike[str], fmt: str, split: str, input_hw: tuple[int, int],
@@ -148,18 +150,17 @@ def lsq_state_error(student: Any, teacher: Any, k: int) -> float:
     return float(scaled_mse(s[half:].double(), pred))
 
 
-def compare(student: Any, teacher: Any, s_run: dict[str, Any], t_run: dict[str, Any]
+def compare(student: Any, sad: Any, s_run: dict[str, Any], t_run: dict[str, Any]
             ) -> dict[str, Any]:
-    """Every probe quantity of one student against the teacher (see the module docstring)."""
+    """Every probe quantity of one student against the teacher (see the module docstring).
+
+    ``sad``: the ``losses.distill.StructureAwareDistillation`` of the teacher and its SVD
+    student at the students' ranks (its SVD targets and initial state projections).
+    """
     import torch
 
-    from dlrmamba_core.losses.distill import (
-        StateProjection,
-        StructureAwareDistillation,
-        scaled_mse,
-    )
+    from dlrmamba_core.losses.distill import StateProjection, scaled_mse
 
-    sad = StructureAwareDistillation(student, teacher)
     with torch.no_grad():
         row: dict[str, Any] = {"svd": float(sad.svd_loss(student)), "blocks": {}, "levels": {}}
         for name, proj in zip(sad.block_names, sad.state_proj, strict=True):
@@ -176,14 +177,11 @@ def compare(student: Any, teacher: Any, s_run: dict[str, Any], t_run: dict[str, 
     return row
 
 
-def split_map50(model: Any, data: str, fmt: str, split: str, input_hw: tuple[int, int]
-                ) -> float:
-    """COCO mAP50 (percent) of a torch detector over the whole split, as ``dlrmamba eval``."""
-    from dlrmamba_core.data.readers import open_dataset
+def split_map50(model: Any, dataset: Any, input_hw: tuple[int, int]) -> float:
+    """COCO mAP50 (percent) of a torch detector over a whole split, as ``dlrmamba eval``."""
     from dlrmamba_core.engine.evaluate import evaluate
 
-    ds = open_dataset(fmt, data, split)
-    return float(evaluate(model, ds, input_hw=input_hw, progress=False)["mAP50"])
+    return float(evaluate(model, dataset, input_hw=input_hw, progress=False)["mAP50"])
 
 
 def probe(teacher_path: str, students: Sequence[str], data: str, fmt: str = "synth",
@@ -203,15 +201,16 @@ def probe(teacher_path: str, students: Sequence[str], data: str, fmt: str = "syn
     """
     import torch
 
+    from dlrmamba_core.data.readers import open_dataset
+    from dlrmamba_core.losses.distill import StructureAwareDistillation
     from dlrmamba_core.models import student_from_teacher
     from dlrmamba_core.models.config import STUDENT_RANK_RATIO, STUDENT_STATE_RATIO
     from dlrmamba_core.models.student import redraw_parameters
 
-    teacher = load_detector(teacher_path)
+    teacher, hw = load_detector(teacher_path)
     if teacher.cfg.rank_ratio is not None:
         raise ConfigError(f"{teacher_path} is a low-rank model ({teacher.cfg.variant}); "
                           "--teacher takes the full-rank teacher the students came from")
-    hw = _input_hw(teacher_path)
     rgb, thermal = probe_frames(data, fmt, split, hw, frames)
     t_run = run_model(teacher, rgb, thermal)
     ratios = {"rank_ratio": STUDENT_RANK_RATIO if rank_ratio is None else rank_ratio,
@@ -220,7 +219,7 @@ def probe(teacher_path: str, students: Sequence[str], data: str, fmt: str = "syn
     init = student_from_teacher(teacher, **ratios).eval()
     models: dict[str, Any] = {"svd init": init}
     for path in students:
-        m = load_detector(path)
+        m, _ = load_detector(path)
         if m.cfg.variant != init.cfg.variant:
             raise ConfigError(f"{path} is a {m.cfg.variant}; the SVD student of "
                               f"{teacher_path} is a {init.cfg.variant}: pass students of "
@@ -234,33 +233,17 @@ def probe(teacher_path: str, students: Sequence[str], data: str, fmt: str = "syn
     if random_init:
         models["random init"] = redraw_parameters(
             student_from_teacher(teacher, **ratios)).eval()
+    sad = StructureAwareDistillation(init, teacher)  # the same targets for every student
+    whole = open_dataset(fmt, data, split) if with_map else None
     rows = {}
     for label, m in models.items():
         log.info("probing %s", label)
-        rows[label] = compare(m, teacher, run_model(m, rgb, thermal), t_run)
-        if with_map:
-            rows[label]["map50"] = split_map50(m, data, fmt, split, hw)
+        rows[label] = compare(m, sad, run_model(m, rgb, thermal), t_run)
+        if whole is not None:
+            rows[label]["map50"] = split_map50(m, whole, hw)
     return {"teacher": str(teacher_path), "frames": len(rgb), "split": split, "data": str(data),
-            "teacher_map50": split_map50(teacher, data, fmt, split, hw) if with_map else None,
+            "teacher_map50": split_map50(teacher, whole, hw) if whole is not None else None,
             "rows": rows}
-
-
-def _input_hw(path: str) -> tuple[int, int]:
-    """The model input (h, w) recorded in a shipped ONNX's metadata, or a .pt's config."""
-    import json
-
-    if str(path).endswith(".onnx"):
-        import onnx
-
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False)
-                 .metadata_props}
-        h, w = json.loads(props["dlrmamba.input_hw"])
-        return int(h), int(w)
-    import torch
-
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    h, w = ck["input_hw"]
-    return int(h), int(w)
 
 
 def render(result: dict[str, Any]) -> str:
