@@ -122,14 +122,14 @@ def model_from_onnx(path: str | os.PathLike[str], check: bool = True
         hw = tuple(int(v) for v in json.loads(props["dlrmamba.input_hw"]))
         variant = props["dlrmamba.variant"]
         norm = json.loads(props.get("dlrmamba.normalization", "{}"))
+        # A segment model says so in its metadata: its mask branch is part of the graph.
+        seg = ({"task": "segment", "num_protos": int(props["dlrmamba.num_protos"])}
+               if props.get("dlrmamba.task") == "segment" else {})
     except (KeyError, ValueError) as exc:
         raise ModelFileError(f"{src}: no dlrmamba metadata ({exc}); only ONNX files written by "
                              "`dlrmamba export` can be fine-tuned") from exc
     if "dlrmamba.quantization" in props:
         raise ModelFileError(f"{src} is an INT8 model; fine-tune from the float ONNX or a .pt")
-    # A segment model says so in its metadata: its mask branch is part of the graph.
-    seg = ({"task": "segment", "num_protos": int(props["dlrmamba.num_protos"])}
-           if props.get("dlrmamba.task") == "segment" else {})
     model = build_from_config(get_config(variant, len(names), **seg)).eval()
     # Probe: every float tensor distinct random values, BatchNorm the identity (so a folded
     # conv weight equals the conv's own weight and the folded bias the BN shift).

@@ -61,6 +61,11 @@ T_CONT_STUDENT = "t_task_cont"
 T_LARGE = "teacher_p5_large"
 """T_TEACHER's layout at the paper's teacher size, from scratch beside T_CONT."""
 T_SWEEP = ("t_sweep_r050", "t_sweep_r055", "t_sweep_r060", "t_sweep_r065")
+#: Phase D: the `teacher` architecture (SS2D at strides 16 and 32) trained alone first, then its
+#: low-rank students with and without SAD over seeds (research/runs.yaml).
+D_TEACHER = "teacher_long"
+D_RECIPES = (("SVD init, task loss only", "s_task"),
+             ("SVD init + SAD, then fine-tune", "s_sad"))
 #: The paper's mAP50 per rank ratio of its sweep, {rank ratio: mAP50}. Empty: the paper summary
 #: this project works from (``shared/seeds/dlrmamba.txt``: abstract, figure captions, a count
 #: of tables) has none of its numbers, and none are made up here.
@@ -333,6 +338,12 @@ def _has_phase_t(models: dict[str, Any]) -> bool:
     return any(k.split("/")[0] in names for k in models)
 
 
+def _has_phase_d(models: dict[str, Any]) -> bool:
+    """Whether any run of phase D (its teacher or a student recipe) is in the results."""
+    names = {D_TEACHER, *(base + r for _, base in D_RECIPES for r in T_REPEATS)}
+    return any(k.split("/")[0] in names for k in models)
+
+
 def recipe_stats(models: dict[str, Any], base: str) -> dict[str, Any]:
     """Test mAP of one phase-T recipe over its seed runs that are in the results.
 
@@ -366,14 +377,16 @@ T_COMPARISONS = (("t_sad", "t_task", "SAD vs SVD init + task loss only"),
                  ("t_rs4d", "t_task", "RS4D vs SVD init + task loss only"),
                  ("t_rs4d", "t_sad", "RS4D vs SAD"),
                  ("t_random_sad", "t_sad", "random init + SAD vs SVD init + SAD"))
+D_COMPARISONS = (("s_sad", "s_task", "SAD vs SVD init + task loss only"),)
 
 
-def compare_recipes(stats: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per comparison of :data:`T_COMPARISONS` whose two recipes have results: the
-    difference of their mean test mAP50, judged against the larger of their seed spreads (a
+def compare_recipes(stats: dict[str, dict[str, Any]],
+                    comparisons: tuple[tuple[str, str, str], ...] = T_COMPARISONS) -> list[str]:
+    """One line per comparison (default :data:`T_COMPARISONS`) whose two recipes have results:
+    the difference of their mean test mAP50, judged against the larger of their seed spreads (a
     difference within it is not shown to be one; under 2 seeds a side there is no spread)."""
     out = []
-    for a, b, label in T_COMPARISONS:
+    for a, b, label in comparisons:
         sa, sb = stats.get(a) or {}, stats.get(b) or {}
         if sa.get("mean") is None or sb.get("mean") is None:
             continue
@@ -516,9 +529,10 @@ def sad_loss_summary(curve: dict[str, list[Any]], weights: dict[str, float]
             "task_last": last["task"], "total_dev": max(devs) if devs else None}
 
 
-def _sad_runs(curves: dict[str, Any]) -> list[str]:
-    """The runs of the ``t_sad`` recipe whose SAD stage has a stored curve with its terms."""
-    return [r for r in ("t_sad" + x for x in T_REPEATS)
+def _sad_runs(curves: dict[str, Any], base: str = "t_sad") -> list[str]:
+    """The runs of a SAD recipe (``base`` and its seed repeats) whose SAD stage has a stored
+    curve with its terms."""
+    return [r for r in (base + x for x in T_REPEATS)
             if all(f"train_{t}" in (curves.get(f"{r}/distill") or {}) for t in SAD_TERMS)]
 
 
@@ -628,8 +642,10 @@ def draw_sad_losses(runs: dict[str, tuple[dict[str, list[Any]], dict[str, float]
 
 
 def draw_phase_t_figures(results: dict[str, Any], images: Path) -> dict[str, Path]:
-    """The phase-T figures the stored curves allow: ``teacher_curve`` (``teacher_curve.png``)
-    and ``sad_losses`` (``sad_losses.png``) in ``images``; {name: path} of those drawn."""
+    """The figures of phases T and D the stored curves allow, in ``images``: ``teacher_curve``
+    (``teacher_curve.png``), ``teacher_cont_curve``, ``sad_losses`` (``sad_losses.png``),
+    ``d_teacher_curve`` (``teacher_long_curve.png``) and ``d_sad_losses``
+    (``sad_losses_d.png``); {name: path} of those drawn."""
     curves = results.get("curves") or {}
     out: dict[str, Path] = {}
     teacher = curves.get(T_TEACHER)
@@ -648,6 +664,16 @@ def draw_phase_t_figures(results: dict[str, Any], images: Path) -> dict[str, Pat
         out["sad_losses"] = draw_sad_losses(
             {r: (curves[f"{r}/distill"], run_weights(r)) for r in runs},
             images / "sad_losses.png")
+    d_teacher = curves.get(D_TEACHER)
+    if d_teacher and _points(d_teacher, "val_mAP50"):
+        out["d_teacher_curve"] = draw_teacher_curve(
+            d_teacher, images / "teacher_long_curve.png",
+            f"{D_TEACHER}: validation mAP per epoch (SYNTHETIC val split)")
+    d_runs = _sad_runs(curves, "s_sad")
+    if d_runs:
+        out["d_sad_losses"] = draw_sad_losses(
+            {r: (curves[f"{r}/distill"], run_weights(r)) for r in d_runs},
+            images / "sad_losses_d.png")
     return out
 
 
@@ -715,6 +741,67 @@ def training_on_lines(models: dict[str, Any], curves: dict[str, Any],
     return lines
 
 
+def _recipe_table(models: dict[str, Any], recipes: tuple[tuple[str, str], ...],
+                  missing: list[str]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The table of student recipes over seeds (:func:`recipe_stats` of each (label, base run)
+    of ``recipes``) and those stats; the runs not in the results are appended to ``missing``."""
+    lines = ["", "| recipe | runs | mAP50 per seed | mean mAP50 | spread (std) | "
+             "mean mAP50:95 | mean mAP50 after the distillation stage |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    stats = {base: recipe_stats(models, base) for _, base in recipes}
+    for label, base in recipes:
+        st = stats[base]
+        missing += st["missing"]
+        distill = _fmt(st["distill_mean"]) if st["distill_mean"] is not None else "-"
+        if not st["runs"]:
+            lines.append(f"| {label} | none yet | - | - | - | - | {distill} |")
+            continue
+        lines.append(f"| {label} | " + ", ".join(f"`{r}`" for r in st["runs"]) + " | "
+                     + ", ".join(_fmt(v) for v in st["mAP50"]) + f" | {_fmt(st['mean'])} | "
+                     + (f"{st['std']:.2f}" if st["std"] is not None else "-")
+                     + f" | {_fmt(st['mean_95'])} | {distill} |")
+    return lines, stats
+
+
+def _sad_share_lines(curves: dict[str, Any], runs: list[str]) -> list[str]:
+    """How large each SAD run's weighted structural terms were against its task term, first
+    and last epoch of its distillation stage, and whether the terms add up to the logged loss
+    (``runs``: those of :func:`_sad_runs`, at least one)."""
+    weights = {r: run_weights(r) for r in runs}
+    w = weights[runs[0]]
+    lines = [f"Each term times its weight (task / svd / state / feat: {w['task']:g} / "
+             f"{w['svd']:g} / {w['state']:g} / {w['feat']:g}, from the run list), "
+             "per-epoch means of the distillation stage. Share of the weighted structural "
+             "terms (svd + state + feat) in the total at the first and the last epoch:", ""]
+    devs = []
+    for r in runs:
+        sm = sad_loss_summary(curves[f"{r}/distill"], weights[r])
+        if sm is None:
+            continue
+        name, value = sm["largest"]
+        lines.append(f"- `{r}`: {100 * sm['first']:.1f}% -> {100 * sm['last']:.1f}%; at the "
+                     f"last epoch the largest is {weights[r][name]:g} x L_{name} = "
+                     f"{value:.3g} against {weights[r]['task']:g} x L_task = "
+                     f"{sm['task_last']:.3g}.")
+        if sm["total_dev"] is not None:
+            devs.append(sm["total_dev"])
+    peaks = {t: max(v for r in runs
+                    for v in weighted_terms(curves[f"{r}/distill"], weights[r])[t]
+                    if v is not None) for t in SAD_TERMS[1:]}
+    small = min(peaks, key=lambda t: peaks[t])
+    lines += ["", f"The smallest, {w[small]:g} x L_{small}, is at most {peaks[small]:.2g} at any "
+              "epoch of these runs (metrics.csv logs the per-epoch means to 5 decimals, so "
+              "terms this small are coarsely quantized)."]
+    if devs:
+        worst = max(devs)
+        lines += ["", f"The weighted terms add up to the logged total loss within "
+                  f"{100 * worst:.2f}% at every epoch" + (
+                      ": these are the weights the runs trained with." if worst <= 0.01 else
+                      ", more than rounding explains: the runs did not train with the run "
+                      "list's weights, so the shares above are not theirs.")]
+    return lines
+
+
 def _phase_t_lines(models: dict[str, Any], curves: dict[str, Any],
                    arch: dict[str, dict[str, float]], arch_of: dict[str, str],
                    figures: dict[str, str]) -> list[str]:
@@ -750,21 +837,8 @@ def _phase_t_lines(models: dict[str, Any], curves: dict[str, Any],
     else:
         lines.append(f"Teacher `{T_TEACHER}`: test mAP50 {teacher:.1f}, mAP50:95 "
                      f"{_fmt(_test_map(models, T_TEACHER, 'mAP50_95'))}.")
-    lines += ["", "| recipe | runs | mAP50 per seed | mean mAP50 | spread (std) | "
-              "mean mAP50:95 | mean mAP50 after the distillation stage |",
-              "|---|---|---|---:|---:|---:|---:|"]
-    stats = {base: recipe_stats(models, base) for _, base in T_RECIPES}
-    for label, base in T_RECIPES:
-        st = stats[base]
-        missing += st["missing"]
-        distill = _fmt(st["distill_mean"]) if st["distill_mean"] is not None else "-"
-        if not st["runs"]:
-            lines.append(f"| {label} | none yet | - | - | - | - | {distill} |")
-            continue
-        lines.append(f"| {label} | " + ", ".join(f"`{r}`" for r in st["runs"]) + " | "
-                     + ", ".join(_fmt(v) for v in st["mAP50"]) + f" | {_fmt(st['mean'])} | "
-                     + (f"{st['std']:.2f}" if st["std"] is not None else "-")
-                     + f" | {_fmt(st['mean_95'])} | {distill} |")
+    table, stats = _recipe_table(models, T_RECIPES, missing)
+    lines += table
     if missing:
         lines += ["", "Not in these results yet: " + ", ".join(f"`{r}`" for r in missing)
                   + "."]
@@ -776,12 +850,15 @@ def _phase_t_lines(models: dict[str, Any], curves: dict[str, Any],
     lines += training_on_lines(models, curves, arch, arch_of, figures)
 
     task, sad = stats["t_task"], stats["t_sad"]
+    # The best teacher of this architecture the results hold: trained on, when it was.
+    t_key = T_CONT if _test_map(models, T_CONT) is not None else T_TEACHER
+    t_best = _test_map(models, t_key)
     lines += ["", "### Targets of issue [teacher]", "", "| target | measured | met |",
               "|---|---|---|",
-              _target_row(f"teacher (`{T_TEACHER}`) >= undistilled student (`t_task`, mean of "
-                          f"{len(task['runs'])}) + 3.0", teacher, task["mean"], 3.0),
+              _target_row(f"teacher (`{t_key}`) >= undistilled student (`t_task`, mean of "
+                          f"{len(task['runs'])}) + 3.0", t_best, task["mean"], 3.0),
               _target_row(f"distilled student (`t_sad`, mean of {len(sad['runs'])}) >= "
-                          "teacher - 1.0", sad["mean"], teacher, -1.0),
+                          f"teacher (`{t_key}`) - 1.0", sad["mean"], t_best, -1.0),
               _target_row(f"distilled student (`t_sad`, mean of {len(sad['runs'])}) >= "
                           f"undistilled (`t_task`, mean of {len(task['runs'])}) + 2.0",
                           sad["mean"], task["mean"], 2.0)]
@@ -819,39 +896,7 @@ def _phase_t_lines(models: dict[str, Any], curves: dict[str, Any],
         return lines
     if figures.get("sad_losses"):
         lines += [f"![SAD loss terms]({figures['sad_losses']})", ""]
-    weights = {r: run_weights(r) for r in runs}
-    w = weights[runs[0]]
-    lines.append(f"Each term times its weight (task / svd / state / feat: {w['task']:g} / "
-                 f"{w['svd']:g} / {w['state']:g} / {w['feat']:g}, from the run list), "
-                 "per-epoch means of the distillation stage. Share of the weighted structural "
-                 "terms (svd + state + feat) in the total at the first and the last epoch:")
-    lines.append("")
-    devs = []
-    for r in runs:
-        sm = sad_loss_summary(curves[f"{r}/distill"], weights[r])
-        if sm is None:
-            continue
-        name, value = sm["largest"]
-        lines.append(f"- `{r}`: {100 * sm['first']:.1f}% -> {100 * sm['last']:.1f}%; at the "
-                     f"last epoch the largest is {weights[r][name]:g} x L_{name} = "
-                     f"{value:.3g} against {weights[r]['task']:g} x L_task = "
-                     f"{sm['task_last']:.3g}.")
-        if sm["total_dev"] is not None:
-            devs.append(sm["total_dev"])
-    peaks = {t: max(v for r in runs
-                    for v in weighted_terms(curves[f"{r}/distill"], weights[r])[t]
-                    if v is not None) for t in SAD_TERMS[1:]}
-    small = min(peaks, key=lambda t: peaks[t])
-    lines += ["", f"The smallest, {w[small]:g} x L_{small}, is at most {peaks[small]:.2g} at any "
-              "epoch of these runs (metrics.csv logs the per-epoch means to 5 decimals, so "
-              "terms this small are coarsely quantized)."]
-    if devs:
-        worst = max(devs)
-        lines += ["", f"The weighted terms add up to the logged total loss within "
-                  f"{100 * worst:.2f}% at every epoch" + (
-                      ": these are the weights the runs trained with." if worst <= 0.01 else
-                      ", more than rounding explains: the runs did not train with the run "
-                      "list's weights, so the shares above are not theirs.")]
+    lines += _sad_share_lines(curves, runs)
     costs = {r: c for r in ("t_task", "t_sad", "t_rs4d")
              if (c := stage_cost(curves, f"{r}/distill")) is not None}
     if len(costs) >= 2:
@@ -872,6 +917,72 @@ def _phase_t_lines(models: dict[str, Any], curves: dict[str, Any],
                      f"{ref_st[-1]:.3g})" if ref_st else "")
                   + ". L_state near 1 is the error of a student whose states do not follow "
                   "the teacher's at all (the state and feature errors are scale-free)."]
+    return lines
+
+
+def _phase_d_lines(models: dict[str, Any], curves: dict[str, Any],
+                   figures: dict[str, str]) -> list[str]:
+    """Phase D: SAD from a teacher whose SS2D blocks carry accuracy: its learning curve, the
+    students with and without SAD over seeds, the targets of issue [teacher], the loss terms."""
+    if not _has_phase_d(models):
+        return []
+    lines = ["", "## SAD where the selective scan matters (phase D)", "",
+             "Phase T's pair (`teacher_p5` and its student) differs only in the SS2D blocks of "
+             "the stride-32 stage, and zeroing those blocks at inference changes neither "
+             "model's mAP50 by more than a few tenths ([ablation.md](ablation.md)): SAD had "
+             "nothing to transfer there. Phase D repeats the comparison with the `teacher` "
+             "architecture (SS2D at strides 16 and 32), whose low-rank student loses several "
+             "points when its SS2D blocks are zeroed. "
+             f"`{D_TEACHER}` trained alone on the GPU first; then its SVD students with the "
+             "task loss only and with SAD (then a fine-tune), seeds 0, 2 and 3, side by side "
+             "for the same minutes each.", "", f"### `{D_TEACHER}`'s learning curve", ""]
+    missing: list[str] = []
+    curve = curves.get(D_TEACHER)
+    summary = teacher_curve_summary(curve) if curve else None
+    if summary is None:
+        lines.append(f"No learning curve of `{D_TEACHER}` with validations in these results.")
+    else:
+        if figures.get("d_teacher_curve"):
+            lines += [f"![learning curve of {D_TEACHER}]({figures['d_teacher_curve']})", ""]
+        lines.append(_teacher_sentence(summary))
+    teacher = _test_map(models, D_TEACHER)
+    lines += ["", "### Students: test mAP50 after the fine-tune, over seeds", ""]
+    if teacher is None:
+        lines.append(f"The teacher `{D_TEACHER}` is not in these results yet.")
+        missing.append(D_TEACHER)
+    else:
+        lines.append(f"Teacher `{D_TEACHER}`: test mAP50 {teacher:.1f}, mAP50:95 "
+                     f"{_fmt(_test_map(models, D_TEACHER, 'mAP50_95'))}.")
+    table, stats = _recipe_table(models, D_RECIPES, missing)
+    lines += table
+    if missing:
+        lines += ["", "Not in these results yet: " + ", ".join(f"`{r}`" for r in missing)
+                  + "."]
+    shown = compare_recipes(stats, D_COMPARISONS)
+    if shown:
+        lines += ["", "What the numbers show (difference of the means against the larger of "
+                  "the two recipes' seed spreads):", "", *shown]
+    task, sad = stats["s_task"], stats["s_sad"]
+    lines += ["", "### Targets of issue [teacher] in this pair", "",
+              "| target | measured | met |", "|---|---|---|",
+              _target_row(f"teacher (`{D_TEACHER}`) >= undistilled student (`s_task`, mean of "
+                          f"{len(task['runs'])}) + 3.0", teacher, task["mean"], 3.0),
+              _target_row(f"distilled student (`s_sad`, mean of {len(sad['runs'])}) >= "
+                          "teacher - 1.0", sad["mean"], teacher, -1.0),
+              _target_row(f"distilled student (`s_sad`, mean of {len(sad['runs'])}) >= "
+                          f"undistilled (`s_task`, mean of {len(task['runs'])}) + 2.0",
+                          sad["mean"], task["mean"], 2.0)]
+    runs = _sad_runs(curves, "s_sad")
+    if runs:
+        lines += ["", "### The distillation loss terms during SAD (phase D)", ""]
+        if figures.get("d_sad_losses"):
+            lines += [f"![SAD loss terms, phase D]({figures['d_sad_losses']})", ""]
+        lines += _sad_share_lines(curves, runs)
+    costs = {r: c for r in ("s_task", "s_sad")
+             if (c := stage_cost(curves, f"{r}/distill")) is not None}
+    if len(costs) == 2:
+        lines += ["", "Cost of the first stage in the same minutes (seed 0): " + "; ".join(
+            f"`{r}` {n} epochs of {sec:.1f} s" for r, (n, sec) in costs.items()) + "."]
     return lines
 
 
@@ -998,6 +1109,7 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
               "fused row of that comparison is `student_scratch` (same architecture and "
               "recipe)."]
     lines += _phase_t_lines(models, results.get("curves") or {}, arch, arch_of, figures or {})
+    lines += _phase_d_lines(models, results.get("curves") or {}, figures or {})
     lines += ["",
               f"_Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} "
               "from `" + results.get("_source", str(DEFAULT_RESULTS)) + "`._", ""]
@@ -1184,7 +1296,8 @@ def main(argv: list[str] | None = None) -> int:
     png = draw_front(rows, args.front_png, args.threads, cpu_model())
     front = front_lines(rows, _relative(png, args.out), list(results["input_hw"]))
     figures = {name: _relative(path, args.out) for name, path in (
-        draw_phase_t_figures(results, args.images) if _has_phase_t(results["models"])
+        draw_phase_t_figures(results, args.images)
+        if _has_phase_t(results["models"]) or _has_phase_d(results["models"])
         else {}).items()}
     md = render(results, arch, arch_of, args.threads, args.runs, cpu_model(), front, figures)
     write_text(args.out, md)

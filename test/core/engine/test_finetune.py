@@ -132,6 +132,13 @@ def test_onnx_to_torch_reproduces_the_model(tmp_path: Path) -> None:
     onnx.save(proto, str(tmp_path / "wrong.onnx"))
     with pytest.raises(ModelFileError, match="does not match the registry"):
         model_from_onnx(tmp_path / "wrong.onnx")
+    for p in proto.metadata_props:
+        if p.key == "dlrmamba.variant":
+            p.value = "nano"
+    proto.metadata_props.add(key="dlrmamba.task", value="segment")  # but no num_protos
+    onnx.save(proto, str(tmp_path / "seg_no_protos.onnx"))
+    with pytest.raises(ModelFileError, match=r"no dlrmamba metadata.*num_protos"):
+        model_from_onnx(tmp_path / "seg_no_protos.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelFileError, match="not a readable ONNX"):
         model_from_onnx(tmp_path / "junk.onnx")
