@@ -51,12 +51,15 @@ class TrainConfig:
             process, schedule intact, so ``--resume last.pt`` continues exactly where it
             stopped (training in time slices, e.g. a GPU lent for minutes at a time); unlike
             ``max_time_min`` nothing is cut short (None: no pause).
-        fit_to_time: with ``max_time_min``, set ``epochs`` after each of the first three
-            epochs so the whole schedule (warmup + cosine to its floor) fits the time left:
-            from epoch 1's time, then epoch 2's, then the mean of epochs 2 and 3 (the first
-            epoch pays for start-up and for other runs still building their caches, so a
-            schedule shortened by it is lengthened again; the learning rate then follows the
-            longer cosine from that step on); ``epochs`` stays the upper bound.
+        fit_to_time: with ``max_time_min``, set ``epochs`` after each epoch of the first 20%
+            of the schedule (at least the first three) so the whole schedule (warmup + cosine
+            to its floor) fits the time left: from epoch 1's time, then from the mean
+            training time of the epochs since (the first pays for start-up and for other runs
+            still building their caches) plus the end-of-epoch work (validation, checkpoints)
+            of the last validation cycle (the first validations of a poor model cost several
+            times the later ones). A schedule shortened by a slow start is lengthened again;
+            the learning rate then follows the longer cosine from that step on; ``epochs``
+            stays the upper bound.
         modality: "fused", or "rgb"/"thermal" to train a single-modality model (the other
             input is zeroed).
         progress: show tqdm progress bars.

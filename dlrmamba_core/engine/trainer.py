@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between "still training" log lines when the progress bar is off.
 HEARTBEAT_S = 60.0
+#: fit_to_time refits the schedule after every epoch of its first this share (at least 3).
+FIT_REFIT_SHARE = 0.2
 
 STATE_FORMAT = "dlrmamba-train-state"
 
@@ -193,7 +195,8 @@ class Trainer:
         cfg.validate()
         self.cfg = dataclasses.replace(cfg)  # a copy: fit_to_time changes ``epochs``
         self._epochs_cap = cfg.epochs  # fit_to_time's upper bound
-        self._fit_t1: float | None = None  # seconds at the end of epoch 1 (fit_to_time)
+        # fit_to_time: (training s, end-of-epoch s) of each epoch from the second on
+        self._fit_costs: list[tuple[float, float]] = []
         self.info = info or ddp_utils.DistInfo(
             device=torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")))
         self.out = Path(out_dir)
@@ -313,14 +316,31 @@ class Trainer:
         self.warmup_steps = min(max(round(self.cfg.warmup_epochs * self.steps_per_epoch), 1),
                                 max(self.total_steps // 2, 1))
 
-    def _fit_schedule(self, elapsed_s: float, epoch_s: float) -> None:
-        """After epochs 1-3: as many epochs as fit the time budget (see TrainConfig)."""
-        if not (self.cfg.fit_to_time and self.cfg.max_time_s) or self.epoch > 3:
+    def _fit_schedule(self, elapsed_s: float, epoch_s: float,
+                      train_s: float | None = None) -> None:
+        """After each epoch of the first :data:`FIT_REFIT_SHARE` of the schedule (at least the
+        first 3): as many epochs as fit the time budget (see TrainConfig).
+
+        Args:
+            elapsed_s: seconds since ``fit`` started.
+            epoch_s: the wall time of the epoch that just ended, its end-of-epoch work
+                (validation, checkpoints) included.
+            train_s: the part of ``epoch_s`` spent training (None: all of it).
+        """
+        if not (self.cfg.fit_to_time and self.cfg.max_time_s):
             return
-        if self.epoch == 1:
-            self._fit_t1 = elapsed_s
-        elif self.epoch == 3 and self._fit_t1 is not None:
-            epoch_s = (elapsed_s - self._fit_t1) / 2  # epochs 2 and 3 (one validation in)
+        if self.epoch > max(3, math.ceil(FIT_REFIT_SHARE * self.cfg.epochs)):
+            return
+        if self.epoch >= 2:
+            # An epoch costs its training time (mean from epoch 2 on: epoch 1 pays for the
+            # start-up) plus its share of the end-of-epoch work, taken from the last full
+            # validation cycle: early validations of a poor model (thousands of boxes through
+            # NMS and COCO matching) cost several times the later ones.
+            train = epoch_s if train_s is None else min(train_s, epoch_s)
+            self._fit_costs.append((train, epoch_s - train))
+            window = self._fit_costs[-max(int(self.cfg.val_every), 1):]
+            epoch_s = (sum(t for t, _ in self._fit_costs) / len(self._fit_costs)
+                       + sum(x for _, x in window) / len(window))
         left = self.cfg.max_time_s - elapsed_s
         fit = self.epoch + max(int(0.95 * left / max(epoch_s, 1e-3)), 0)
         epochs = int(min(self._epochs_cap, max(fit, self.epoch + 1)))
@@ -464,7 +484,8 @@ class Trainer:
                 self.save_state()
                 break
             self._end_epoch(time.monotonic() - t_epoch)
-            self._fit_schedule(time.monotonic() - t0, time.monotonic() - t_epoch)
+            self._fit_schedule(time.monotonic() - t0, time.monotonic() - t_epoch,
+                               float(self.history[-1]["epoch_s"]))
             if self._pause_due(time.monotonic() - t0):
                 stopped = paused = True
         # Persistent workers end with the loader: here, in this process, not whenever the
