@@ -26,7 +26,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 if [ -f .whl/src.tar ]; then
   mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
 else  # the carried tree's own code and shipped models
-  mkdir -p /tmp/src && cp -r dlrmamba_core models /tmp/src/ || exit 4
+  mkdir -p /tmp/src && cp -r dlrmamba_core models $(ls -d campaign 2>/dev/null) /tmp/src/ || exit 4
 fi
 export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
 python3 -c "import albumentations, pycocotools" || { echo "a wheel is missing in .whl" >&2; exit 3; }

@@ -4,9 +4,9 @@
 #   bash tools/gpu_phase.sh A|B|<label> [pipeline args ...]
 #
 # What must sit in .whl/ (git-ignored, carried to the machine with the working tree):
-#   src.tar                     optional: `git archive HEAD dlrmamba_core models -o
+#   src.tar                     optional: `git archive HEAD dlrmamba_core models campaign -o
 #                               .whl/src.tar` (the code to run; without it, the tree's own
-#                               dlrmamba_core/ and models/, which travel anyway)
+#                               dlrmamba_core/, models/ and campaign/, which travel anyway)
 #   *.whl                       wheels the machine lacks: pycocotools, and albumentations with
 #                               its needs (albucore, pydantic, pydantic_core, annotated_types,
 #                               typing_inspection, typing_extensions, simsimd, stringzilla);
@@ -37,11 +37,12 @@ if ls .whl/*.whl >/dev/null 2>&1; then  # none: the machine has every package al
     --target /tmp/site .whl/*.whl || exit 3
 fi
 # The code: src.tar when given (a fixed commit), else the carried tree's own (committed or
-# not) with the shipped models (a run's --init or teacher file, e.g. models/dlrmamba_teacher.onnx)
+# not) with the shipped models and the campaign's kept ones (a run's --init or teacher file,
+# e.g. models/dlrmamba_teacher.onnx or campaign/teacher_long.pt)
 if [ -f .whl/src.tar ]; then
   mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
 else
-  mkdir -p /tmp/src && cp -r dlrmamba_core models /tmp/src/ || exit 4
+  mkdir -p /tmp/src && cp -r dlrmamba_core models $(ls -d campaign 2>/dev/null) /tmp/src/ || exit 4
 fi
 export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1
 # Fail in seconds, not after the data generation, when a training dependency is missing.

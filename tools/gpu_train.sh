@@ -9,7 +9,7 @@
 #
 # What must sit in .whl/ (git-ignored, carried to the machine with the working tree):
 #   src.tar               optional: the code to run, and the shipped models a run may start
-#                         from: `git archive HEAD dlrmamba_core models -o .whl/src.tar` (paths
+#                         from: `git archive HEAD dlrmamba_core models campaign -o .whl/src.tar` (paths
 #                         in the train args are relative to it); without it, the carried
 #                         tree's own dlrmamba_core/ and models/
 #   *.whl                 the wheels the machine lacks (list and pip command: tools/gpu_phase.sh)
@@ -45,7 +45,7 @@ if [ ! -f /tmp/prepared ]; then
   if [ -f .whl/src.tar ]; then
     mkdir -p /tmp/src && tar -xf .whl/src.tar -C /tmp/src || exit 4
   else  # the carried tree's own code and shipped models
-    mkdir -p /tmp/src && cp -r dlrmamba_core models /tmp/src/ || exit 4
+    mkdir -p /tmp/src && cp -r dlrmamba_core models $(ls -d campaign 2>/dev/null) /tmp/src/ || exit 4
   fi
 fi
 export PYTHONPATH=/tmp/site:/tmp/src PYTHONUNBUFFERED=1

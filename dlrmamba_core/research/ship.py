@@ -8,6 +8,8 @@
     python -m dlrmamba_core.research.ship add-run CHECKPOINT --key K --role R --trained-on M \\
         --data SYNTH_ROOT
     python -m dlrmamba_core.research.ship curves PIPELINE_OUT [--results models/results_synth.json]
+    python -m dlrmamba_core.research.ship keep PIPELINE_OUT/teacher_long/best.pt \
+        --out campaign/teacher_long.pt
 
 The pipeline (``research.pipeline``) runs on the GPU machine in phases (A: teacher and
 baselines; B: distillation and the rank sweep), each call writing its own ``results.json``.
@@ -22,7 +24,9 @@ and records that too (it must reproduce the recorded mAP50 within ``--eval-toler
 for the per-condition table of ``docs/results.md``. ``add-run`` evaluates a model trained
 outside the pipeline (e.g. a fine-tune continued on a CPU) on the same test split and adds it.
 ``curves`` stores each run's learning curve (its ``metrics.csv``, per epoch) in the results,
-for the learning-curve and loss figures of ``docs/results.md``.
+for the learning-curve and loss figures of ``docs/results.md``. ``keep`` stores a run's model in
+fp16 (half the bytes) in the repository, so a later GPU lease can train it on (``--init``) or
+distil from it (``--teacher-file``): nothing else outlives a lease (``campaign/README.md``).
 """
 
 from __future__ import annotations
@@ -305,6 +309,49 @@ def add_local_run(results_path: str | os.PathLike[str], checkpoint: str | os.Pat
     return entry
 
 
+def keep_checkpoint(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str]
+                    ) -> dict[str, Any]:
+    """Store a model file's weights in fp16 at ``out`` (a model file ``--init`` and
+    ``--teacher`` read; loading casts them back to fp32) and check what it changes.
+
+    Returns:
+        ``path``, ``bytes`` (of ``out``), ``source_bytes``, ``max_abs_diff``: the largest
+        difference of the raw head outputs of the fp32 model and the one loaded back from
+        ``out``, on two fixed random frames, and ``max_abs``: the largest raw output (the
+        scale of that difference).
+
+    Raises:
+        ModelFileError: ``checkpoint`` is not a model file (``models.io``).
+    """
+    import torch
+
+    from dlrmamba_core.models.io import load_model, save_model
+
+    model, meta = load_model(checkpoint)
+    extra = {**(meta.get("extra") or {}), "stored_fp16_from": os.path.basename(checkpoint)}
+    h, w = (int(v) for v in meta["input_hw"])
+    gen = torch.Generator().manual_seed(0)
+    rgb, th = torch.rand(2, 3, h, w, generator=gen), torch.rand(2, 1, h, w, generator=gen)
+    with torch.no_grad():
+        ref = model(rgb, th)
+        half = save_model(out, model.half(), list(meta["class_names"]), (h, w), extra=extra)
+        back, _ = load_model(half)
+        got = back(rgb, th)
+
+    def flat(x: Any) -> list[torch.Tensor]:
+        if isinstance(x, torch.Tensor):
+            return [x]
+        if isinstance(x, dict):
+            return [t for v in x.values() for t in flat(v)]
+        return [t for v in x for t in flat(v)]
+
+    diff = max(float((a - b).abs().max()) for a, b in zip(flat(ref), flat(got), strict=True))
+    scale = max(float(a.abs().max()) for a in flat(ref))
+    return {"path": str(half), "bytes": half.stat().st_size,
+            "source_bytes": Path(checkpoint).stat().st_size, "max_abs_diff": diff,
+            "max_abs": scale}
+
+
 def _curve_value(text: str, column: str, path: Path, line: int) -> float | None:
     """One ``metrics.csv`` cell as a float of :data:`CURVE_DIGITS` significant digits."""
     if text == "":
@@ -410,8 +457,8 @@ def add_curves(results_path: str | os.PathLike[str], root: str | os.PathLike[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``merge``, ``model``, ``conditions``, ``add-run``, ``curves`` (see the module
-    docstring)."""
+    """CLI: ``merge``, ``model``, ``conditions``, ``add-run``, ``curves``, ``keep`` (see the
+    module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("merge", help="join results.json files of pipeline phases")
@@ -447,6 +494,10 @@ def main(argv: list[str] | None = None) -> int:
                                       "results")
     v.add_argument("root", help="the pipeline's output folder or an unpacked logs archive")
     v.add_argument("--results", default="models/results_synth.json")
+    k = sub.add_parser("keep", help="store a run's model in fp16 for a later lease's --init or "
+                                    "--teacher-file")
+    k.add_argument("checkpoint", help="the run's best.pt")
+    k.add_argument("--out", required=True, help="destination .pt (e.g. campaign/RUN.pt)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -466,6 +517,12 @@ def main(argv: list[str] | None = None) -> int:
             if done["missing"]:
                 print(f"no metrics.csv under {args.root} for {len(done['missing'])} runs: "
                       + ", ".join(done["missing"]))
+        elif args.cmd == "keep":
+            kept = keep_checkpoint(args.checkpoint, args.out)
+            print(f"{kept['path']}: {kept['bytes'] / 1e6:.1f} MB (from "
+                  f"{kept['source_bytes'] / 1e6:.1f} MB); largest change of a raw output on "
+                  f"two random frames: {kept['max_abs_diff']:.2e} (outputs up to "
+                  f"{kept['max_abs']:.3g})")
         elif args.cmd == "conditions":
             print(add_condition_breakdown(args.results, args.checkpoints, args.data,
                                           args.tolerance))

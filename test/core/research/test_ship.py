@@ -228,3 +228,37 @@ def test_results_page_loss_ablation_seed_spread_and_notes(tmp_path: Path) -> Non
     assert _phase_letter(["student_p5_nodistill/finetune"], 4) == "S"
     assert _phase_letter(["sad_no_svd/finetune", "student_sad_seed2/finetune"], 2) == "C"
     assert _phase_letter(["my_run"], 3) == "4"
+
+
+def test_keep_stores_a_model_in_half_the_bytes_and_it_loads_back_close(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ship keep`: the fp16 copy is a model file (weights_only loading, fp32 again), half the
+    size, with outputs within fp16 rounding of the original's; a file that is no model is
+    refused by name and leaves nothing behind."""
+    import torch
+
+    from dlrmamba_core.models import build_model
+    from dlrmamba_core.models.io import load_model, save_model
+    from dlrmamba_core.research import ship
+
+    torch.manual_seed(0)
+    model = build_model("nano", 2).eval()
+    src = save_model(tmp_path / "best.pt", model, ["a", "b"], (64, 96), extra={"epoch": 7})
+    out = tmp_path / "campaign" / "kept.pt"
+    assert ship.main(["keep", str(src), "--out", str(out)]) == 0
+    assert "kept.pt:" in capsys.readouterr().out
+    kept = ship.keep_checkpoint(src, out)
+    assert kept["bytes"] < 0.6 * kept["source_bytes"]
+    assert kept["max_abs_diff"] <= 2e-3 * kept["max_abs"]
+    back, meta = load_model(out)
+    assert meta["extra"] == {"epoch": 7, "stored_fp16_from": "best.pt"}
+    assert all(p.dtype == torch.float32 for p in back.parameters())
+    raw = torch.load(out, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in raw["state_dict"].values()
+               if v.is_floating_point())
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert ship.main(["keep", str(junk), "--out", str(tmp_path / "no.pt")]) == 2
+    assert "ship: error:" in capsys.readouterr().err
+    assert not (tmp_path / "no.pt").exists()
