@@ -36,3 +36,19 @@ def publish(text: str, out: str | None, title: str, module: str, argv: list[str]
         cmd = f"python -m {module} " + " ".join(a if " " not in a else repr(a) for a in argv)
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         write_text(Path(out), f"# {title}\n\nWritten by `{cmd}` on {stamp}.\n\n{text}")
+
+
+def short_names(paths: list[str]) -> dict[str, str]:
+    """{path: label}: each path's file name, or as few of its last folders with it as tell it
+    from the other paths (runs' ``RUN/finetune/best.pt`` files all share the name
+    ``best.pt``)."""
+    from pathlib import PurePath
+
+    parts = {p: PurePath(p).parts for p in dict.fromkeys(paths)}
+    out = {}
+    for p, v in parts.items():
+        n = 1
+        while n < len(v) and any(w[-n:] == v[-n:] for q, w in parts.items() if q != p):
+            n += 1
+        out[p] = "/".join(v[-n:])
+    return out

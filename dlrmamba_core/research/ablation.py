@@ -25,11 +25,11 @@ import argparse
 from collections.abc import Iterator, Sequence
 import contextlib
 import logging
-from pathlib import Path
 import sys
 from typing import Any
 
 from dlrmamba_core.errors import DlrmambaError
+from dlrmamba_core.research import short_names
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +126,11 @@ def render(rows: Sequence[dict[str, Any]], data: str, split: str) -> str:
              "model in brackets (an empty cell: the model has no such part).", "",
              "| model | variant | input | mAP50 | " + " | ".join(cols) + " |",
              "|---|---|---|---:|" + "---:|" * len(cols)]
+    names = short_names([r["model"] for r in rows])
     for r in rows:
         m = r["mAP50"]
         cells = [f"{m[c]:.2f} ({m[c] - m['full']:+.2f})" if c in m else "" for c in cols]
-        lines.append(f"| `{Path(r['model']).name}` | {r['variant']} | "
+        lines.append(f"| `{names[r['model']]}` | {r['variant']} | "
                      f"{r['input_hw'][0]}x{r['input_hw'][1]} | {m['full']:.2f} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -40,11 +40,11 @@ from collections.abc import Sequence
 import contextlib
 import logging
 import os
-from pathlib import Path
 import sys
 from typing import Any, cast
 
 from dlrmamba_core.errors import ConfigError, DlrmambaError
+from dlrmamba_core.research import short_names
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,7 @@ def probe(teacher_path: str, students: Sequence[str], data: str, fmt: str = "syn
     torch.manual_seed(seed)
     init = student_from_teacher(teacher, **ratios).eval()
     models: dict[str, Any] = {"svd init": init}
+    names = short_names([str(p) for p in students])
     for path in students:
         m, _ = load_detector(path)
         if m.cfg.variant != init.cfg.variant:
@@ -229,7 +230,7 @@ def probe(teacher_path: str, students: Sequence[str], data: str, fmt: str = "syn
                               f"states, the SVD init {init.cfg.rank_ratio} and "
                               f"{init.cfg.d_state}: pass --rank-ratio / --state-ratio of the "
                               "student")
-        models[Path(path).name] = m
+        models[names[str(path)]] = m
     if random_init:
         models["random init"] = redraw_parameters(
             student_from_teacher(teacher, **ratios)).eval()

@@ -67,3 +67,14 @@ def test_a_missing_model_file_is_a_clear_error(synth_root: Path, tmp_path: Path,
         ablation.ablate(str(tmp_path / "none.onnx"), str(synth_root))
     assert ablation.main([str(tmp_path / "none.onnx"), "--data", str(synth_root)]) == 2
     assert "none.onnx: no such model file" in capsys.readouterr().err
+
+
+def test_rows_of_files_with_one_name_are_told_apart_by_their_folders() -> None:
+    from dlrmamba_core.research import short_names
+
+    paths = ["out/s_task/finetune/best.pt", "out/s_task_seed2/finetune/best.pt",
+             "models/dlrmamba_teacher.onnx"]
+    assert short_names(paths) == {paths[0]: "s_task/finetune/best.pt",
+                                  paths[1]: "s_task_seed2/finetune/best.pt",
+                                  paths[2]: "dlrmamba_teacher.onnx"}
+    assert short_names(["a/x.pt", "b/x.pt"]) == {"a/x.pt": "a/x.pt", "b/x.pt": "b/x.pt"}
