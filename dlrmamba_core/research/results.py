@@ -63,9 +63,10 @@ T_LARGE = "teacher_p5_large"
 T_SWEEP = ("t_sweep_r050", "t_sweep_r055", "t_sweep_r060", "t_sweep_r065")
 #: Phase D: the `teacher` architecture (SS2D at strides 16 and 32) trained alone first, then its
 #: low-rank students with and without SAD over seeds (research/runs.yaml).
-D_TEACHER = "teacher_long"
-D_RECIPES = (("SVD init, task loss only", "s_task"),
-             ("SVD init + SAD, then fine-tune", "s_sad"))
+#: Each round: (teacher run, task-only student run, SAD student run); a later round trains the
+#: teacher of the one before on (a new lease) and distils new students from it.
+D_ROUNDS = (("teacher_long", "s_task", "s_sad"),
+            ("teacher_long_cont", "c_task", "c_sad"))
 #: The paper's mAP50 per rank ratio of its sweep, {rank ratio: mAP50}. Empty: the paper summary
 #: this project works from (``shared/seeds/dlrmamba.txt``: abstract, figure captions, a count
 #: of tables) has none of its numbers, and none are made up here.
@@ -340,7 +341,8 @@ def _has_phase_t(models: dict[str, Any]) -> bool:
 
 def _has_phase_d(models: dict[str, Any]) -> bool:
     """Whether any run of phase D (its teacher or a student recipe) is in the results."""
-    names = {D_TEACHER, *(base + r for _, base in D_RECIPES for r in T_REPEATS)}
+    names = {n for t, task, sad in D_ROUNDS
+             for n in (t, *(b + r for b in (task, sad) for r in T_REPEATS))}
     return any(k.split("/")[0] in names for k in models)
 
 
@@ -377,7 +379,6 @@ T_COMPARISONS = (("t_sad", "t_task", "SAD vs SVD init + task loss only"),
                  ("t_rs4d", "t_task", "RS4D vs SVD init + task loss only"),
                  ("t_rs4d", "t_sad", "RS4D vs SAD"),
                  ("t_random_sad", "t_sad", "random init + SAD vs SVD init + SAD"))
-D_COMPARISONS = (("s_sad", "s_task", "SAD vs SVD init + task loss only"),)
 
 
 def compare_recipes(stats: dict[str, dict[str, Any]],
@@ -644,8 +645,9 @@ def draw_sad_losses(runs: dict[str, tuple[dict[str, list[Any]], dict[str, float]
 def draw_phase_t_figures(results: dict[str, Any], images: Path) -> dict[str, Path]:
     """The figures of phases T and D the stored curves allow, in ``images``: ``teacher_curve``
     (``teacher_curve.png``), ``teacher_cont_curve``, ``sad_losses`` (``sad_losses.png``),
-    ``d_teacher_curve`` (``teacher_long_curve.png``) and ``d_sad_losses``
-    (``sad_losses_d.png``); {name: path} of those drawn."""
+    and per round of phase D (:data:`D_ROUNDS`) ``curve_<teacher>`` (``<teacher>_curve.png``)
+    and ``sad_losses_<SAD run>`` (``sad_losses_<SAD run>.png``); {name: path} of those
+    drawn."""
     curves = results.get("curves") or {}
     out: dict[str, Path] = {}
     teacher = curves.get(T_TEACHER)
@@ -664,16 +666,17 @@ def draw_phase_t_figures(results: dict[str, Any], images: Path) -> dict[str, Pat
         out["sad_losses"] = draw_sad_losses(
             {r: (curves[f"{r}/distill"], run_weights(r)) for r in runs},
             images / "sad_losses.png")
-    d_teacher = curves.get(D_TEACHER)
-    if d_teacher and _points(d_teacher, "val_mAP50"):
-        out["d_teacher_curve"] = draw_teacher_curve(
-            d_teacher, images / "teacher_long_curve.png",
-            f"{D_TEACHER}: validation mAP per epoch (SYNTHETIC val split)")
-    d_runs = _sad_runs(curves, "s_sad")
-    if d_runs:
-        out["d_sad_losses"] = draw_sad_losses(
-            {r: (curves[f"{r}/distill"], run_weights(r)) for r in d_runs},
-            images / "sad_losses_d.png")
+    for teacher_run, _, sad_run in D_ROUNDS:
+        curve = curves.get(teacher_run)
+        if curve and _points(curve, "val_mAP50"):
+            out[f"curve_{teacher_run}"] = draw_teacher_curve(
+                curve, images / f"{teacher_run}_curve.png",
+                f"{teacher_run}: validation mAP per epoch (SYNTHETIC val split)")
+        runs = _sad_runs(curves, sad_run)
+        if runs:
+            out[f"sad_losses_{sad_run}"] = draw_sad_losses(
+                {r: (curves[f"{r}/distill"], run_weights(r)) for r in runs},
+                images / f"sad_losses_{sad_run}.png")
     return out
 
 
@@ -922,8 +925,9 @@ def _phase_t_lines(models: dict[str, Any], curves: dict[str, Any],
 
 def _phase_d_lines(models: dict[str, Any], curves: dict[str, Any],
                    figures: dict[str, str]) -> list[str]:
-    """Phase D: SAD from a teacher whose SS2D blocks carry accuracy: its learning curve, the
-    students with and without SAD over seeds, the targets of issue [teacher], the loss terms."""
+    """Phase D: SAD from a teacher whose SS2D blocks carry accuracy, one subsection per round
+    of :data:`D_ROUNDS` in the results: the teacher's learning curve, the students with and
+    without SAD over seeds, the targets of issue [teacher], the loss terms."""
     if not _has_phase_d(models):
         return []
     lines = ["", "## SAD where the selective scan matters (phase D)", "",
@@ -932,53 +936,69 @@ def _phase_d_lines(models: dict[str, Any], curves: dict[str, Any],
              "model's mAP50 by more than a few tenths ([ablation.md](ablation.md)): SAD had "
              "nothing to transfer there. Phase D repeats the comparison with the `teacher` "
              "architecture (SS2D at strides 16 and 32), whose low-rank student loses several "
-             "points when its SS2D blocks are zeroed. "
-             f"`{D_TEACHER}` trained alone on the GPU first; then its SVD students with the "
-             "task loss only and with SAD (then a fine-tune), seeds 0, 2 and 3, side by side "
-             "for the same minutes each.", "", f"### `{D_TEACHER}`'s learning curve", ""]
+             "points when its SS2D blocks are zeroed. In each round the teacher trains alone on "
+             "the GPU first (a later round trains the earlier round's teacher on); then its SVD "
+             "students with the task loss only and with SAD (then a fine-tune), seeds 0, 2 and "
+             "3, side by side for the same minutes each."]
+    for teacher_run, task_run, sad_run in D_ROUNDS:
+        names = {teacher_run, *(b + r for b in (task_run, sad_run) for r in T_REPEATS)}
+        if any(k.split("/")[0] in names for k in models):
+            lines += _d_round_lines(models, curves, figures, teacher_run, task_run, sad_run)
+    return lines
+
+
+def _d_round_lines(models: dict[str, Any], curves: dict[str, Any], figures: dict[str, str],
+                   teacher_run: str, task_run: str, sad_run: str) -> list[str]:
+    """One round of phase D (see :func:`_phase_d_lines`)."""
+    lines = ["", f"### `{teacher_run}` and its students", ""]
     missing: list[str] = []
-    curve = curves.get(D_TEACHER)
+    curve = curves.get(teacher_run)
     summary = teacher_curve_summary(curve) if curve else None
     if summary is None:
-        lines.append(f"No learning curve of `{D_TEACHER}` with validations in these results.")
+        lines.append(f"No learning curve of `{teacher_run}` with validations in these "
+                     "results.")
     else:
-        if figures.get("d_teacher_curve"):
-            lines += [f"![learning curve of {D_TEACHER}]({figures['d_teacher_curve']})", ""]
+        if figures.get(f"curve_{teacher_run}"):
+            lines += [f"![learning curve of {teacher_run}]({figures[f'curve_{teacher_run}']})",
+                      ""]
         lines.append(_teacher_sentence(summary))
-    teacher = _test_map(models, D_TEACHER)
-    lines += ["", "### Students: test mAP50 after the fine-tune, over seeds", ""]
+    teacher = _test_map(models, teacher_run)
+    lines.append("")
     if teacher is None:
-        lines.append(f"The teacher `{D_TEACHER}` is not in these results yet.")
-        missing.append(D_TEACHER)
+        lines.append(f"The teacher `{teacher_run}` is not in these results yet.")
+        missing.append(teacher_run)
     else:
-        lines.append(f"Teacher `{D_TEACHER}`: test mAP50 {teacher:.1f}, mAP50:95 "
-                     f"{_fmt(_test_map(models, D_TEACHER, 'mAP50_95'))}.")
-    table, stats = _recipe_table(models, D_RECIPES, missing)
+        lines.append(f"Teacher `{teacher_run}`: test mAP50 {teacher:.1f}, mAP50:95 "
+                     f"{_fmt(_test_map(models, teacher_run, 'mAP50_95'))}. Students: test "
+                     "mAP50 after the fine-tune, over seeds:")
+    table, stats = _recipe_table(models, (("SVD init, task loss only", task_run),
+                                          ("SVD init + SAD, then fine-tune", sad_run)), missing)
     lines += table
     if missing:
         lines += ["", "Not in these results yet: " + ", ".join(f"`{r}`" for r in missing)
                   + "."]
-    shown = compare_recipes(stats, D_COMPARISONS)
+    shown = compare_recipes(stats, ((sad_run, task_run, "SAD vs SVD init + task loss only"),))
     if shown:
         lines += ["", "What the numbers show (difference of the means against the larger of "
                   "the two recipes' seed spreads):", "", *shown]
-    task, sad = stats["s_task"], stats["s_sad"]
-    lines += ["", "### Targets of issue [teacher] in this pair", "",
+    task, sad = stats[task_run], stats[sad_run]
+    lines += ["", f"Targets of issue [teacher] from `{teacher_run}`:", "",
               "| target | measured | met |", "|---|---|---|",
-              _target_row(f"teacher (`{D_TEACHER}`) >= undistilled student (`s_task`, mean of "
-                          f"{len(task['runs'])}) + 3.0", teacher, task["mean"], 3.0),
-              _target_row(f"distilled student (`s_sad`, mean of {len(sad['runs'])}) >= "
+              _target_row(f"teacher (`{teacher_run}`) >= undistilled student (`{task_run}`, "
+                          f"mean of {len(task['runs'])}) + 3.0", teacher, task["mean"], 3.0),
+              _target_row(f"distilled student (`{sad_run}`, mean of {len(sad['runs'])}) >= "
                           "teacher - 1.0", sad["mean"], teacher, -1.0),
-              _target_row(f"distilled student (`s_sad`, mean of {len(sad['runs'])}) >= "
-                          f"undistilled (`s_task`, mean of {len(task['runs'])}) + 2.0",
+              _target_row(f"distilled student (`{sad_run}`, mean of {len(sad['runs'])}) >= "
+                          f"undistilled (`{task_run}`, mean of {len(task['runs'])}) + 2.0",
                           sad["mean"], task["mean"], 2.0)]
-    runs = _sad_runs(curves, "s_sad")
+    runs = _sad_runs(curves, sad_run)
     if runs:
-        lines += ["", "### The distillation loss terms during SAD (phase D)", ""]
-        if figures.get("d_sad_losses"):
-            lines += [f"![SAD loss terms, phase D]({figures['d_sad_losses']})", ""]
+        lines += ["", f"The distillation loss terms during SAD (`{sad_run}`):", ""]
+        if figures.get(f"sad_losses_{sad_run}"):
+            lines += [f"![SAD loss terms of {sad_run}]({figures[f'sad_losses_{sad_run}']})",
+                      ""]
         lines += _sad_share_lines(curves, runs)
-    costs = {r: c for r in ("s_task", "s_sad")
+    costs = {r: c for r in (task_run, sad_run)
              if (c := stage_cost(curves, f"{r}/distill")) is not None}
     if len(costs) == 2:
         lines += ["", "Cost of the first stage in the same minutes (seed 0): " + "; ".join(
