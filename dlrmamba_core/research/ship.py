@@ -8,7 +8,7 @@
     python -m dlrmamba_core.research.ship add-run CHECKPOINT --key K --role R --trained-on M \\
         --data SYNTH_ROOT
     python -m dlrmamba_core.research.ship curves PIPELINE_OUT [--results models/results_synth.json]
-    python -m dlrmamba_core.research.ship keep PIPELINE_OUT/teacher_long/best.pt \
+    python -m dlrmamba_core.research.ship keep PIPELINE_OUT/teacher_long/best.pt \\
         --out campaign/teacher_long.pt
 
 The pipeline (``research.pipeline``) runs on the GPU machine in phases (A: teacher and
