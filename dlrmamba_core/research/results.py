@@ -347,7 +347,7 @@ def _has_phase_d(models: dict[str, Any]) -> bool:
 
 
 def recipe_stats(models: dict[str, Any], base: str) -> dict[str, Any]:
-    """Test mAP of one phase-T recipe over its seed runs that are in the results.
+    """Test mAP of one student recipe (phase T or D) over its seed runs in the results.
 
     Args:
         models: results["models"].
