@@ -247,6 +247,71 @@ def probe(teacher_path: str, students: Sequence[str], data: str, fmt: str = "syn
             "rows": rows}
 
 
+def truncation_sweep(teacher_path: str, ratios: Sequence[float], data: str,
+                     fmt: str = "synth", split: str = "val", frames: int = DEFAULT_FRAMES,
+                     state_ratio: float | None = None) -> dict[str, Any]:
+    """What the truncated SVD alone costs: the untrained SVD init of ``teacher_path`` at each
+    rank ratio, its parameters, its mean SS2D output error against the teacher and its mAP50
+    over the whole split. Where every SAD or task-only student starts, so the accuracy a
+    student must recover by training at that rank.
+
+    Returns:
+        ``{"teacher", "teacher_params_M", "teacher_map50", "split", "data", "frames",
+        "rows": [{"rank_ratio", "params_M", "feat", "map50"}]}``.
+    """
+    import torch
+
+    from dlrmamba_core.data.readers import open_dataset
+    from dlrmamba_core.losses.distill import StructureAwareDistillation
+    from dlrmamba_core.models import student_from_teacher
+    from dlrmamba_core.models.config import STUDENT_STATE_RATIO
+
+    if not ratios or any(not 0.0 < r <= 1.0 for r in ratios):
+        raise ConfigError(f"--truncation takes rank ratios in (0, 1], got {list(ratios)}")
+    teacher, hw = load_detector(teacher_path)
+    if teacher.cfg.rank_ratio is not None:
+        raise ConfigError(f"{teacher_path} is a low-rank model ({teacher.cfg.variant}); "
+                          "--teacher takes a full-rank teacher")
+    rgb, thermal = probe_frames(data, fmt, split, hw, frames)
+    t_run = run_model(teacher, rgb, thermal)
+    whole = open_dataset(fmt, data, split)
+
+    def params(m: Any) -> float:
+        return sum(p.numel() for p in m.parameters()) / 1e6
+
+    rows = []
+    for r in sorted(ratios):
+        log.info("truncating at rank ratio %.2f", r)
+        init = student_from_teacher(teacher, rank_ratio=r, state_ratio=(
+            STUDENT_STATE_RATIO if state_ratio is None else state_ratio)).eval()
+        with torch.no_grad():
+            c = compare(init, StructureAwareDistillation(init, teacher),
+                        run_model(init, rgb, thermal), t_run)
+        feats = [b["feat"] for b in c["blocks"].values()]
+        rows.append({"rank_ratio": r, "params_M": params(init),
+                     "feat": sum(feats) / len(feats), "map50": split_map50(init, whole, hw)})
+    return {"teacher": str(teacher_path), "teacher_params_M": params(teacher),
+            "teacher_map50": split_map50(teacher, whole, hw), "split": split,
+            "data": str(data), "frames": len(rgb), "rows": rows}
+
+
+def render_truncation(result: dict[str, Any]) -> str:
+    """The markdown table of :func:`truncation_sweep`."""
+    t = result["teacher_map50"]
+    lines = [f"Teacher `{result['teacher']}`: {result['teacher_params_M']:.2f} M parameters, "
+             f"mAP50 {t:.2f} over the whole `{result['split']}` split of `{result['data']}`. "
+             "Each row is its truncated SVD at one rank ratio, untrained (where a student of "
+             "that rank starts); `SS2D feat` is the mean scale-free output error of its SS2D "
+             f"blocks against the teacher's on the first {result['frames']} frames (0 = equal, "
+             "about 1 = unrelated).", "",
+             "| rank ratio | params (M) | SS2D feat | mAP50 | vs teacher |",
+             "|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['rank_ratio']:.2f} | {r['params_M']:.2f} | {r['feat']:.3f} | "
+                     f"{r['map50']:.2f} | {r['map50'] - t:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def render(result: dict[str, Any]) -> str:
     """The probe as markdown: one table per quantity group, students as rows."""
     rows = result["rows"]
@@ -286,7 +351,8 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", required=True, help="the full-rank teacher (.onnx or .pt)")
+    ap.add_argument("--teacher", required=True, action="append",
+                    help="the full-rank teacher (.onnx or .pt); with --truncation repeatable")
     ap.add_argument("--student", action="append", default=[],
                     help="a trained student of that teacher (.onnx or .pt); repeatable")
     ap.add_argument("--data", required=True, help="dataset root")
@@ -300,20 +366,40 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="the students' state ratio (default: the registry's student)")
     ap.add_argument("--no-map", action="store_true",
                     help="skip the mAP50 of each model over the whole split")
+    ap.add_argument("--truncation", type=float, nargs="+", metavar="RATIO",
+                    help="instead of the probe: the untrained SVD init at each of these rank "
+                         "ratios, its SS2D output error and mAP50 (what the truncation alone "
+                         "costs)")
     ap.add_argument("--out", help="write the tables as markdown here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from dlrmamba_core.research import publish
+
+    cmd = list(argv if argv is not None else sys.argv[1:])
+    if args.truncation:
+        try:
+            tables = [render_truncation(truncation_sweep(
+                t, args.truncation, args.data, args.data_format, args.split, args.frames,
+                args.state_ratio)) for t in args.teacher]
+        except DlrmambaError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        publish("\n".join(tables), args.out, "What the truncated SVD alone costs",
+                "dlrmamba_core.research.sad_probe", cmd)
+        return 0
+    if len(args.teacher) > 1:
+        print("error: one --teacher per probe (several only with --truncation)",
+              file=sys.stderr)
+        return 2
     try:
-        res = probe(args.teacher, args.student, args.data, args.data_format, args.split,
+        res = probe(args.teacher[0], args.student, args.data, args.data_format, args.split,
                     args.frames, random_init=not args.no_random, with_map=not args.no_map,
                     rank_ratio=args.rank_ratio, state_ratio=args.state_ratio)
     except DlrmambaError as exc:  # a bad file, data or setting: said in one line
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from dlrmamba_core.research import publish
-
     publish(render(res), args.out, "SAD probe: the student's internals against the teacher's",
-            "dlrmamba_core.research.sad_probe", list(argv if argv is not None else sys.argv[1:]))
+            "dlrmamba_core.research.sad_probe", cmd)
     return 0
 
 

@@ -112,3 +112,36 @@ def test_too_few_frames_is_a_clear_error(nano_teacher: Path, synth_root: Path) -
     with pytest.raises(ConfigError, match="at least 4"):
         sad_probe.probe(str(nano_teacher), [], str(synth_root), split="val", frames=2,
                         with_map=False)
+
+
+def test_truncation_sweep_rows_grow_with_the_rank_and_full_rank_is_the_teacher(
+        nano_teacher: Path, synth_root: Path, tmp_path: Path) -> None:
+    res = sad_probe.truncation_sweep(str(nano_teacher), [1.0, 0.1, 0.5], str(synth_root),
+                                     split="val", frames=6, state_ratio=1.0)
+    rows = res["rows"]
+    assert [r["rank_ratio"] for r in rows] == [0.1, 0.5, 1.0]  # sorted
+    assert rows[0]["params_M"] < rows[1]["params_M"] < rows[2]["params_M"]
+    # full rank and all states: the teacher's function, so its outputs and its mAP
+    assert rows[2]["feat"] < 1e-6
+    assert rows[2]["map50"] == pytest.approx(res["teacher_map50"], abs=1e-6)
+    assert rows[0]["feat"] > rows[2]["feat"]
+    text = sad_probe.render_truncation(res)
+    assert "| 1.00 |" in text and "| +0.00 |" in text
+
+    out = tmp_path / "trunc.md"
+    assert sad_probe.main(["--teacher", str(nano_teacher), "--data", str(synth_root),
+                           "--split", "val", "--frames", "6", "--truncation", "0.2",
+                           "--out", str(out)]) == 0
+    page = out.read_text()
+    assert page.startswith("# What the truncated SVD alone costs")
+    assert "--truncation 0.2" in page and "| 0.20 |" in page
+    assert sad_probe.main(["--teacher", str(nano_teacher), "--data", str(synth_root),
+                           "--truncation", "0", "--out", str(tmp_path / "no.md")]) == 2
+    assert not (tmp_path / "no.md").exists()
+    # two teachers: one table each on one page; the probe itself takes one
+    assert sad_probe.main(["--teacher", str(nano_teacher), "--teacher", str(nano_teacher),
+                           "--data", str(synth_root), "--split", "val", "--frames", "6",
+                           "--truncation", "0.2", "--out", str(out)]) == 0
+    assert out.read_text().count("| rank ratio |") == 2
+    assert sad_probe.main(["--teacher", str(nano_teacher), "--teacher", str(nano_teacher),
+                           "--data", str(synth_root)]) == 2
