@@ -29,6 +29,10 @@ Beside them, each model's mAP50 over the whole split (left out with ``--no-map``
 to the teacher a student is, next to what it detects. ``--rank-ratio`` / ``--state-ratio``
 build the SVD init for students of another rank (e.g. the rank sweep's).
 
+``--truncation R [R ...]`` measures instead what the truncation alone costs: the untrained SVD
+init of each ``--teacher`` (repeatable there) at each rank ratio, with its parameters, its mean
+SS2D output error and its mAP50 over the whole split (``docs/truncation.md``).
+
 All numbers come from a real forward pass of both models over the frames; the table is
 printed and, with ``--out``, written as markdown.
 """
@@ -376,6 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dlrmamba_core.research import publish
 
     cmd = list(argv if argv is not None else sys.argv[1:])
+    if args.truncation and args.student:
+        print("error: --truncation measures the untrained SVD init; pass no --student",
+              file=sys.stderr)
+        return 2
     if args.truncation:
         try:
             tables = [render_truncation(truncation_sweep(

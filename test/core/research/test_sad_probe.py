@@ -145,3 +145,5 @@ def test_truncation_sweep_rows_grow_with_the_rank_and_full_rank_is_the_teacher(
     assert out.read_text().count("| rank ratio |") == 2
     assert sad_probe.main(["--teacher", str(nano_teacher), "--teacher", str(nano_teacher),
                            "--data", str(synth_root)]) == 2
+    assert sad_probe.main(["--teacher", str(nano_teacher), "--student", str(nano_teacher),
+                           "--data", str(synth_root), "--truncation", "0.2"]) == 2
