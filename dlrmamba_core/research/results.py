@@ -339,11 +339,15 @@ def _has_phase_t(models: dict[str, Any]) -> bool:
     return any(k.split("/")[0] in names for k in models)
 
 
+def _round_in(models: dict[str, Any], teacher: str, task: str, sad: str) -> bool:
+    """Whether a run of this phase-D round (its teacher or a student seed) is in the results."""
+    names = {teacher, *(b + r for b in (task, sad) for r in T_REPEATS)}
+    return any(k.split("/")[0] in names for k in models)
+
+
 def _has_phase_d(models: dict[str, Any]) -> bool:
     """Whether any run of phase D (its teacher or a student recipe) is in the results."""
-    names = {n for t, task, sad in D_ROUNDS
-             for n in (t, *(b + r for b in (task, sad) for r in T_REPEATS))}
-    return any(k.split("/")[0] in names for k in models)
+    return any(_round_in(models, *rnd) for rnd in D_ROUNDS)
 
 
 def recipe_stats(models: dict[str, Any], base: str) -> dict[str, Any]:
@@ -940,10 +944,9 @@ def _phase_d_lines(models: dict[str, Any], curves: dict[str, Any],
              "the GPU first (a later round trains the earlier round's teacher on); then its SVD "
              "students with the task loss only and with SAD (then a fine-tune), seeds 0, 2 and "
              "3, side by side for the same minutes each."]
-    for teacher_run, task_run, sad_run in D_ROUNDS:
-        names = {teacher_run, *(b + r for b in (task_run, sad_run) for r in T_REPEATS)}
-        if any(k.split("/")[0] in names for k in models):
-            lines += _d_round_lines(models, curves, figures, teacher_run, task_run, sad_run)
+    for rnd in D_ROUNDS:
+        if _round_in(models, *rnd):
+            lines += _d_round_lines(models, curves, figures, *rnd)
     return lines
 
 

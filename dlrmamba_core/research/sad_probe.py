@@ -188,6 +188,18 @@ def split_map50(model: Any, dataset: Any, input_hw: tuple[int, int]) -> float:
     return float(evaluate(model, dataset, input_hw=input_hw, progress=False)["mAP50"])
 
 
+def _teacher_on_frames(teacher_path: str, data: str, fmt: str, split: str, frames: int
+                       ) -> tuple[Any, tuple[int, int], Any, Any, dict[str, Any]]:
+    """The full-rank teacher (refused if low-rank), its input size, the probe frames at that
+    size and the teacher's run over them (:func:`run_model`)."""
+    teacher, hw = load_detector(teacher_path)
+    if teacher.cfg.rank_ratio is not None:
+        raise ConfigError(f"{teacher_path} is a low-rank model ({teacher.cfg.variant}); "
+                          "--teacher takes the full-rank teacher the students came from")
+    rgb, thermal = probe_frames(data, fmt, split, hw, frames)
+    return teacher, hw, rgb, thermal, run_model(teacher, rgb, thermal)
+
+
 def probe(teacher_path: str, students: Sequence[str], data: str, fmt: str = "synth",
           split: str = "val", frames: int = DEFAULT_FRAMES, random_init: bool = True,
           seed: int = 0, with_map: bool = True, rank_ratio: float | None = None,
@@ -211,12 +223,8 @@ def probe(teacher_path: str, students: Sequence[str], data: str, fmt: str = "syn
     from dlrmamba_core.models.config import STUDENT_RANK_RATIO, STUDENT_STATE_RATIO
     from dlrmamba_core.models.student import redraw_parameters
 
-    teacher, hw = load_detector(teacher_path)
-    if teacher.cfg.rank_ratio is not None:
-        raise ConfigError(f"{teacher_path} is a low-rank model ({teacher.cfg.variant}); "
-                          "--teacher takes the full-rank teacher the students came from")
-    rgb, thermal = probe_frames(data, fmt, split, hw, frames)
-    t_run = run_model(teacher, rgb, thermal)
+    teacher, hw, rgb, thermal, t_run = _teacher_on_frames(teacher_path, data, fmt, split,
+                                                          frames)
     ratios = {"rank_ratio": STUDENT_RANK_RATIO if rank_ratio is None else rank_ratio,
               "state_ratio": STUDENT_STATE_RATIO if state_ratio is None else state_ratio}
     torch.manual_seed(seed)
@@ -272,12 +280,8 @@ def truncation_sweep(teacher_path: str, ratios: Sequence[float], data: str,
 
     if not ratios or any(not 0.0 < r <= 1.0 for r in ratios):
         raise ConfigError(f"--truncation takes rank ratios in (0, 1], got {list(ratios)}")
-    teacher, hw = load_detector(teacher_path)
-    if teacher.cfg.rank_ratio is not None:
-        raise ConfigError(f"{teacher_path} is a low-rank model ({teacher.cfg.variant}); "
-                          "--teacher takes a full-rank teacher")
-    rgb, thermal = probe_frames(data, fmt, split, hw, frames)
-    t_run = run_model(teacher, rgb, thermal)
+    teacher, hw, rgb, thermal, t_run = _teacher_on_frames(teacher_path, data, fmt, split,
+                                                          frames)
     whole = open_dataset(fmt, data, split)
 
     def params(m: Any) -> float:
