@@ -22,7 +22,7 @@ from pathlib import Path
 import statistics
 import sys
 import tempfile
-from typing import Any
+from typing import Any, NamedTuple
 
 from dlrmamba_core.engine.fileio import write_text
 from dlrmamba_core.errors import ModelFileError
@@ -63,10 +63,28 @@ T_LARGE = "teacher_p5_large"
 T_SWEEP = ("t_sweep_r050", "t_sweep_r055", "t_sweep_r060", "t_sweep_r065")
 #: Phase D: the `teacher` architecture (SS2D at strides 16 and 32) trained alone first, then its
 #: low-rank students with and without SAD over seeds (research/runs.yaml).
-#: Each round: (teacher run, task-only student run, SAD student run); a later round trains the
-#: teacher of the one before on (a new lease) and distils new students from it.
-D_ROUNDS = (("teacher_long", "s_task", "s_sad"),
-            ("teacher_long_cont", "c_task", "c_sad"))
+class DRound(NamedTuple):
+    """One round of phase D: its teacher run and its student recipes (base runs; seeds are
+    ``T_REPEATS``). A later round trains the teacher of the one before on (a new lease) and
+    distils new students from it."""
+
+    teacher: str
+    task: str
+    """SVD init from the teacher, task loss only."""
+    sad: str
+    """SVD init, then SAD, then a fine-tune."""
+    random_task: str | None = None
+    """Random init (the SVD student's shapes), task loss only: the undistilled student."""
+    random_sad: str | None = None
+    """Random init, then SAD, then a fine-tune: SAD without the SVD init."""
+
+    def recipes(self) -> tuple[str, ...]:
+        """The round's student recipes (base runs) that it has."""
+        return tuple(r for r in (self.task, self.sad, self.random_task, self.random_sad) if r)
+
+
+D_ROUNDS = (DRound("teacher_long", "s_task", "s_sad"),
+            DRound("teacher_long_cont", "c_task", "c_sad", "c_random_task", "c_random_sad"))
 #: The paper's mAP50 per rank ratio of its sweep, {rank ratio: mAP50}. Empty: the paper summary
 #: this project works from (``shared/seeds/dlrmamba.txt``: abstract, figure captions, a count
 #: of tables) has none of its numbers, and none are made up here.
@@ -339,15 +357,15 @@ def _has_phase_t(models: dict[str, Any]) -> bool:
     return any(k.split("/")[0] in names for k in models)
 
 
-def _round_in(models: dict[str, Any], teacher: str, task: str, sad: str) -> bool:
+def _round_in(models: dict[str, Any], rnd: DRound) -> bool:
     """Whether a run of this phase-D round (its teacher or a student seed) is in the results."""
-    names = {teacher, *(b + r for b in (task, sad) for r in T_REPEATS)}
+    names = {rnd.teacher, *(b + r for b in rnd.recipes() for r in T_REPEATS)}
     return any(k.split("/")[0] in names for k in models)
 
 
 def _has_phase_d(models: dict[str, Any]) -> bool:
     """Whether any run of phase D (its teacher or a student recipe) is in the results."""
-    return any(_round_in(models, *rnd) for rnd in D_ROUNDS)
+    return any(_round_in(models, rnd) for rnd in D_ROUNDS)
 
 
 def recipe_stats(models: dict[str, Any], base: str) -> dict[str, Any]:
@@ -670,7 +688,8 @@ def draw_phase_t_figures(results: dict[str, Any], images: Path) -> dict[str, Pat
         out["sad_losses"] = draw_sad_losses(
             {r: (curves[f"{r}/distill"], run_weights(r)) for r in runs},
             images / "sad_losses.png")
-    for teacher_run, _, sad_run in D_ROUNDS:
+    for rnd in D_ROUNDS:
+        teacher_run, sad_run = rnd.teacher, rnd.sad
         curve = curves.get(teacher_run)
         if curve and _points(curve, "val_mAP50"):
             out[f"curve_{teacher_run}"] = draw_teacher_curve(
@@ -945,14 +964,42 @@ def _phase_d_lines(models: dict[str, Any], curves: dict[str, Any],
              "students with the task loss only and with SAD (then a fine-tune), seeds 0, 2 and "
              "3, side by side for the same minutes each."]
     for rnd in D_ROUNDS:
-        if _round_in(models, *rnd):
-            lines += _d_round_lines(models, curves, figures, *rnd)
+        if _round_in(models, rnd):
+            lines += _d_round_lines(models, curves, figures, rnd)
     return lines
 
 
+def equal_step_means(curves: dict[str, Any], a: str, b: str, stage: str = "distill"
+                     ) -> tuple[int, float, float, int] | None:
+    """Recipes ``a`` and ``b`` at the same number of steps of ``stage``: the last epoch that
+    every seed run (:data:`T_REPEATS`) of both validated (an epoch is the same number of
+    batches for both), and the mean val mAP50 of each there, with the number of seed pairs.
+    None when no epoch is validated in all of them. The two schedules still differ: each run's
+    cosine is fitted to its own minutes, so the run with the slower epochs is further into its
+    decay at the same step."""
+    per_run: list[dict[int, float]] = []
+    for base in (a, b):
+        for r in T_REPEATS:
+            curve = curves.get(f"{base}{r}/{stage}")
+            if curve:
+                per_run.append(dict(_points(curve, "val_mAP50")))
+    n_a = sum(1 for r in T_REPEATS if curves.get(f"{a}{r}/{stage}"))
+    n_b = len(per_run) - n_a
+    if not n_a or not n_b:
+        return None
+    common = set.intersection(*(set(p) for p in per_run))
+    if not common:
+        return None
+    epoch = max(common)
+    mean_a = statistics.fmean(p[epoch] for p in per_run[:n_a])
+    mean_b = statistics.fmean(p[epoch] for p in per_run[n_a:])
+    return epoch, mean_a, mean_b, min(n_a, n_b)
+
+
 def _d_round_lines(models: dict[str, Any], curves: dict[str, Any], figures: dict[str, str],
-                   teacher_run: str, task_run: str, sad_run: str) -> list[str]:
+                   rnd: DRound) -> list[str]:
     """One round of phase D (see :func:`_phase_d_lines`)."""
+    teacher_run, task_run, sad_run = rnd.teacher, rnd.task, rnd.sad
     lines = ["", f"### `{teacher_run}` and its students", ""]
     missing: list[str] = []
     curve = curves.get(teacher_run)
@@ -974,26 +1021,60 @@ def _d_round_lines(models: dict[str, Any], curves: dict[str, Any], figures: dict
         lines.append(f"Teacher `{teacher_run}`: test mAP50 {teacher:.1f}, mAP50:95 "
                      f"{_fmt(_test_map(models, teacher_run, 'mAP50_95'))}. Students: test "
                      "mAP50 after the fine-tune, over seeds:")
-    table, stats = _recipe_table(models, (("SVD init, task loss only", task_run),
-                                          ("SVD init + SAD, then fine-tune", sad_run)), missing)
+    labelled = (("SVD init, task loss only", task_run),
+                ("SVD init + SAD, then fine-tune", sad_run),
+                ("random init, task loss only (undistilled)", rnd.random_task),
+                ("random init + SAD, then fine-tune", rnd.random_sad))
+    table, stats = _recipe_table(models, tuple((lbl, r) for lbl, r in labelled if r), missing)
     lines += table
     if missing:
         lines += ["", "Not in these results yet: " + ", ".join(f"`{r}`" for r in missing)
                   + "."]
-    shown = compare_recipes(stats, ((sad_run, task_run, "SAD vs SVD init + task loss only"),))
+    pairs = [(sad_run, task_run, "SAD vs SVD init + task loss only")]
+    if rnd.random_task:
+        pairs.append((task_run, rnd.random_task, "SVD init vs random init (task loss only): "
+                      "what the teacher's weights give"))
+    if rnd.random_sad and rnd.random_task:
+        pairs.append((rnd.random_sad, rnd.random_task,
+                      "SAD vs task loss only, both from a random init"))
+    if rnd.random_sad:
+        pairs.append((sad_run, rnd.random_sad, "SVD init + SAD vs random init + SAD"))
+    shown = compare_recipes(stats, tuple(pairs))
     if shown:
         lines += ["", "What the numbers show (difference of the means against the larger of "
                   "the two recipes' seed spreads):", "", *shown]
+    steps = [(a, b, m) for a, b, _ in pairs[:1] + pairs[2:3]
+             if (m := equal_step_means(curves, a, b)) is not None]
+    if steps:
+        lines += ["", "The same recipes at the same number of steps of the distillation stage "
+                  "(SAD's epochs are slower, so in the same minutes it runs fewer of them; mean "
+                  "val mAP50 at the last epoch every seed of both validated; each run's cosine "
+                  "is fitted to its own minutes, so SAD's is further into its decay there):", ""]
+        lines += [f"- `{a}` {ma:.2f} vs `{b}` {mb:.2f} ({ma - mb:+.2f}) at epoch {e}, "
+                  f"{n} seed{'s' if n > 1 else ''} a side." for a, b, (e, ma, mb, n) in steps]
     task, sad = stats[task_run], stats[sad_run]
-    lines += ["", f"Targets of issue [teacher] from `{teacher_run}`:", "",
-              "| target | measured | met |", "|---|---|---|",
-              _target_row(f"teacher (`{teacher_run}`) >= undistilled student (`{task_run}`, "
-                          f"mean of {len(task['runs'])}) + 3.0", teacher, task["mean"], 3.0),
-              _target_row(f"distilled student (`{sad_run}`, mean of {len(sad['runs'])}) >= "
-                          "teacher - 1.0", sad["mean"], teacher, -1.0),
-              _target_row(f"distilled student (`{sad_run}`, mean of {len(sad['runs'])}) >= "
-                          f"undistilled (`{task_run}`, mean of {len(task['runs'])}) + 2.0",
-                          sad["mean"], task["mean"], 2.0)]
+    rows = []
+    if rnd.random_task:
+        und = stats[rnd.random_task]
+        rows += [_target_row(f"teacher (`{teacher_run}`) >= undistilled student "
+                             f"(`{rnd.random_task}`, mean of {len(und['runs'])}) + 3.0",
+                             teacher, und["mean"], 3.0)]
+    rows += [_target_row(f"teacher (`{teacher_run}`) >= SVD-init student without SAD "
+                         f"(`{task_run}`, mean of {len(task['runs'])}) + 3.0", teacher, task["mean"], 3.0),
+             _target_row(f"distilled student (`{sad_run}`, mean of {len(sad['runs'])}) >= "
+                         "teacher - 1.0", sad["mean"], teacher, -1.0)]
+    if rnd.random_task:
+        rows += [_target_row(f"distilled student (`{sad_run}`, mean of {len(sad['runs'])}) >= "
+                             f"undistilled (`{rnd.random_task}`, mean of {len(und['runs'])}) + 2.0",
+                             sad["mean"], und["mean"], 2.0)]
+    rows += [_target_row(f"distilled student (`{sad_run}`, mean of {len(sad['runs'])}) >= SVD-init "
+                         f"student without SAD (`{task_run}`, mean of {len(task['runs'])}) + 2.0",
+                         sad["mean"], task["mean"], 2.0)]
+    lines += ["", f"Targets of issue [teacher] from `{teacher_run}`"
+              + (" (the undistilled student is the random-init one, trained for the students' "
+                 "minutes only; the SVD-init rows ask what SAD adds to the teacher's weights)"
+                 if rnd.random_task else "") + ":", "",
+              "| target | measured | met |", "|---|---|---|", *rows]
     runs = _sad_runs(curves, sad_run)
     if runs:
         lines += ["", f"The distillation loss terms during SAD (`{sad_run}`):", ""]
@@ -1001,9 +1082,9 @@ def _d_round_lines(models: dict[str, Any], curves: dict[str, Any], figures: dict
             lines += [f"![SAD loss terms of {sad_run}]({figures[f'sad_losses_{sad_run}']})",
                       ""]
         lines += _sad_share_lines(curves, runs)
-    costs = {r: c for r in (task_run, sad_run)
+    costs = {r: c for r in rnd.recipes()
              if (c := stage_cost(curves, f"{r}/distill")) is not None}
-    if len(costs) == 2:
+    if len(costs) >= 2:
         lines += ["", "Cost of the first stage in the same minutes (seed 0): " + "; ".join(
             f"`{r}` {n} epochs of {sec:.1f} s" for r, (n, sec) in costs.items()) + "."]
     return lines

@@ -44,14 +44,14 @@ def _teacher_csv(path: Path, val: dict[int, float] = TEACHER_VAL, epochs: int = 
     return path
 
 
-def _sad_csv(path: Path, scale: float = 1.0, epoch_s: float = 27.0) -> Path:
+def _sad_csv(path: Path, scale: float = 1.0, epoch_s: float = 27.0, val: float = 70.0) -> Path:
     rows = [SAD_HEADER]
     for e, (task, svd, state, feat) in SAD_TERMS.items():
         task *= scale
         total = task + 0.5 * svd + 0.1 * state + 1.5 * feat
-        val = "70.0,40.0" if e % 2 == 0 else ","
+        cells = f"{val},40.0" if e % 2 == 0 else ","
         rows.append(f"{e},{75 * e},0.005,{epoch_s},1.0,{task},{svd},{state},{feat},{total},"
-                    f"{val}")
+                    f"{cells}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(rows) + "\n")
     return path
@@ -446,10 +446,13 @@ def test_phase_d_section_shows_its_teacher_students_targets_and_loss_terms(
     assert "Not in these results yet: `s_sad_seed3`." in r1
     assert ("- SAD vs SVD init + task loss only: 82.50 vs 80.00 (+2.50; 2 vs 3 seeds); "
             "2.5x the seed spread (1.00): better.") in r1
-    assert ("| teacher (`teacher_long`) >= undistilled student (`s_task`, mean of 3) + 3.0 | "
-            "85.0 vs 80.0 (diff +5.0) | yes |") in r1
-    assert ("| distilled student (`s_sad`, mean of 2) >= undistilled (`s_task`, mean of 3) "
-            "+ 2.0 | 82.5 vs 80.0 (diff +2.5) | yes |") in r1
+    assert ("| teacher (`teacher_long`) >= SVD-init student without SAD (`s_task`, mean of 3) "
+            "+ 3.0 | 85.0 vs 80.0 (diff +5.0) | yes |") in r1
+    assert ("| distilled student (`s_sad`, mean of 2) >= SVD-init student without SAD "
+            "(`s_task`, mean of 3) + 2.0 | 82.5 vs 80.0 (diff +2.5) | yes |") in r1
+    # round 1 has no random-init recipes: no undistilled row
+    assert "undistilled" not in r1
+    assert "- `s_sad` 70.00 vs `s_task` 70.00 (+0.00) at epoch 2, 1 seed a side." in r1
     assert "![SAD loss terms of s_sad](images/sad_losses_s_sad.png)" in r1
     assert "- `s_sad`: 15.8% -> 6.5%" in r1
     assert "`s_task` 3 epochs of 20.0 s; `s_sad` 3 epochs of 30.0 s." in r1
@@ -457,10 +460,68 @@ def test_phase_d_section_shows_its_teacher_students_targets_and_loss_terms(
     assert "No learning curve of `teacher_long_cont`" in r2
     assert "Teacher `teacher_long_cont`: test mAP50 86.0" in r2
     assert "| SVD init, task loss only | none yet |" in r2
-    assert ("| teacher (`teacher_long_cont`) >= undistilled student (`c_task`, mean of 0) + 3.0 "
-            "| missing | no |") in r2
+    assert ("| teacher (`teacher_long_cont`) >= undistilled student (`c_random_task`, mean of 0) "
+            "+ 3.0 | missing | no |") in r2
+    assert "| random init, task loss only (undistilled) | none yet |" in r2
     # phase T absent: its section is not drawn
     assert "(phase T)" not in md
+
+
+def test_phase_d_round_with_random_init_students(tmp_path: Path) -> None:
+    # teacher_long_cont 84.0; c_task 83/84/85 (mean 84.0, std 1.00); c_sad 83.5 x3 (std 0);
+    # c_random_task 50/55/60 (mean 55.0, std 5.00); c_random_sad 44/45/46 (mean 45.0, std 1.00).
+    # Distillation-stage curves of seed 0 (val at epochs 2 only): c_sad 72, c_task 70;
+    # c_random_sad 20, c_random_task 30.
+    models: dict[str, Any] = {"teacher_long_cont": _t(84.0, 52.0)}
+    per_seed = {"c_task": (83.0, 84.0, 85.0), "c_sad": (83.5, 83.5, 83.5),
+                "c_random_task": (50.0, 55.0, 60.0), "c_random_sad": (44.0, 45.0, 46.0)}
+    for base, vals in per_seed.items():
+        for suffix, v in zip(("", "_seed2", "_seed3"), vals, strict=True):
+            models[f"{base}{suffix}/distill"] = _t(v - 1.0)
+            models[f"{base}{suffix}/finetune"] = _t(v)
+    path = _results_file(tmp_path / "r.json", models)
+    root = tmp_path / "pipe"
+    for run, val, secs in (("c_sad", 72.0, 30.0), ("c_task", 70.0, 20.0),
+                           ("c_random_sad", 20.0, 30.0), ("c_random_task", 30.0, 20.0)):
+        _sad_csv(root / run / "distill" / "metrics.csv", epoch_s=secs, val=val)
+    assert ship.main(["curves", str(root), "--results", str(path)]) == 0
+    md, _ = _page(json.loads(path.read_text()))
+    r2 = md[md.index("### `teacher_long_cont` and its students"):]
+    assert ("| random init, task loss only (undistilled) | `c_random_task`, "
+            "`c_random_task_seed2`, `c_random_task_seed3` | 50.0, 55.0, 60.0 | 55.0 | 5.00 |") in r2
+    assert "| random init + SAD, then fine-tune | `c_random_sad`" in r2
+    assert ("- SVD init vs random init (task loss only): what the teacher's weights give: "
+            "84.00 vs 55.00 (+29.00; 3 vs 3 seeds); 5.8x the seed spread (5.00): better.") in r2
+    assert ("- SAD vs task loss only, both from a random init: 45.00 vs 55.00 (-10.00; "
+            "3 vs 3 seeds); 2.0x the seed spread (5.00): worse.") in r2
+    assert ("- SVD init + SAD vs random init + SAD: 83.50 vs 45.00 (+38.50; 3 vs 3 seeds); "
+            "38.5x the seed spread (1.00): better.") in r2
+    assert "- `c_sad` 72.00 vs `c_task` 70.00 (+2.00) at epoch 2, 1 seed a side." in r2
+    assert ("- `c_random_sad` 20.00 vs `c_random_task` 30.00 (-10.00) at epoch 2, "
+            "1 seed a side.") in r2
+    assert ("| teacher (`teacher_long_cont`) >= undistilled student (`c_random_task`, mean of "
+            "3) + 3.0 | 84.0 vs 55.0 (diff +29.0) | yes |") in r2
+    assert ("| teacher (`teacher_long_cont`) >= SVD-init student without SAD (`c_task`, mean "
+            "of 3) + 3.0 | 84.0 vs 84.0 (diff +0.0) | no, short by 3.0 |") in r2
+    assert ("| distilled student (`c_sad`, mean of 3) >= teacher - 1.0 | 83.5 vs 84.0 "
+            "(diff -0.5) | yes |") in r2
+    assert ("| distilled student (`c_sad`, mean of 3) >= undistilled (`c_random_task`, mean of "
+            "3) + 2.0 | 83.5 vs 55.0 (diff +28.5) | yes |") in r2
+    assert ("`c_task` 3 epochs of 20.0 s; `c_sad` 3 epochs of 30.0 s; `c_random_task` 3 "
+            "epochs of 20.0 s; `c_random_sad` 3 epochs of 30.0 s.") in r2
+
+
+def test_equal_step_means_needs_an_epoch_every_seed_validated() -> None:
+    def curve(val: dict[int, float]) -> dict[str, Any]:
+        return {"epoch": [1, 2, 3, 4],
+                "val_mAP50": [val.get(e) for e in (1, 2, 3, 4)]}
+    curves = {"a/distill": curve({2: 10.0, 4: 20.0}), "a_seed2/distill": curve({2: 12.0, 4: 22.0}),
+              "b/distill": curve({2: 5.0, 3: 6.0}), "b_seed2/distill": curve({2: 7.0, 4: 9.0})}
+    # epoch 4 is missing in b's seed 0, so epoch 2 is the last common one
+    assert results.equal_step_means(curves, "a", "b") == (2, 11.0, 6.0, 2)
+    assert results.equal_step_means(curves, "a", "missing") is None
+    curves["b/distill"] = curve({3: 6.0})
+    assert results.equal_step_means(curves, "a", "b") is None
 
 
 def test_phase_d_section_absent_without_its_runs() -> None:
