@@ -83,6 +83,7 @@ class DRound(NamedTuple):
         return tuple(r for r in (self.task, self.sad, self.random_task, self.random_sad) if r)
 
 
+#: The rounds of phase D, in the order they ran.
 D_ROUNDS = (DRound("teacher_long", "s_task", "s_sad"),
             DRound("teacher_long_cont", "c_task", "c_sad", "c_random_task", "c_random_sad"))
 #: The paper's mAP50 per rank ratio of its sweep, {rank ratio: mAP50}. Empty: the paper summary
@@ -930,20 +931,28 @@ def _phase_t_lines(models: dict[str, Any], curves: dict[str, Any],
             f"`{r}` {n} epochs of {sec:.1f} s" for r, (n, sec) in costs.items())
             + ". The teacher's forward pass makes a distillation epoch slower than a "
             "task-only one, so in equal minutes the distilled student sees fewer epochs."]
-    rnd = curves.get("t_random_sad/distill") or {}
-    if all(f"train_{t}" in rnd for t in ("state", "feat")):
-        states = [v for v in rnd["train_state"] if v is not None]
-        feats = [v for v in rnd["train_feat"] if v is not None]
-        ref = curves.get(f"{runs[0]}/distill") or {}
-        ref_st = [v for v in ref.get("train_state") or [] if v is not None]
-        lines += ["", f"From random init (`t_random_sad`) L_state goes {states[0]:.3g} -> "
-                  f"{states[-1]:.3g} and L_feat {feats[0]:.3g} -> {feats[-1]:.3g} over its "
-                  "distillation stage"
-                  + (f" (from the SVD init, `{runs[0]}`: L_state {ref_st[0]:.3g} -> "
-                     f"{ref_st[-1]:.3g})" if ref_st else "")
-                  + ". L_state near 1 is the error of a student whose states do not follow "
-                  "the teacher's at all (the state and feature errors are scale-free)."]
+    lines += _random_init_state_lines(curves, "t_random_sad", runs[0])
     return lines
+
+
+def _random_init_state_lines(curves: dict[str, Any], random_run: str, ref_run: str
+                             ) -> list[str]:
+    """Whether SAD's state and feature terms move at all from a random init (``random_run``'s
+    distillation stage), beside the SVD-init run ``ref_run``; empty without its curve."""
+    rnd = curves.get(f"{random_run}/distill") or {}
+    if not all(f"train_{t}" in rnd for t in ("state", "feat")):
+        return []
+    states = [v for v in rnd["train_state"] if v is not None]
+    feats = [v for v in rnd["train_feat"] if v is not None]
+    ref = curves.get(f"{ref_run}/distill") or {}
+    ref_st = [v for v in ref.get("train_state") or [] if v is not None]
+    return ["", f"From random init (`{random_run}`) L_state goes {states[0]:.3g} -> "
+            f"{states[-1]:.3g} and L_feat {feats[0]:.3g} -> {feats[-1]:.3g} over its "
+            "distillation stage"
+            + (f" (from the SVD init, `{ref_run}`: L_state {ref_st[0]:.3g} -> "
+               f"{ref_st[-1]:.3g})" if ref_st else "")
+            + ". L_state near 1 is the error of a student whose states do not follow "
+            "the teacher's at all (the state and feature errors are scale-free)."]
 
 
 def _phase_d_lines(models: dict[str, Any], curves: dict[str, Any],
@@ -1082,6 +1091,8 @@ def _d_round_lines(models: dict[str, Any], curves: dict[str, Any], figures: dict
             lines += [f"![SAD loss terms of {sad_run}]({figures[f'sad_losses_{sad_run}']})",
                       ""]
         lines += _sad_share_lines(curves, runs)
+    if rnd.random_sad:
+        lines += _random_init_state_lines(curves, rnd.random_sad, runs[0] if runs else sad_run)
     costs = {r: c for r in rnd.recipes()
              if (c := stage_cost(curves, f"{r}/distill")) is not None}
     if len(costs) >= 2:

@@ -507,6 +507,8 @@ def test_phase_d_round_with_random_init_students(tmp_path: Path) -> None:
             "(diff -0.5) | yes |") in r2
     assert ("| distilled student (`c_sad`, mean of 3) >= undistilled (`c_random_task`, mean of "
             "3) + 2.0 | 83.5 vs 55.0 (diff +28.5) | yes |") in r2
+    assert ("From random init (`c_random_sad`) L_state goes 1 -> 0.5 and L_feat 0.4 -> 0.1 over "
+            "its distillation stage (from the SVD init, `c_sad`: L_state 1 -> 0.5).") in r2
     assert ("`c_task` 3 epochs of 20.0 s; `c_sad` 3 epochs of 30.0 s; `c_random_task` 3 "
             "epochs of 20.0 s; `c_random_sad` 3 epochs of 30.0 s.") in r2
 
