@@ -147,3 +147,25 @@ def test_results_page_phases_come_from_the_run_list() -> None:
     assert _phase_letter(["teacher_p5", "fusion_mamba"], 3) == "S+V"
     assert _phase_letter(["student_p5/finetune"], 3) == "S"
     assert _phase_letter(["not_in_the_list"], 4) == "5"
+
+
+def test_equal_step_runs_fix_their_epochs_and_do_not_fit_them_to_time(tmp_path: Path) -> None:
+    """c_task_eq / c_sad_eq: the run list's overrides come after the recipe's arguments, so the
+    distill command parses to 7 + 9 epochs without schedule fitting (argparse: last wins),
+    where c_task keeps the recipe's fitted schedule."""
+    from dlrmamba_core.cli import build_parser
+    from dlrmamba_core.engine.cli import _train_config, config_from_args
+    from dlrmamba_core.engine.config import DistillConfig
+
+    runs = _plan(tmp_path)
+    parser = build_parser()
+    for name in ("c_task_eq", "c_sad_eq_seed3", "c_task"):
+        run = runs[name]
+        args = parser.parse_args([run.command, *run.args, "--out", str(tmp_path / name)])
+        cfg, dcfg = _train_config(args), config_from_args(DistillConfig, args)
+        fixed = name != "c_task"
+        assert cfg.fit_to_time is not fixed
+        assert (cfg.epochs, dcfg.finetune_epochs) == ((7, 9) if fixed else (2, 1)), name
+    assert _value(runs["c_sad_eq"].args, "--teacher").endswith("teacher_long_cont/best.pt")
+    assert "--weights" not in runs["c_sad_eq"].args  # SAD: the paper's weights
+    assert _value(runs["c_task_eq"].args, "--weights") == "task=1,svd=0,state=0,feat=0"
