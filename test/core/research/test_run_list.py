@@ -151,8 +151,8 @@ def test_results_page_phases_come_from_the_run_list() -> None:
 
 def test_equal_step_runs_fix_their_epochs_and_do_not_fit_them_to_time(tmp_path: Path) -> None:
     """c_task_eq / c_sad_eq: the run list's overrides come after the recipe's arguments, so the
-    distill command parses to 7 + 9 epochs without schedule fitting (argparse: last wins),
-    where c_task keeps the recipe's fitted schedule."""
+    distill command parses to 7 + 9 epochs without schedule fitting and a 6-minute budget a
+    stage (argparse: last wins), where c_task keeps the recipe's fitted schedule."""
     from dlrmamba_core.cli import build_parser
     from dlrmamba_core.engine.cli import _train_config, config_from_args
     from dlrmamba_core.engine.config import DistillConfig
@@ -166,6 +166,7 @@ def test_equal_step_runs_fix_their_epochs_and_do_not_fit_them_to_time(tmp_path: 
         fixed = name != "c_task"
         assert cfg.fit_to_time is not fixed
         assert (cfg.epochs, dcfg.finetune_epochs) == ((7, 9) if fixed else (2, 1)), name
+        assert cfg.max_time_min == (6.0 if fixed else 0.5), name  # phase_b_min 1.0 / 2
     assert _value(runs["c_sad_eq"].args, "--teacher").endswith("teacher_long_cont/best.pt")
     assert "--weights" not in runs["c_sad_eq"].args  # SAD: the paper's weights
     assert _value(runs["c_task_eq"].args, "--weights") == "task=1,svd=0,state=0,feat=0"
