@@ -77,15 +77,30 @@ class DRound(NamedTuple):
     """Random init (the SVD student's shapes), task loss only: the undistilled student."""
     random_sad: str | None = None
     """Random init, then SAD, then a fine-tune: SAD without the SVD init."""
+    more: tuple[tuple[str, str, str], ...] = ()
+    """Further recipes of the round: (row label, base run, the recipe it is compared with)."""
+    sweep: tuple[str, ...] = ()
+    """The round's rank sweep (SAD stage only; results keys ``<run>/distill``)."""
 
     def recipes(self) -> tuple[str, ...]:
         """The round's student recipes (base runs) that it has."""
-        return tuple(r for r in (self.task, self.sad, self.random_task, self.random_sad) if r)
+        return tuple(r for r in (self.task, self.sad, self.random_task, self.random_sad,
+                                 *(m[1] for m in self.more)) if r)
 
 
 #: The rounds of phase D, in the order they ran.
 D_ROUNDS = (DRound("teacher_long", "s_task", "s_sad"),
-            DRound("teacher_long_cont", "c_task", "c_sad", "c_random_task", "c_random_sad"))
+            DRound("teacher_long_cont", "c_task", "c_sad", "c_random_task", "c_random_sad",
+                   more=(("SVD init, task loss only, 7 + 9 epochs (equal steps)", "c_task_eq",
+                          ""),
+                         ("SVD init + SAD, 7 + 9 epochs (equal steps)", "c_sad_eq",
+                          "c_task_eq"),
+                         ("rank 0.05: SVD init, task loss only", "c_task_r005", ""),
+                         ("rank 0.05: SVD init + SAD", "c_sad_r005", "c_task_r005"),
+                         ("SVD init + SAD without L_SVD", "c_sad_no_svd", "c_sad"),
+                         ("SVD init + SAD without L_state", "c_sad_no_state", "c_sad"),
+                         ("SVD init + SAD without L_feat", "c_sad_no_feat", "c_sad")),
+                   sweep=("c_sweep_r050", "c_sweep_r055", "c_sweep_r060", "c_sweep_r065")))
 #: The paper's mAP50 per rank ratio of its sweep, {rank ratio: mAP50}. Empty: the paper summary
 #: this project works from (``shared/seeds/dlrmamba.txt``: abstract, figure captions, a count
 #: of tables) has none of its numbers, and none are made up here.
@@ -358,10 +373,22 @@ def _has_phase_t(models: dict[str, Any]) -> bool:
     return any(k.split("/")[0] in names for k in models)
 
 
-def _round_in(models: dict[str, Any], rnd: DRound) -> bool:
-    """Whether a run of this phase-D round (its teacher or a student seed) is in the results."""
-    names = {rnd.teacher, *(b + r for b in rnd.recipes() for r in T_REPEATS)}
+def _runs_in(models: dict[str, Any], names: set[str]) -> bool:
+    """Whether a run of ``names`` (run names, without the ``/distill`` or ``/finetune`` stage)
+    is in the results."""
     return any(k.split("/")[0] in names for k in models)
+
+
+def _seeds(base: str) -> set[str]:
+    """The runs of a recipe: its base run and its repeats (:data:`T_REPEATS`)."""
+    return {base + r for r in T_REPEATS}
+
+
+def _round_in(models: dict[str, Any], rnd: DRound) -> bool:
+    """Whether a run of this phase-D round (its teacher, a student seed or a sweep run) is in
+    the results."""
+    return _runs_in(models, {rnd.teacher, *rnd.sweep,
+                             *(run for b in rnd.recipes() for run in _seeds(b))})
 
 
 def _has_phase_d(models: dict[str, Any]) -> bool:
@@ -420,10 +447,13 @@ def compare_recipes(stats: dict[str, dict[str, Any]],
             verdict = "a side has one seed, so there is no spread to judge it against"
         else:
             spread = max(sa["std"], sb["std"])
-            verdict = (f"within the seed spread ({spread:.2f}): no difference shown"
-                       if abs(diff) <= spread else
-                       f"{abs(diff) / spread:.1f}x the seed spread ({spread:.2f}): "
-                       + ("better" if diff > 0 else "worse"))
+            better = "better" if diff > 0 else "worse"
+            if abs(diff) <= spread:
+                verdict = f"within the seed spread ({spread:.2f}): no difference shown"
+            elif spread == 0:
+                verdict = f"every seed of both recipes scored the same (spread 0): {better}"
+            else:
+                verdict = f"{abs(diff) / spread:.1f}x the seed spread ({spread:.2f}): {better}"
         out.append(f"- {label}: {sa['mean']:.2f} vs {sb['mean']:.2f} ({diff:+.2f}; {runs}); "
                    f"{verdict}.")
     return out
@@ -829,6 +859,36 @@ def _sad_share_lines(curves: dict[str, Any], runs: list[str]) -> list[str]:
     return lines
 
 
+def _sweep_lines(models: dict[str, Any], arch: dict[str, dict[str, float]],
+                 arch_of: dict[str, str], runs: tuple[str, ...]) -> list[str]:
+    """The table of a rank sweep (``runs``, SAD stage only) beside the paper's numbers, and
+    the sweep runs not in the results yet."""
+    lines = ["| rank ratio | model | mAP50 | mAP50:95 | params (M) | paper mAP50 |",
+             "|---:|---|---:|---:|---:|---:|"]
+    missing = []
+    for run in runs:
+        key = f"{run}/distill"
+        ratio = (models.get(key) or {}).get("rank_ratio") or int(run[-3:]) / 100
+        paper = PAPER_RANK_SWEEP.get(round(float(ratio), 2))
+        paper_cell = _fmt(paper) if paper is not None else "not in the summary"
+        if _test_map(models, key) is None:
+            missing.append(run)
+            lines.append(f"| {ratio:.2f} | `{key}` | not run yet | - | - | {paper_cell} |")
+            continue
+        a = arch.get(arch_of.get(key, ""), {})
+        lines.append(f"| {ratio:.2f} | `{key}` | {_fmt(_test_map(models, key))} | "
+                     f"{_fmt(_test_map(models, key, 'mAP50_95'))} | "
+                     f"{_fmt(a.get('params_M'), 2)} | {paper_cell} |")
+    if not PAPER_RANK_SWEEP:
+        lines += ["", "paper: not in the summary. The DLRMamba paper summary this project works "
+                  "from (`shared/seeds/dlrmamba.txt`: abstract, figure captions, a count of "
+                  "tables) has no rank-sweep numbers, so none are shown beside ours."]
+    if missing:
+        lines += ["", "Not in these results yet: " + ", ".join(f"`{r}`" for r in missing)
+                  + "."]
+    return lines
+
+
 def _phase_t_lines(models: dict[str, Any], curves: dict[str, Any],
                    arch: dict[str, dict[str, float]], arch_of: dict[str, str],
                    figures: dict[str, str]) -> list[str]:
@@ -890,30 +950,8 @@ def _phase_t_lines(models: dict[str, Any], curves: dict[str, Any],
                           f"undistilled (`t_task`, mean of {len(task['runs'])}) + 2.0",
                           sad["mean"], task["mean"], 2.0)]
 
-    lines += ["", "### Rank-ratio sweep from this teacher (SAD only)", "",
-              "| rank ratio | model | mAP50 | mAP50:95 | params (M) | paper mAP50 |",
-              "|---:|---|---:|---:|---:|---:|"]
-    sweep_missing = []
-    for run in T_SWEEP:
-        key = f"{run}/distill"
-        ratio = (models.get(key) or {}).get("rank_ratio") or int(run[-3:]) / 100
-        paper = PAPER_RANK_SWEEP.get(round(float(ratio), 2))
-        paper_cell = _fmt(paper) if paper is not None else "not in the summary"
-        if _test_map(models, key) is None:
-            sweep_missing.append(run)
-            lines.append(f"| {ratio:.2f} | `{key}` | not run yet | - | - | {paper_cell} |")
-            continue
-        a = arch.get(arch_of.get(key, ""), {})
-        lines.append(f"| {ratio:.2f} | `{key}` | {_fmt(_test_map(models, key))} | "
-                     f"{_fmt(_test_map(models, key, 'mAP50_95'))} | "
-                     f"{_fmt(a.get('params_M'), 2)} | {paper_cell} |")
-    if not PAPER_RANK_SWEEP:
-        lines += ["", "paper: not in the summary. The DLRMamba paper summary this project works "
-                  "from (`shared/seeds/dlrmamba.txt`: abstract, figure captions, a count of "
-                  "tables) has no rank-sweep numbers, so none are shown beside ours."]
-    if sweep_missing:
-        lines += ["", "Not in these results yet: " + ", ".join(f"`{r}`" for r in sweep_missing)
-                  + "."]
+    lines += ["", "### Rank-ratio sweep from this teacher (SAD only)", ""]
+    lines += _sweep_lines(models, arch, arch_of, T_SWEEP)
 
     lines += ["", "### The distillation loss terms during SAD", ""]
     runs = _sad_runs(curves)
@@ -956,6 +994,7 @@ def _random_init_state_lines(curves: dict[str, Any], random_run: str, ref_run: s
 
 
 def _phase_d_lines(models: dict[str, Any], curves: dict[str, Any],
+                   arch: dict[str, dict[str, float]], arch_of: dict[str, str],
                    figures: dict[str, str]) -> list[str]:
     """Phase D: SAD from a teacher whose SS2D blocks carry accuracy, one subsection per round
     of :data:`D_ROUNDS` in the results: the teacher's learning curve, the students with and
@@ -974,7 +1013,7 @@ def _phase_d_lines(models: dict[str, Any], curves: dict[str, Any],
              "3, side by side for the same minutes each."]
     for rnd in D_ROUNDS:
         if _round_in(models, rnd):
-            lines += _d_round_lines(models, curves, figures, rnd)
+            lines += _d_round_lines(models, curves, arch, arch_of, figures, rnd)
     return lines
 
 
@@ -1005,9 +1044,12 @@ def equal_step_means(curves: dict[str, Any], a: str, b: str, stage: str = "disti
     return epoch, mean_a, mean_b, min(n_a, n_b)
 
 
-def _d_round_lines(models: dict[str, Any], curves: dict[str, Any], figures: dict[str, str],
-                   rnd: DRound) -> list[str]:
-    """One round of phase D (see :func:`_phase_d_lines`)."""
+def _d_round_lines(models: dict[str, Any], curves: dict[str, Any],
+                   arch: dict[str, dict[str, float]], arch_of: dict[str, str],
+                   figures: dict[str, str], rnd: DRound) -> list[str]:
+    """One round of phase D (see :func:`_phase_d_lines`). Its further recipes
+    (``rnd.more``) and its rank sweep are shown once a run of them is in the results; until
+    then one line names them."""
     teacher_run, task_run, sad_run = rnd.teacher, rnd.task, rnd.sad
     lines = ["", f"### `{teacher_run}` and its students", ""]
     missing: list[str] = []
@@ -1034,7 +1076,10 @@ def _d_round_lines(models: dict[str, Any], curves: dict[str, Any], figures: dict
                 ("SVD init + SAD, then fine-tune", sad_run),
                 ("random init, task loss only (undistilled)", rnd.random_task),
                 ("random init + SAD, then fine-tune", rnd.random_sad))
-    table, stats = _recipe_table(models, tuple((lbl, r) for lbl, r in labelled if r), missing)
+    more = [m for m in rnd.more if _runs_in(models, _seeds(m[1]))]
+    not_run = [m[1] for m in rnd.more if m not in more]
+    table, stats = _recipe_table(models, tuple((lbl, r) for lbl, r in labelled if r)
+                                 + tuple((lbl, r) for lbl, r, _ in more), missing)
     lines += table
     if missing:
         lines += ["", "Not in these results yet: " + ", ".join(f"`{r}`" for r in missing)
@@ -1048,6 +1093,8 @@ def _d_round_lines(models: dict[str, Any], curves: dict[str, Any], figures: dict
                       "SAD vs task loss only, both from a random init"))
     if rnd.random_sad:
         pairs.append((sad_run, rnd.random_sad, "SVD init + SAD vs random init + SAD"))
+    pairs += [(r, against, f"{lbl} vs `{against}`") for lbl, r, against in more
+              if against in stats]
     shown = compare_recipes(stats, tuple(pairs))
     if shown:
         lines += ["", "What the numbers show (difference of the means against the larger of "
@@ -1084,6 +1131,16 @@ def _d_round_lines(models: dict[str, Any], curves: dict[str, Any], figures: dict
                  "minutes only; the SVD-init rows ask what SAD adds to the teacher's weights)"
                  if rnd.random_task else "") + ":", "",
               "| target | measured | met |", "|---|---|---|", *rows]
+    sweep_run = _runs_in(models, set(rnd.sweep))
+    if sweep_run:
+        lines += ["", f"Rank-ratio sweep from `{teacher_run}` (SAD only):", ""]
+        lines += _sweep_lines(models, arch, arch_of, rnd.sweep)
+    later = ([f"the recipes {', '.join(f'`{r}`' for r in not_run)} (seeds 0, 2 and 3 each)"]
+             if not_run else []) + ([f"the rank sweep {', '.join(f'`{r}`' for r in rnd.sweep)}"]
+                                    if rnd.sweep and not sweep_run else [])
+    if later:
+        lines += ["", "In the run list for this teacher, not run yet: " + "; ".join(later)
+                  + "."]
     runs = _sad_runs(curves, sad_run)
     if runs:
         lines += ["", f"The distillation loss terms during SAD (`{sad_run}`):", ""]
@@ -1224,7 +1281,7 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
               "fused row of that comparison is `student_scratch` (same architecture and "
               "recipe)."]
     lines += _phase_t_lines(models, results.get("curves") or {}, arch, arch_of, figures or {})
-    lines += _phase_d_lines(models, results.get("curves") or {}, figures or {})
+    lines += _phase_d_lines(models, results.get("curves") or {}, arch, arch_of, figures or {})
     lines += ["",
               f"_Generated {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} "
               "from `" + results.get("_source", str(DEFAULT_RESULTS)) + "`._", ""]

@@ -509,8 +509,48 @@ def test_phase_d_round_with_random_init_students(tmp_path: Path) -> None:
             "3) + 2.0 | 83.5 vs 55.0 (diff +28.5) | yes |") in r2
     assert ("From random init (`c_random_sad`) L_state goes 1 -> 0.5 and L_feat 0.4 -> 0.1 over "
             "its distillation stage (from the SVD init, `c_sad`: L_state 1 -> 0.5).") in r2
+    assert ("In the run list for this teacher, not run yet: the recipes `c_task_eq`, `c_sad_eq`, "
+            "`c_task_r005`, `c_sad_r005`, `c_sad_no_svd`, `c_sad_no_state`, `c_sad_no_feat` "
+            "(seeds 0, 2 and 3 each); the rank sweep `c_sweep_r050`, `c_sweep_r055`, "
+            "`c_sweep_r060`, `c_sweep_r065`.") in r2
     assert ("`c_task` 3 epochs of 20.0 s; `c_sad` 3 epochs of 30.0 s; `c_random_task` 3 "
             "epochs of 20.0 s; `c_random_sad` 3 epochs of 30.0 s.") in r2
+
+
+def test_phase_d_round_shows_its_further_recipes_and_sweep_once_they_ran() -> None:
+    # c_task 83/84/85 (mean 84.0, std 1.00), c_sad 83.5 x3; c_task_eq 84.0 x3 (std 0),
+    # c_sad_eq 84.5/84.5 (seed 3 missing, std 0); c_sad_no_svd 83.0 (one seed: no spread);
+    # the sweep at 0.50 only.
+    models: dict[str, Any] = {"teacher_long_cont": _t(84.0, 52.0),
+                              "c_sweep_r050/distill": _t(82.0, 50.0, rank_ratio=0.5)}
+    per_seed = {"c_task": (83.0, 84.0, 85.0), "c_sad": (83.5, 83.5, 83.5),
+                "c_task_eq": (84.0, 84.0, 84.0), "c_sad_eq": (84.5, 84.5),
+                "c_sad_no_svd": (83.0,)}
+    for base, vals in per_seed.items():
+        for suffix, v in zip(("", "_seed2", "_seed3"), vals):
+            models[f"{base}{suffix}/distill"] = _t(v - 1.0)
+            models[f"{base}{suffix}/finetune"] = _t(v)
+    res = {"created_utc": "x", "device": "d", "torch": "x", "input_hw": [96, 128],
+           "data": {"splits": {"train": 1, "val": 1, "test": 1}, "seed": 3}, "models": models}
+    md, _ = _page(res)
+    r2 = md[md.index("### `teacher_long_cont` and its students"):]
+    assert ("| SVD init + SAD, 7 + 9 epochs (equal steps) | `c_sad_eq`, `c_sad_eq_seed2` | "
+            "84.5, 84.5 | 84.5 | 0.00 |") in r2
+    assert "| SVD init + SAD without L_SVD | `c_sad_no_svd` | 83.0 | 83.0 | - |" in r2
+    assert "| rank 0.05: SVD init + SAD |" not in r2  # not run: named below instead
+    assert ("- SVD init + SAD, 7 + 9 epochs (equal steps) vs `c_task_eq`: 84.50 vs 84.00 "
+            "(+0.50; 2 vs 3 seeds); every seed of both recipes scored the same (spread 0): "
+            "better.") in r2
+    assert ("- SVD init + SAD without L_SVD vs `c_sad`: 83.00 vs 83.50 (-0.50; 1 vs 3 seeds); "
+            "a side has one seed") in r2
+    # an own baseline (c_task_eq) is compared with nothing
+    assert "SVD init, task loss only, 7 + 9 epochs (equal steps) vs" not in r2
+    assert "Rank-ratio sweep from `teacher_long_cont` (SAD only):" in r2
+    assert "| 0.50 | `c_sweep_r050/distill` | 82.0 | 50.0 |" in r2
+    assert "| 0.55 | `c_sweep_r055/distill` | not run yet |" in r2
+    assert ("In the run list for this teacher, not run yet: the recipes `c_task_r005`, "
+            "`c_sad_r005`, `c_sad_no_state`, `c_sad_no_feat` (seeds 0, 2 and 3 each).") in r2
+    assert "Not in these results yet: " in r2 and "`c_sad_eq_seed3`" in r2
 
 
 def test_equal_step_means_needs_an_epoch_every_seed_validated() -> None:
