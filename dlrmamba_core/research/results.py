@@ -1099,7 +1099,9 @@ def _d_round_lines(models: dict[str, Any], curves: dict[str, Any],
     if shown:
         lines += ["", "What the numbers show (difference of the means against the larger of "
                   "the two recipes' seed spreads):", "", *shown]
-    steps = [(a, b, m) for a, b, _ in pairs[:1] + pairs[2:3]
+    step_pairs = [(sad_run, task_run)] + ([(rnd.random_sad, rnd.random_task)]
+                                          if rnd.random_sad and rnd.random_task else [])
+    steps = [(a, b, m) for a, b in step_pairs
              if (m := equal_step_means(curves, a, b)) is not None]
     if steps:
         lines += ["", "The same recipes at the same number of steps of the distillation stage "
@@ -1109,23 +1111,24 @@ def _d_round_lines(models: dict[str, Any], curves: dict[str, Any],
         lines += [f"- `{a}` {ma:.2f} vs `{b}` {mb:.2f} ({ma - mb:+.2f}) at epoch {e}, "
                   f"{n} seed{'s' if n > 1 else ''} a side." for a, b, (e, ma, mb, n) in steps]
     task, sad = stats[task_run], stats[sad_run]
+    def named(base: str) -> str:
+        return f"(`{base}`, mean of {len(stats[base]['runs'])})"
+
+    distilled = f"distilled student {named(sad_run)}"
+    svd_only = f"SVD-init student without SAD {named(task_run)}"
     rows = []
     if rnd.random_task:
-        und = stats[rnd.random_task]
-        rows += [_target_row(f"teacher (`{teacher_run}`) >= undistilled student "
-                             f"(`{rnd.random_task}`, mean of {len(und['runs'])}) + 3.0",
-                             teacher, und["mean"], 3.0)]
-    rows += [_target_row(f"teacher (`{teacher_run}`) >= SVD-init student without SAD "
-                         f"(`{task_run}`, mean of {len(task['runs'])}) + 3.0", teacher, task["mean"], 3.0),
-             _target_row(f"distilled student (`{sad_run}`, mean of {len(sad['runs'])}) >= "
-                         "teacher - 1.0", sad["mean"], teacher, -1.0)]
+        und = stats[rnd.random_task]["mean"]
+        rows.append(_target_row(f"teacher (`{teacher_run}`) >= undistilled student "
+                                f"{named(rnd.random_task)} + 3.0", teacher, und, 3.0))
+    rows += [_target_row(f"teacher (`{teacher_run}`) >= {svd_only} + 3.0", teacher,
+                         task["mean"], 3.0),
+             _target_row(f"{distilled} >= teacher - 1.0", sad["mean"], teacher, -1.0)]
     if rnd.random_task:
-        rows += [_target_row(f"distilled student (`{sad_run}`, mean of {len(sad['runs'])}) >= "
-                             f"undistilled (`{rnd.random_task}`, mean of {len(und['runs'])}) + 2.0",
-                             sad["mean"], und["mean"], 2.0)]
-    rows += [_target_row(f"distilled student (`{sad_run}`, mean of {len(sad['runs'])}) >= SVD-init "
-                         f"student without SAD (`{task_run}`, mean of {len(task['runs'])}) + 2.0",
-                         sad["mean"], task["mean"], 2.0)]
+        rows.append(_target_row(f"{distilled} >= undistilled {named(rnd.random_task)} + 2.0",
+                                sad["mean"], und, 2.0))
+    rows.append(_target_row(f"{distilled} >= {svd_only} + 2.0", sad["mean"], task["mean"],
+                            2.0))
     lines += ["", f"Targets of issue [teacher] from `{teacher_run}`"
               + (" (the undistilled student is the random-init one, trained for the students' "
                  "minutes only; the SVD-init rows ask what SAD adds to the teacher's weights)"
@@ -1150,8 +1153,8 @@ def _d_round_lines(models: dict[str, Any], curves: dict[str, Any],
         lines += _sad_share_lines(curves, runs)
     if rnd.random_sad:
         lines += _random_init_state_lines(curves, rnd.random_sad, runs[0] if runs else sad_run)
-    costs = {r: c for r in rnd.recipes()
-             if (c := stage_cost(curves, f"{r}/distill")) is not None}
+    costs = {r: c for r in (task_run, sad_run, rnd.random_task, rnd.random_sad)
+             if r and (c := stage_cost(curves, f"{r}/distill")) is not None}
     if len(costs) >= 2:
         lines += ["", "Cost of the first stage in the same minutes (seed 0): " + "; ".join(
             f"`{r}` {n} epochs of {sec:.1f} s" for r, (n, sec) in costs.items()) + "."]
