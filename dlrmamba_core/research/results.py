@@ -695,7 +695,7 @@ def draw_sad_losses(runs: dict[str, tuple[dict[str, list[Any]], dict[str, float]
     return save_figure(path, fig)
 
 
-def draw_phase_t_figures(results: dict[str, Any], images: Path) -> dict[str, Path]:
+def draw_distill_figures(results: dict[str, Any], images: Path) -> dict[str, Path]:
     """The figures of phases T and D the stored curves allow, in ``images``: ``teacher_curve``
     (``teacher_curve.png``), ``teacher_cont_curve``, ``sad_losses`` (``sad_losses.png``),
     and per round of phase D (:data:`D_ROUNDS`) ``curve_<teacher>`` (``<teacher>_curve.png``)
@@ -1165,7 +1165,7 @@ def render(results: dict[str, Any], arch: dict[str, dict[str, float]], arch_of: 
            threads: int, runs: int, cpu: str, front: list[str] | None = None,
            figures: dict[str, str] | None = None) -> str:
     """The markdown of docs/results.md (``front``: the lines of :func:`front_lines`;
-    ``figures``: {name: path relative to the page} of :func:`draw_phase_t_figures`)."""
+    ``figures``: {name: path relative to the page} of :func:`draw_distill_figures`)."""
     # Phase-A runs first (the teacher on top), then the rest in the order of the results.
     order = _phase_a_order()
     models = dict(sorted(results["models"].items(),
@@ -1471,7 +1471,7 @@ def main(argv: list[str] | None = None) -> int:
     png = draw_front(rows, args.front_png, args.threads, cpu_model())
     front = front_lines(rows, _relative(png, args.out), list(results["input_hw"]))
     figures = {name: _relative(path, args.out) for name, path in (
-        draw_phase_t_figures(results, args.images)
+        draw_distill_figures(results, args.images)
         if _has_phase_t(results["models"]) or _has_phase_d(results["models"])
         else {}).items()}
     md = render(results, arch, arch_of, args.threads, args.runs, cpu_model(), front, figures)

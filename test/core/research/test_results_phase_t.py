@@ -97,7 +97,7 @@ def _assert_png(path: Path) -> None:
 
 
 def _page(res: dict[str, Any], images: Path | None = None) -> tuple[str, dict[str, Path]]:
-    figs = results.draw_phase_t_figures(res, images) if images is not None else {}
+    figs = results.draw_distill_figures(res, images) if images is not None else {}
     md = results.render(res, {}, {}, 2, 5, "test CPU",
                         figures={k: f"images/{p.name}" for k, p in figs.items()})
     return md, figs
