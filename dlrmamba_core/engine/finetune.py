@@ -577,9 +577,20 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     print(json.dumps({k: result[k] for k in ("best", "seconds", "global_step", "epoch",
                                              "best_metrics", "class_map", "conversion")},
                      indent=2))
-    print(f"next: dlrmamba eval {result['best']} --data {args.data} --data-format "
-          f"{args.data_format}; dlrmamba export {result['best']} --out {args.out}/model.onnx")
+    print(next_steps(result, args.data, args.data_format, args.out))
     return 0
+
+
+def next_steps(result: dict[str, Any], data: str, data_format: str, out: str) -> str:
+    """The commands that evaluate and export a fine-tune's model: its ``best.pt``, or its
+    ``last.pt`` when no validation ran (e.g. ``--max-steps`` ended it within the first
+    epoch), said so."""
+    ckpt, note = result.get("best"), ""
+    if ckpt is None:
+        ckpt = result.get("last") or os.path.join(out, "last.pt")
+        note = " (no validation ran, so there is no best.pt: these use the last weights)"
+    return (f"next{note}: dlrmamba eval {ckpt} --data {data} --data-format {data_format}; "
+            f"dlrmamba export {ckpt} --out {out}/model.onnx")
 
 
 def register(subparsers: Any) -> None:

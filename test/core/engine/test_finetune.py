@@ -284,3 +284,18 @@ def test_finetune_cli_and_eval_with_a_class_map(synth_root: Path, nano_init: Pat
     assert list(m["per_class"]) == ["person"]
     assert m["class_map"]["matched"] == {"Person": "person"}
     assert m["class_map"]["boxes_not_scored"]  # the other synthetic classes
+
+
+def test_next_steps_name_the_checkpoint_that_exists() -> None:
+    """The CLI's closing hint: best.pt when a validation ran, else last.pt, said so (it printed
+    'dlrmamba eval None' when --max-steps ended a fine-tune before its first validation)."""
+    from dlrmamba_core.engine.finetune import next_steps
+
+    best = next_steps({"best": "o/best.pt", "last": "o/last.pt"}, "d", "synth", "o")
+    assert best == ("next: dlrmamba eval o/best.pt --data d --data-format synth; "
+                    "dlrmamba export o/best.pt --out o/model.onnx")
+    last = next_steps({"best": None, "last": "o/last.pt"}, "d", "yolo", "o")
+    assert "None" not in last
+    assert last.startswith("next (no validation ran, so there is no best.pt")
+    assert "dlrmamba eval o/last.pt --data d --data-format yolo" in last
+    assert "dlrmamba export o/last.pt --out o/model.onnx" in last
