@@ -1025,23 +1025,16 @@ def equal_step_means(curves: dict[str, Any], a: str, b: str, stage: str = "disti
     None when no epoch is validated in all of them. The two schedules still differ: each run's
     cosine is fitted to its own minutes, so the run with the slower epochs is further into its
     decay at the same step."""
-    per_run: list[dict[int, float]] = []
-    for base in (a, b):
-        for r in T_REPEATS:
-            curve = curves.get(f"{base}{r}/{stage}")
-            if curve:
-                per_run.append(dict(_points(curve, "val_mAP50")))
-    n_a = sum(1 for r in T_REPEATS if curves.get(f"{a}{r}/{stage}"))
-    n_b = len(per_run) - n_a
-    if not n_a or not n_b:
+    side_a, side_b = ([dict(_points(c, "val_mAP50")) for r in T_REPEATS
+                       if (c := curves.get(f"{base}{r}/{stage}"))] for base in (a, b))
+    if not side_a or not side_b:
         return None
-    common = set.intersection(*(set(p) for p in per_run))
+    common = set.intersection(*(set(p) for p in side_a + side_b))
     if not common:
         return None
     epoch = max(common)
-    mean_a = statistics.fmean(p[epoch] for p in per_run[:n_a])
-    mean_b = statistics.fmean(p[epoch] for p in per_run[n_a:])
-    return epoch, mean_a, mean_b, min(n_a, n_b)
+    return (epoch, statistics.fmean(p[epoch] for p in side_a),
+            statistics.fmean(p[epoch] for p in side_b), min(len(side_a), len(side_b)))
 
 
 def _d_round_lines(models: dict[str, Any], curves: dict[str, Any],

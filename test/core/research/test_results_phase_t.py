@@ -72,6 +72,16 @@ def _results_file(path: Path, models: dict[str, Any]) -> Path:
     return path
 
 
+def _seeded(models: dict[str, Any], base: str, vals: tuple[float, ...],
+            distill_gap: float = 1.0) -> None:
+    """Add a recipe's seed runs (``base``, ``base_seed2``, ``base_seed3``, as many as ``vals``)
+    to ``models``: test mAP50 ``v`` after the fine-tune, ``v - distill_gap`` after the
+    distillation stage."""
+    for suffix, v in zip(("", "_seed2", "_seed3")[:len(vals)], vals, strict=True):
+        models[f"{base}{suffix}/distill"] = _t(v - distill_gap)
+        models[f"{base}{suffix}/finetune"] = _t(v)
+
+
 def _full_models() -> dict[str, Any]:
     """Every phase-T run: teacher 84.0; t_task 79/80/81 (mean 80.0, std 1.00); t_sad
     80.0/81.0/82.5 (mean 81.17, sample std 1.26); the sweep at 0.50 and 0.60 only."""
@@ -81,9 +91,7 @@ def _full_models() -> dict[str, Any]:
                 "t_sad_no_feat": (79.5, 80.5, 80.0), "t_random_sad": (44.0, 46.0, 45.0),
                 "t_rs4d": (80.9, 80.7, 80.2)}
     for base, vals in per_seed.items():
-        for suffix, v in zip(("", "_seed2", "_seed3"), vals, strict=True):
-            models[f"{base}{suffix}/distill"] = _t(v - 1.0)
-            models[f"{base}{suffix}/finetune"] = _t(v)
+        _seeded(models, base, vals)
     models["t_sweep_r050/distill"] = _t(78.0, 44.0, rank_ratio=0.5)
     models["t_sweep_r060/distill"] = _t(78.6, 45.0, rank_ratio=0.6)
     return models
@@ -415,12 +423,8 @@ def test_phase_d_section_shows_its_teacher_students_targets_and_loss_terms(
     # 82.5 >= 82.0 met. Round 2: only its teacher, teacher_long_cont 86.0.
     models: dict[str, Any] = {"teacher_long": _t(85.0, 52.0),
                               "teacher_long_cont": _t(86.0, 53.0)}
-    for suffix, v in zip(("", "_seed2", "_seed3"), (79.0, 80.0, 81.0), strict=True):
-        models[f"s_task{suffix}/distill"] = _t(v - 2.0)
-        models[f"s_task{suffix}/finetune"] = _t(v)
-    for suffix, v in zip(("", "_seed2"), (82.0, 83.0), strict=True):
-        models[f"s_sad{suffix}/distill"] = _t(v - 1.0)
-        models[f"s_sad{suffix}/finetune"] = _t(v)
+    _seeded(models, "s_task", (79.0, 80.0, 81.0), distill_gap=2.0)
+    _seeded(models, "s_sad", (82.0, 83.0))
     path = _results_file(tmp_path / "r.json", models)
     root = tmp_path / "pipe"
     _teacher_csv(root / "teacher_long" / "metrics.csv")
@@ -476,9 +480,7 @@ def test_phase_d_round_with_random_init_students(tmp_path: Path) -> None:
     per_seed = {"c_task": (83.0, 84.0, 85.0), "c_sad": (83.5, 83.5, 83.5),
                 "c_random_task": (50.0, 55.0, 60.0), "c_random_sad": (44.0, 45.0, 46.0)}
     for base, vals in per_seed.items():
-        for suffix, v in zip(("", "_seed2", "_seed3"), vals, strict=True):
-            models[f"{base}{suffix}/distill"] = _t(v - 1.0)
-            models[f"{base}{suffix}/finetune"] = _t(v)
+        _seeded(models, base, vals)
     path = _results_file(tmp_path / "r.json", models)
     root = tmp_path / "pipe"
     for run, val, secs in (("c_sad", 72.0, 30.0), ("c_task", 70.0, 20.0),
@@ -528,9 +530,7 @@ def test_phase_d_round_shows_its_further_recipes_and_sweep_once_they_ran() -> No
                 "c_task_eq": (84.0, 84.0, 84.0), "c_sad_eq": (84.5, 84.5),
                 "c_sad_no_svd": (83.0,)}
     for base, vals in per_seed.items():
-        for suffix, v in zip(("", "_seed2", "_seed3"), vals, strict=False):  # fewer seeds
-            models[f"{base}{suffix}/distill"] = _t(v - 1.0)
-            models[f"{base}{suffix}/finetune"] = _t(v)
+        _seeded(models, base, vals)
     res = {"created_utc": "x", "device": "d", "torch": "x", "input_hw": [96, 128],
            "data": {"splits": {"train": 1, "val": 1, "test": 1}, "seed": 3}, "models": models}
     md, _ = _page(res)
