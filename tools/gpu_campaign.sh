@@ -23,6 +23,9 @@
 # whole pipeline, evaluation included; `finish` copies that folder to the call's $OUT. Plan
 # the deadline so the pipeline ends before the machine is held 30 minutes (it goes back then,
 # with everything on it): machine start (1-3 min) + PIPE_LIMIT_S + packing < 29 min.
+# Make each next call at once: a reply that takes longer than the idle window (30 s) finds a
+# fresh machine, and the runs still training are lost (2026-12-06: `finish` came 62 s after
+# `watch` returned; six runs were trained again in one gpu_phase.sh call).
 set -o pipefail
 CMD=${1:?usage: gpu_campaign.sh start|watch|finish ...}; shift
 C=/tmp/campaign
@@ -61,6 +64,11 @@ watch)
   # back, or a missed idle window, then loses only the runs still training): the best.pt
   # files of each finished run (summary.json written) with its logs and metrics.csv (its test
   # metrics can then be computed where they land), at most ~60 MB a call, in 15 MB parts.
+  # Where they land: unpack them into a folder, link the benchmark there as data/, and run
+  #   python -m dlrmamba_core.research.pipeline --out FOLDER --evaluate-only --device cpu \
+  #     --trained-on "NVIDIA H100 80GB HBM3" [the start call's pipeline args]
+  # for the results.json the lost `finish` would have brought (without the distill stages'
+  # models, which stay behind).
   touch $C/returned.txt
   (cd /tmp/pipe 2>/dev/null && for d in */; do
      d=${d%/}; [ -f "$d/summary.json" ] || continue

@@ -509,14 +509,38 @@ def run_all(runs: list[Run], root: Path, parallel: int, stall_s: float | None = 
     return status
 
 
-def evaluate_all(runs: list[Run], root: Path, data: Path, device: str) -> dict[str, Any]:
-    """Test-split COCO metrics of every run's best-on-val model(s)."""
+def returned_status(runs: list[Run], root: Path) -> dict[str, str]:
+    """{name: status} of runs trained elsewhere whose folders are in ``root``: ``done`` when
+    the run's ``summary.json`` came back with exit status 0, ``failed`` with another,
+    ``missing`` without one (it did not finish, or its folder did not come back)."""
+    status = {}
+    for r in runs:
+        summary = root / r.name / "summary.json"
+        if not summary.is_file():
+            status[r.name] = "missing"
+            log.warning("%s: no %s (did not finish or did not come back)", r.name, summary)
+            continue
+        status[r.name] = "done" if json.loads(summary.read_text()).get("rc") == 0 else "failed"
+    return status
+
+
+def evaluate_all(runs: list[Run], root: Path, data: Path, device: str,
+                 returned_only: bool = False) -> dict[str, Any]:
+    """Test-split COCO metrics of every run's best-on-val model(s).
+
+    ``returned_only``: a model file that is not there was not brought back (e.g. a
+    distillation stage's, which ``gpu_campaign.sh watch`` leaves behind): it is logged and left
+    out, not recorded as an error.
+    """
     from dlrmamba_core.engine.runs import evaluate_file
 
     results: dict[str, Any] = {}
     for r in runs:
         for label, path in r.model_files(root).items():
             key = f"{r.name}/{label}" if label else r.name
+            if returned_only and not path.is_file():
+                log.info("%s: %s not here, left out", key, path)
+                continue
             if not path.is_file():
                 results[key] = {"error": f"{path} missing", **r.info}
                 continue
@@ -665,6 +689,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher-variant", default="teacher",
                     help="teacher architecture (nano: CPU smoke test of the pipeline)")
     ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--evaluate-only", action="store_true",
+                    help="train nothing: evaluate the runs already in --out (e.g. those a "
+                    "gpu_campaign.sh `watch` brought back before the machine went back), with "
+                    "the arguments they were trained with")
+    ap.add_argument("--trained-on", default=None, metavar="DEVICE",
+                    help="with --evaluate-only: the device the runs trained on, for "
+                    "results.json (default: the evaluating one)")
     ap.add_argument("--pack", type=Path, default=None, help="also pack results into DIR")
     ap.add_argument("--probe", nargs="*", default=None, metavar="VARIANT",
                     help="only time training steps of these variants on random inputs")
@@ -700,8 +731,8 @@ def main(argv: list[str] | None = None) -> int:
     data_info = generate_data(data, args.n_train, args.n_val, args.n_test, args.seed,
                               workers=os.cpu_count() or 4, synth_options=args.synth_opt)
     log.info("data ready in %.0f s: %s", time.monotonic() - t0, data_info)
-    cache = None if args.no_cache else build_caches(data, root / "cache",
-                                                     tuple(args.input_size))
+    cache = None if args.no_cache or args.evaluate_only else build_caches(
+        data, root / "cache", tuple(args.input_size))
     runs = plan(data, args.teacher_epochs, args.distill_epochs, args.finetune_epochs,
                 args.sweep_epochs, args.batch_size, args.workers, tuple(args.input_size),
                 a_min, b_min, root, args.device, args.teacher_variant, cache, args.val_every,
@@ -711,24 +742,31 @@ def main(argv: list[str] | None = None) -> int:
     else:
         default = load_runs(args.runs).default_phases
         runs = [r for r in runs if r.phase in default]
-    status = run_all(runs, root, args.parallel,
-                     stall_s=60 * args.stall_min if args.stall_min else None,
-                     deadline_s=(60 * args.deadline_min - (time.monotonic() - t0)
-                                 if args.deadline_min else None))
+    if args.evaluate_only:
+        status = returned_status(runs, root)
+    else:
+        status = run_all(runs, root, args.parallel,
+                         stall_s=60 * args.stall_min if args.stall_min else None,
+                         deadline_s=(60 * args.deadline_min - (time.monotonic() - t0)
+                                     if args.deadline_min else None))
     if not args.skip_eval:
         import torch
 
         device = args.device
+        here = torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu"
         results = {
             "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
+            "device": args.trained_on or here,
             "torch": torch.__version__, "data": {**data_info, "format": DATA_FORMAT,
                                                   "synthetic": True},
             "input_hw": list(args.input_size), "status": status,
             "settings": {k: (str(v) if isinstance(v, Path) else v)
                          for k, v in vars(args).items()},
-            "models": evaluate_all(runs, root, data, device),
+            "models": evaluate_all(runs, root, data, device,
+                                   returned_only=args.evaluate_only),
         }
+        if args.evaluate_only:
+            results["evaluated_on"] = here
         write_json(root / "results.json", results)
     if args.pack is not None:
         for f in pack(root, args.pack):

@@ -98,3 +98,44 @@ def test_phase_c_runs_only_when_named(tmp_path: Path) -> None:
     with pytest.raises(pipeline.ConfigError, match="no run named sad_no_task"):
         pipeline.main(["--out", str(tmp_path / "p"), "--only", "teacher", "sad_no_task"])
     assert not (tmp_path / "p").exists()  # refused before generating any data
+
+
+def test_evaluate_only_scores_the_runs_that_came_back(tmp_path: Path) -> None:
+    """--evaluate-only: no training; the runs whose folders came back (summary.json, models)
+    are evaluated on the test split, a model file left behind is left out (not an error), a run
+    that never came back is `missing`, and results.json names where they trained."""
+    import torch
+
+    from dlrmamba_core.data.synthetic import SYNTH_CLASSES
+    from dlrmamba_core.models import build_model
+    from dlrmamba_core.models.io import save_model
+
+    f = tmp_path / "runs.yaml"
+    f.write_text("""
+runs:
+  - {name: t, phase: X, recipe: train, info: {variant: nano, role: teacher}}
+  - {name: s, phase: X, recipe: distill, teacher: t, info: {rank_ratio: 0.3, role: student}}
+  - {name: gone, phase: X, recipe: train, info: {variant: nano, role: lost}}
+""")
+    root = tmp_path / "p"
+    torch.manual_seed(0)
+    for path in (root / "t" / "best.pt", root / "s" / "finetune" / "best.pt"):
+        path.parent.mkdir(parents=True)
+        save_model(path, build_model("nano", len(SYNTH_CLASSES)).eval(), list(SYNTH_CLASSES),
+                   (96, 128))
+    for run, seconds in (("t", 12.5), ("s", 30.0)):
+        (root / run / "summary.json").write_text(json.dumps({"seconds": seconds, "rc": 0}))
+    args = ["--out", str(root), "--runs", str(f), "--teacher-variant", "nano", "--device",
+            "cpu", "--n-train", "4", "--n-val", "2", "--n-test", "4", "--input-size", "96",
+            "128", "--finetune-epochs", "3"]
+    assert pipeline.main([*args, "--evaluate-only", "--trained-on", "GPU X",
+                          "--only", "t", "s", "gone"]) == 1  # a run is missing
+    res = json.loads((root / "results.json").read_text())
+    assert res["device"] == "GPU X" and res["evaluated_on"] == "cpu"
+    assert res["status"] == {"t": "done", "s": "done", "gone": "missing"}
+    assert sorted(res["models"]) == ["s/finetune", "t"]  # s/distill did not come back
+    assert res["models"]["t"]["train_seconds"] == 12.5
+    assert res["models"]["s/finetune"]["role"] == "student"
+    assert res["models"]["t"]["test"]["num_images"] == 4
+    assert res["settings"]["evaluate_only"] is True
+    assert not (root / "cache").exists()  # nothing to train: no sample cache
