@@ -238,7 +238,10 @@ def _phase_lines(results: dict[str, Any]) -> list[str]:
         minutes = st.get("phase_a_min") if b is None else b
         lines.append(f"| {_phase_letter(ph.get('models', []), i)} | "
                      f"{', '.join(f'`{m}`' for m in ph.get('models', []))} | "
-                     f"{ph.get('device', '')} | {str(ph.get('created_utc', ''))[:16]} | "
+                     f"{ph.get('device', '')}"
+                     + (f" (test metrics on {ph['evaluated_on']}, after the run)"
+                        if ph.get("evaluated_on") else "")
+                     + f" | {str(ph.get('created_utc', ''))[:16]} | "
                      f"{_fmt(minutes, 1)} | {_fmt(st.get('parallel'), 0)} | "
                      f"{_fmt(st.get('batch_size'), 0)} | {_fmt(st.get('lr'), 3)} |")
     for i, ph in enumerate(phases):
@@ -434,8 +437,12 @@ T_COMPARISONS = (("t_sad", "t_task", "SAD vs SVD init + task loss only"),
 def compare_recipes(stats: dict[str, dict[str, Any]],
                     comparisons: tuple[tuple[str, str, str], ...] = T_COMPARISONS) -> list[str]:
     """One line per comparison (default :data:`T_COMPARISONS`) whose two recipes have results:
-    the difference of their mean test mAP50, judged against the larger of their seed spreads (a
-    difference within it is not shown to be one; under 2 seeds a side there is no spread)."""
+    the difference of their mean test mAP50, its size against the larger of their seed spreads,
+    and Welch's t-test of their per-seed scores (``research.stats``). A difference is called
+    better or worse only when the test's two-sided p is below ``stats.ALPHA``; under 2 seeds a
+    side there is nothing to test."""
+    from dlrmamba_core.research.stats import ALPHA, welch
+
     out = []
     for a, b, label in comparisons:
         sa, sb = stats.get(a) or {}, stats.get(b) or {}
@@ -447,13 +454,14 @@ def compare_recipes(stats: dict[str, dict[str, Any]],
             verdict = "a side has one seed, so there is no spread to judge it against"
         else:
             spread = max(sa["std"], sb["std"])
-            better = "better" if diff > 0 else "worse"
-            if abs(diff) <= spread:
-                verdict = f"within the seed spread ({spread:.2f}): no difference shown"
-            elif spread == 0:
+            better = "better" if diff > 0 else "worse" if diff < 0 else "no difference"
+            test = welch(sa["mAP50"], sb["mAP50"])
+            if test is None:
                 verdict = f"every seed of both recipes scored the same (spread 0): {better}"
             else:
-                verdict = f"{abs(diff) / spread:.1f}x the seed spread ({spread:.2f}): {better}"
+                verdict = (f"{abs(diff) / spread:.1f}x the seed spread ({spread:.2f}), Welch "
+                           f"p = {test.p:.2g}: "
+                           + (better if test.p < ALPHA else "no difference shown"))
         out.append(f"- {label}: {sa['mean']:.2f} vs {sb['mean']:.2f} ({diff:+.2f}; {runs}); "
                    f"{verdict}.")
     return out

@@ -118,8 +118,13 @@ def merge_results(paths: list[str | os.PathLike[str]]) -> dict[str, Any]:
         else:
             merged["phases"].append({"file": str(path), "models": sorted(res["models"]),
                                      **{k: res.get(k) for k in ("created_utc", "device",
-                                                                "torch", "settings")}})
-    newest = max((r for _, r in sources), key=lambda r: str(r.get("created_utc", "")))
+                                                                "torch", "settings")},
+                                     **({"evaluated_on": res["evaluated_on"]}
+                                        if res.get("evaluated_on") else {})})
+    # The page's "trained on ... (torch ...)" line: a source that only evaluated runs trained
+    # elsewhere (``pipeline --evaluate-only``, on a CPU) does not name the training's torch.
+    trained = [r for _, r in sources if not r.get("evaluated_on")] or [r for _, r in sources]
+    newest = max(trained, key=lambda r: str(r.get("created_utc", "")))
     for k in ("created_utc", "device", "torch"):
         merged[k] = newest.get(k)
     return merged

@@ -53,6 +53,22 @@ def test_merge_joins_phases_and_refuses_other_data(tmp_path: Path) -> None:
     assert [p["file"] for p in again["phases"]] == [str(a), str(b), str(c)]
     assert sorted(again["models"]) == ["cnn", "student_p5/finetune", "student_sad/finetune",
                                        "teacher"]
+    # Runs evaluated on a CPU after their GPU machine went back (pipeline --evaluate-only):
+    # their phase says where they were evaluated; the training's device and torch stay those
+    # of the newest phase that trained.
+    d = _results(tmp_path / "d.json", {"s_eq/finetune": {"test": {"mAP50": 74.0}}},
+                 "2026-01-05")
+    d.write_text(json.dumps({**json.loads(d.read_text()), "torch": "cpu torch",
+                             "evaluated_on": "cpu"}))
+    late = merge_results([out, c, d])
+    assert late["phases"][-1]["evaluated_on"] == "cpu"
+    assert "evaluated_on" not in late["phases"][0]
+    assert (late["created_utc"], late["torch"]) == ("2026-01-04", "x")
+    from dlrmamba_core.research.results import _phase_lines
+
+    rows = [line for line in _phase_lines(late) if line.startswith("| ")]
+    assert "test device (test metrics on cpu, after the run) | 2026-01-05" in rows[-1]
+    assert "after the run" not in rows[-2]
     (tmp_path / "bad.json").write_text("{\"models\": 1}")
     with pytest.raises(ConfigError, match=r"not a results\.json"):
         merge_results([tmp_path / "bad.json"])
