@@ -81,6 +81,9 @@ class DRound(NamedTuple):
     """Further recipes of the round: (row label, base run, the recipe it is compared with)."""
     sweep: tuple[str, ...] = ()
     """The round's rank sweep (SAD stage only; results keys ``<run>/distill``)."""
+    same_schedule: tuple[str, str] | None = None
+    """Two recipes of ``more`` trained for the same fixed epochs (not fitted to minutes): their
+    distillation stages are compared epoch by epoch, the same steps at the same learning rate."""
 
     def recipes(self) -> tuple[str, ...]:
         """The round's student recipes (base runs) that it has."""
@@ -100,7 +103,8 @@ D_ROUNDS = (DRound("teacher_long", "s_task", "s_sad"),
                          ("SVD init + SAD without L_SVD", "c_sad_no_svd", "c_sad"),
                          ("SVD init + SAD without L_state", "c_sad_no_state", "c_sad"),
                          ("SVD init + SAD without L_feat", "c_sad_no_feat", "c_sad")),
-                   sweep=("c_sweep_r050", "c_sweep_r055", "c_sweep_r060", "c_sweep_r065")))
+                   sweep=("c_sweep_r050", "c_sweep_r055", "c_sweep_r060", "c_sweep_r065"),
+                   same_schedule=("c_sad_eq", "c_task_eq")))
 #: The paper's mAP50 per rank ratio of its sweep, {rank ratio: mAP50}. Empty: the paper summary
 #: this project works from (``shared/seeds/dlrmamba.txt``: abstract, figure captions, a count
 #: of tables) has none of its numbers, and none are made up here.
@@ -1025,24 +1029,28 @@ def _phase_d_lines(models: dict[str, Any], curves: dict[str, Any],
     return lines
 
 
-def equal_step_means(curves: dict[str, Any], a: str, b: str, stage: str = "distill"
-                     ) -> tuple[int, float, float, int] | None:
-    """Recipes ``a`` and ``b`` at the same number of steps of ``stage``: the last epoch that
-    every seed run (:data:`T_REPEATS`) of both validated (an epoch is the same number of
-    batches for both), and the mean val mAP50 of each there, with the number of seed pairs.
-    None when no epoch is validated in all of them. The two schedules still differ: each run's
-    cosine is fitted to its own minutes, so the run with the slower epochs is further into its
-    decay at the same step."""
+def equal_step_curve(curves: dict[str, Any], a: str, b: str, stage: str = "distill"
+                     ) -> list[tuple[int, float, float, int]]:
+    """Recipes ``a`` and ``b`` epoch by epoch: every epoch of ``stage`` that every seed run
+    (:data:`T_REPEATS`) of both validated (an epoch is the same number of batches for both),
+    as (epoch, mean val mAP50 of ``a``, of ``b``, seed pairs); empty without such an epoch."""
     side_a, side_b = ([dict(_points(c, "val_mAP50")) for r in T_REPEATS
                        if (c := curves.get(f"{base}{r}/{stage}"))] for base in (a, b))
     if not side_a or not side_b:
-        return None
+        return []
     common = set.intersection(*(set(p) for p in side_a + side_b))
-    if not common:
-        return None
-    epoch = max(common)
-    return (epoch, statistics.fmean(p[epoch] for p in side_a),
-            statistics.fmean(p[epoch] for p in side_b), min(len(side_a), len(side_b)))
+    n = min(len(side_a), len(side_b))
+    return [(e, statistics.fmean(p[e] for p in side_a), statistics.fmean(p[e] for p in side_b),
+             n) for e in sorted(common)]
+
+
+def equal_step_means(curves: dict[str, Any], a: str, b: str, stage: str = "distill"
+                     ) -> tuple[int, float, float, int] | None:
+    """The last epoch of :func:`equal_step_curve` (None without one). The two schedules still
+    differ where each run's cosine is fitted to its own minutes: the run with the slower epochs
+    is further into its decay at the same step."""
+    points = equal_step_curve(curves, a, b, stage)
+    return points[-1] if points else None
 
 
 def _d_round_lines(models: dict[str, Any], curves: dict[str, Any],
@@ -1111,6 +1119,15 @@ def _d_round_lines(models: dict[str, Any], curves: dict[str, Any],
                   "is fitted to its own minutes, so SAD's is further into its decay there):", ""]
         lines += [f"- `{a}` {ma:.2f} vs `{b}` {mb:.2f} ({ma - mb:+.2f}) at epoch {e}, "
                   f"{n} seed{'s' if n > 1 else ''} a side." for a, b, (e, ma, mb, n) in steps]
+    if rnd.same_schedule and (same := equal_step_curve(curves, *rnd.same_schedule)):
+        a, b = rnd.same_schedule
+        n = same[0][3]
+        lines += ["", f"The same steps **and** the same learning rate at every step: `{a}` and "
+                  f"`{b}` trained for the same fixed epochs (not fitted to minutes). Val mAP50 "
+                  f"of their distillation stage at each epoch every seed validated, means of {n} "
+                  f"seed{'s' if n > 1 else ''} a side:", "",
+                  f"| epoch | `{a}` | `{b}` | difference |", "|---:|---:|---:|---:|",
+                  *(f"| {e} | {ma:.2f} | {mb:.2f} | {ma - mb:+.2f} |" for e, ma, mb, _ in same)]
     task, sad = stats[task_run], stats[sad_run]
     def named(base: str) -> str:
         return f"(`{base}`, mean of {len(stats[base]['runs'])})"

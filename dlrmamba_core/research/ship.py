@@ -441,7 +441,9 @@ def add_curves(results_path: str | os.PathLike[str], root: str | os.PathLike[str
     ``root`` is a pipeline output folder or an unpacked logs archive of one (``pipeline.pack``);
     each key of the results' ``models`` with a ``metrics.csv`` there (:func:`curve_file`) gets
     its :func:`read_curve` in the results' top-level ``curves`` (replacing an older one), and the
-    results file is rewritten atomically. Curves of runs not under ``root`` stay as they were.
+    results file is rewritten atomically. So does the other stage of a distill run in the
+    results (``<run>/distill`` of a ``<run>/finetune``) when its metrics.csv is there, though its
+    model is not. Curves of runs not under ``root`` stay as they were.
 
     Returns:
         ``{"stored": keys whose curve was stored, "missing": keys without a metrics.csv}``.
@@ -455,7 +457,13 @@ def add_curves(results_path: str | os.PathLike[str], root: str | os.PathLike[str
         raise ConfigError(f"{root}: no such folder; pass the pipeline's output folder (or an "
                           "unpacked logs.tar.gz of it)")
     found = {key: curve_file(root, key) for key in res["models"]}
-    curves = {key: read_curve(path) for key, path in found.items() if path.is_file()}
+    # The other stage of a distill run whose model is not in the results (a distillation
+    # stage's best.pt that stayed on the GPU machine): its curve is still the run's record.
+    stages = {f"{key.split('/')[0]}/{stage}" for key in res["models"] if "/" in key
+              for stage in ("distill", "finetune")} - set(found)
+    also = {key: path for key in stages if (path := curve_file(root, key)).is_file()}
+    curves = {key: read_curve(path) for key, path in {**found, **also}.items()
+              if path.is_file()}
     res["curves"] = {**(res.get("curves") or {}), **curves}
     write_json(results_path, res)
     return {"stored": sorted(curves), "missing": sorted(k for k in found if k not in curves)}

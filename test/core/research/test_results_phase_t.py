@@ -116,19 +116,24 @@ def test_ship_curves_stores_each_runs_metrics_csv(tmp_path: Path,
     root = tmp_path / "pipe"
     _teacher_csv(root / "teacher_p5_long" / "metrics.csv")
     _sad_csv(root / "t_sad" / "distill" / "metrics.csv")
+    # a run whose distillation-stage model stayed on the GPU machine: its curve still counts
+    _sad_csv(root / "t_eq" / "distill" / "metrics.csv")
     path = _results_file(tmp_path / "r.json", {"teacher_p5_long": _t(84.0),
                                                "t_sad/distill": _t(80.0),
-                                               "t_sad/finetune": _t(81.0), "cnn": _t(75.0)})
+                                               "t_sad/finetune": _t(81.0), "cnn": _t(75.0),
+                                               "t_eq/finetune": _t(82.0)})
     res = json.loads(path.read_text())
     res["curves"] = {"cnn": {"epoch": [1], "lr": [0.01]}}  # from an earlier session
     path.write_text(json.dumps(res))
 
     assert ship.main(["curves", str(root), "--results", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "curves of 2 runs stored" in out
-    assert "no metrics.csv under" in out and "for 2 runs: cnn, t_sad/finetune" in out
+    assert "curves of 3 runs stored" in out
+    assert "no metrics.csv under" in out and \
+        "for 3 runs: cnn, t_eq/finetune, t_sad/finetune" in out
     curves = json.loads(path.read_text())["curves"]
-    assert sorted(curves) == ["cnn", "t_sad/distill", "teacher_p5_long"]
+    assert sorted(curves) == ["cnn", "t_eq/distill", "t_sad/distill", "teacher_p5_long"]
+    assert curves["t_eq/distill"] == curves["t_sad/distill"]
     assert curves["cnn"] == {"epoch": [1], "lr": [0.01]}  # not under root: kept as it was
     teacher = curves["teacher_p5_long"]
     assert list(teacher) == ["epoch", "lr", "epoch_s", "train_task", "train_box", "train_cls",
@@ -524,7 +529,8 @@ def test_phase_d_round_with_random_init_students(tmp_path: Path) -> None:
             "epochs of 20.0 s; `c_random_sad` 3 epochs of 30.0 s.") in r2
 
 
-def test_phase_d_round_shows_its_further_recipes_and_sweep_once_they_ran() -> None:
+def test_phase_d_round_shows_its_further_recipes_and_sweep_once_they_ran(
+        tmp_path: Path) -> None:
     # c_task 83/84/85 (mean 84.0, std 1.00), c_sad 83.5 x3; c_task_eq 84.0 x3 (std 0),
     # c_sad_eq 84.5/84.5 (seed 3 missing, std 0); c_sad_no_svd 83.0 (one seed: no spread);
     # the sweep at 0.50 only.
@@ -535,10 +541,21 @@ def test_phase_d_round_shows_its_further_recipes_and_sweep_once_they_ran() -> No
                 "c_sad_no_svd": (83.0,)}
     for base, vals in per_seed.items():
         _seeded(models, base, vals)
-    res = {"created_utc": "x", "device": "d", "torch": "x", "input_hw": [96, 128],
-           "data": {"splits": {"train": 1, "val": 1, "test": 1}, "seed": 3}, "models": models}
-    md, _ = _page(res)
+    path = _results_file(tmp_path / "r.json", models)
+    # the same-schedule pair's distillation stages (their models stayed behind): val at epochs
+    # 2 (_sad_csv); c_sad_eq 72 and 74 (two seeds), c_task_eq 70 x3
+    root = tmp_path / "pipe"
+    for run, val in (("c_sad_eq", 72.0), ("c_sad_eq_seed2", 74.0), ("c_task_eq", 70.0),
+                     ("c_task_eq_seed2", 70.0), ("c_task_eq_seed3", 70.0)):
+        _sad_csv(root / run / "distill" / "metrics.csv", val=val)
+    assert ship.main(["curves", str(root), "--results", str(path)]) == 0
+    md, _ = _page(json.loads(path.read_text()))
     r2 = md[md.index("### `teacher_long_cont` and its students"):]
+    assert ("trained for the same fixed epochs (not fitted to minutes). Val mAP50 of their "
+            "distillation stage at each epoch every seed validated, means of 2 seeds a side:"
+            ) in r2
+    assert "| epoch | `c_sad_eq` | `c_task_eq` | difference |" in r2
+    assert "|---:|---:|---:|---:|\n| 2 | 73.00 | 70.00 | +3.00 |\n\n" in r2
     assert ("| SVD init + SAD, 7 + 9 epochs (equal steps) | `c_sad_eq`, `c_sad_eq_seed2` | "
             "84.5, 84.5 | 84.5 | 0.00 |") in r2
     assert "| SVD init + SAD without L_SVD | `c_sad_no_svd` | 83.0 | 83.0 | - |" in r2
