@@ -340,6 +340,9 @@ class DistillConfig:
             engine.config.RS4DConfig and docs/distillation.md.
         finetune_epochs: epochs of the fine-tune phase after distillation (0: none).
         finetune_lr: fine-tune peak lr as a fraction of the distillation lr.
+        terms_epochs: SAD's structural terms (svd, state, feat) only in the first N epochs of
+            the distillation phase; the later ones train on the task loss alone and the teacher
+            no longer runs, so they cost what task-only epochs cost (default: every epoch).
     """
 
     method: DistillMethod = "sad"
@@ -351,6 +354,7 @@ class DistillConfig:
     rs4d: RS4DConfig = dataclasses.field(default_factory=RS4DConfig)
     finetune_epochs: int = 10
     finetune_lr: float = 0.2
+    terms_epochs: int | None = None
 
     def validate(self) -> None:
         """Raise ConfigError on out-of-range values or combinations."""
@@ -376,6 +380,14 @@ class DistillConfig:
         if self.method == "rs4d" and self.weights.task == 0 and self.weights.rs4d == 0:
             raise ConfigError("--weights task=0,rs4d=0 leaves --method rs4d nothing to train; "
                               "give one of them a weight > 0")
+        if self.terms_epochs is not None:
+            if self.terms_epochs < 1:
+                raise ConfigError(f"terms_epochs must be >= 1 (or unset: every epoch), got "
+                                  f"{self.terms_epochs}; for no structural terms at all pass "
+                                  "--weights svd=0,state=0,feat=0")
+            if self.method != "sad":
+                raise ConfigError("--terms-epochs applies to SAD's structural terms; RS4D's "
+                                  "adaptive masking runs every epoch (drop --terms-epochs)")
         self.rs4d.validate()
 
     def finetune_config(self, cfg: TrainConfig) -> TrainConfig | None:

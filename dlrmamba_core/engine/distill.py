@@ -47,6 +47,8 @@ class DistillTask(nn.Module):
         modality: "fused", "rgb" or "thermal".
         method: "sad" or "rs4d".
         rs4d: RS4D settings (default ``RS4DConfig()``; unused by "sad").
+        terms_epochs: "sad" only: the structural terms in the first N epochs only (see
+            :meth:`set_epoch`); None: in every epoch.
 
     Raises:
         ConfigError: unknown method, or a student that does not fit the method.
@@ -54,7 +56,7 @@ class DistillTask(nn.Module):
 
     def __init__(self, student: nn.Module, teacher: nn.Module, weights: DistillWeights,
                  modality: str = "fused", method: DistillMethod = "sad",
-                 rs4d: RS4DConfig | None = None) -> None:
+                 rs4d: RS4DConfig | None = None, terms_epochs: int | None = None) -> None:
         super().__init__()
         from dlrmamba_core.losses import DetectionLoss
 
@@ -69,6 +71,10 @@ class DistillTask(nn.Module):
         self.modality = modality
         self.method = method
         self.criterion = DetectionLoss(student)
+        if terms_epochs is not None and method != "sad":
+            raise ConfigError("terms_epochs applies to SAD's structural terms only")
+        self.terms_epochs = terms_epochs
+        self.terms_on = True
         if method == "sad":
             self.sad = StructureAwareDistillation(student, teacher)
         else:
@@ -79,6 +85,12 @@ class DistillTask(nn.Module):
         super().train(mode)
         self.teacher.eval()
         return self
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each epoch (0-based; a resumed run calls it with the
+        epoch it resumes in): switches SAD's structural terms off from epoch ``terms_epochs``
+        on. Off, a step runs the student alone, as a task-only step does."""
+        self.terms_on = self.terms_epochs is None or epoch < self.terms_epochs
 
     def forward(self, rgb: torch.Tensor, thermal: torch.Tensor, targets: torch.Tensor
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -92,8 +104,9 @@ class DistillTask(nn.Module):
         if self.method == "rs4d":
             return self._forward_rs4d(rgb, thermal, targets)
         w = self.weights
-        preds, sad = self.sad(self.detector, self.teacher, rgb, thermal,
-                              svd=w.svd > 0, state=w.state > 0, feat=w.feat > 0)
+        on = self.terms_on
+        preds, sad = self.sad(self.detector, self.teacher, rgb, thermal, svd=on and w.svd > 0,
+                              state=on and w.state > 0, feat=on and w.feat > 0)
         with torch.autocast(device_type=rgb.device.type, enabled=False):
             task, _ = self.criterion([p.float() for p in preds], targets)
             loss = (w.task * task + w.svd * sad["svd"] + w.state * sad["state"]

@@ -344,6 +344,8 @@ def distill_model(
                                  "distill_weights": dataclasses.asdict(weights)}
         if distill.method == "rs4d":
             extra["rs4d"] = dataclasses.asdict(distill.rs4d)
+        if distill.terms_epochs is not None:
+            extra["terms_epochs"] = distill.terms_epochs
         if distill.student is None:
             student = student_from_teacher(teacher, rank_ratio, state_ratio)
             log.info("student built from the teacher by truncated SVD (rank ratio %.2f, state "
@@ -376,11 +378,19 @@ def distill_model(
                 raise ConfigError(f"--resume {resume}: that run distilled with --method "
                                   f"{method}, this one with --method {distill.method}; pass "
                                   f"--method {method} to continue it")
+            terms = (state.get("extra") or {}).get("terms_epochs")
+            if phase == "distill" and terms != distill.terms_epochs:
+                def shown(n: int | None) -> str:
+                    return "unset (every epoch)" if n is None else str(n)
+
+                raise ConfigError(f"--resume {resume}: that run had --terms-epochs "
+                                  f"{shown(terms)}, this one {shown(distill.terms_epochs)}; "
+                                  "continue it with the same value")
         out = Path(out_dir)
         result: dict[str, Any] = {"distill": None, "finetune": None}
         if phase == "distill":
             task = DistillTask(student, teacher, weights, cfg.modality, method=distill.method,
-                               rs4d=distill.rs4d)
+                               rs4d=distill.rs4d, terms_epochs=distill.terms_epochs)
             log.info("distillation task ready after %.1f s", time.monotonic() - t_start)
             dcfg = dataclasses.replace(cfg, find_unused_parameters=True)
             trainer = Trainer(task, student, train_set, val_set, dcfg, out / "distill",

@@ -435,6 +435,8 @@ class Trainer:
             # mode, whose outputs are the decoded boxes, not the per-level maps the loss needs.
             self.model_ddp.train()
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch * self.cfg.batch_size)
+            if hasattr(self.task, "set_epoch"):  # e.g. SAD's terms for the first epochs only
+                self.task.set_epoch(self.epoch)
             bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch,
                        desc=f"{self.meta.kind} {self.meta.variant} epoch {self.epoch + 1}/"
                             f"{self.cfg.epochs}",

@@ -124,6 +124,37 @@ def test_weight_zero_removes_its_term() -> None:
     torch.testing.assert_close(loss_task, plain)
 
 
+def test_terms_epochs_switch_the_structural_terms_off_after_n_epochs() -> None:
+    """terms_epochs=2: epochs 0 and 1 run the teacher and all terms; from epoch 2 on a step is
+    a task-only step (the teacher does not run, the loss is the detection loss)."""
+    from dlrmamba_core.errors import ConfigError
+
+    teacher = _teacher()
+    student = student_from_teacher(teacher, rank_ratio=0.5, state_ratio=0.5)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    rgb, th, targets = _batch()
+    task = DistillTask(student, teacher, DistillWeights(), terms_epochs=2).train()
+    calls: list[int] = []
+    handle = teacher.register_forward_hook(lambda *_: calls.append(1))
+    for epoch, on in ((0, True), (1, True), (2, False), (5, False), (1, True)):
+        task.set_epoch(epoch)
+        calls.clear()
+        loss, parts = task(rgb, th, targets)
+        assert bool(calls) is on, epoch
+        assert all((float(parts[k]) > 0) is on for k in TERMS), epoch
+        if not on:
+            plain, _ = DetectionTask(student).train()(rgb, th, targets)
+            torch.testing.assert_close(loss, plain)
+    handle.remove()
+    every = DistillTask(student, teacher, DistillWeights())
+    every.set_epoch(100)
+    assert every.terms_on  # unset: every epoch
+    with pytest.raises(ConfigError, match="SAD's structural terms only"):
+        DistillTask(student, teacher, DistillWeights(), method="rs4d", terms_epochs=1)
+
+
 def test_teacher_frozen_in_eval_and_not_trained() -> None:
     teacher = _teacher()
     student = student_from_teacher(teacher, 0.5, 0.5)

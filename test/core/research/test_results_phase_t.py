@@ -522,7 +522,8 @@ def test_phase_d_round_with_random_init_students(tmp_path: Path) -> None:
     assert ("From random init (`c_random_sad`) L_state goes 1 -> 0.5 and L_feat 0.4 -> 0.1 over "
             "its distillation stage (from the SVD init, `c_sad`: L_state 1 -> 0.5).") in r2
     assert ("In the run list for this teacher, not run yet: the recipes `c_task_eq`, `c_sad_eq`, "
-            "`c_task_r005`, `c_sad_r005`, `c_sad_no_svd`, `c_sad_no_state`, `c_sad_no_feat` "
+            "`c_task_r005`, `c_sad_r005`, `c_sad_t2`, `c_sad_no_svd`, `c_sad_no_state`, "
+            "`c_sad_no_feat` "
             "(seeds 0, 2 and 3 each); the rank sweep `c_sweep_r050`, `c_sweep_r055`, "
             "`c_sweep_r060`, `c_sweep_r065`.") in r2
     assert ("`c_task` 3 epochs of 20.0 s; `c_sad` 3 epochs of 30.0 s; `c_random_task` 3 "
@@ -571,7 +572,8 @@ def test_phase_d_round_shows_its_further_recipes_and_sweep_once_they_ran(
     assert "| 0.50 | `c_sweep_r050/distill` | 82.0 | 50.0 |" in r2
     assert "| 0.55 | `c_sweep_r055/distill` | not run yet |" in r2
     assert ("In the run list for this teacher, not run yet: the recipes `c_task_r005`, "
-            "`c_sad_r005`, `c_sad_no_state`, `c_sad_no_feat` (seeds 0, 2 and 3 each).") in r2
+            "`c_sad_r005`, `c_sad_t2`, `c_sad_no_state`, `c_sad_no_feat` (seeds 0, 2 and 3 "
+            "each).") in r2
     assert "Not in these results yet: " in r2 and "`c_sad_eq_seed3`" in r2
 
 

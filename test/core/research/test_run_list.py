@@ -170,3 +170,8 @@ def test_equal_step_runs_fix_their_epochs_and_do_not_fit_them_to_time(tmp_path: 
     assert _value(runs["c_sad_eq"].args, "--teacher").endswith("teacher_long_cont/best.pt")
     assert "--weights" not in runs["c_sad_eq"].args  # SAD: the paper's weights
     assert _value(runs["c_task_eq"].args, "--weights") == "task=1,svd=0,state=0,feat=0"
+    # SAD as a warm-up: the structural terms in the first 2 distillation epochs, c_sad's minutes
+    warm = parser.parse_args([runs["c_sad_t2_seed2"].command, *runs["c_sad_t2_seed2"].args,
+                              "--out", str(tmp_path / "w")])
+    assert config_from_args(DistillConfig, warm).terms_epochs == 2
+    assert _train_config(warm).fit_to_time and _train_config(warm).seed == 2
