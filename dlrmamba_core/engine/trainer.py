@@ -197,6 +197,8 @@ class Trainer:
         self._epochs_cap = cfg.epochs  # fit_to_time's upper bound
         # fit_to_time: (training s, end-of-epoch s) of each epoch from the second on
         self._fit_costs: list[tuple[float, float]] = []
+        # ... and from which of them the training time is averaged (see _fit_schedule)
+        self._fit_from, self._fit_kind = 0, None
         self.info = info or ddp_utils.DistInfo(
             device=torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")))
         self.out = Path(out_dir)
@@ -337,9 +339,17 @@ class Trainer:
             # validation cycle: early validations of a poor model (thousands of boxes through
             # NMS and COCO matching) cost several times the later ones.
             train = epoch_s if train_s is None else min(train_s, epoch_s)
+            # A task whose steps change cost mid-run (SAD's terms in the first epochs only:
+            # ``DistillTask.terms_on``) starts a new training-time mean when they do; the
+            # epochs before no longer say what the next ones cost.
+            kind = getattr(self.task, "terms_on", None)
+            if kind != self._fit_kind:
+                self._fit_from = len(self._fit_costs)
+            self._fit_kind = kind
             self._fit_costs.append((train, epoch_s - train))
+            same = self._fit_costs[self._fit_from:]
             window = self._fit_costs[-max(int(self.cfg.val_every), 1):]
-            epoch_s = (sum(t for t, _ in self._fit_costs) / len(self._fit_costs)
+            epoch_s = (sum(t for t, _ in same) / len(same)
                        + sum(x for _, x in window) / len(window))
         left = self.cfg.max_time_s - elapsed_s
         fit = self.epoch + max(int(0.95 * left / max(epoch_s, 1e-3)), 0)

@@ -11,7 +11,8 @@ from dlrmamba_core.engine.trainer import Trainer
 def _trainer(epochs: int, budget_s: float, val_every: int = 1) -> SimpleNamespace:
     t = SimpleNamespace(cfg=SimpleNamespace(fit_to_time=True, max_time_s=budget_s, epochs=epochs,
                                             val_every=val_every),
-                        epoch=0, _epochs_cap=epochs, _fit_costs=[],
+                        epoch=0, _epochs_cap=epochs, _fit_costs=[], _fit_from=0,
+                        _fit_kind=None, task=SimpleNamespace(),
                         info=SimpleNamespace(distributed=False),
                         meta=SimpleNamespace(kind="train", variant="nano"))
     t._set_epochs = lambda n: setattr(t.cfg, "epochs", n)
@@ -63,3 +64,22 @@ def test_the_configured_epochs_stay_the_upper_bound() -> None:
     _fit(t, 12.0, 2.0)
     # epochs 2 and 3 trained 2 s and 1 s: 1.5 s an epoch (no end-of-epoch work given)
     assert _fit(t, 13.0, 1.0) == 3 + int(0.95 * 87 / 1.5)
+
+
+def test_a_change_of_step_cost_starts_a_new_training_time_mean() -> None:
+    """SAD's structural terms in the first 2 epochs only (``DistillTask.terms_on``): epochs of
+    24 s, then task-only epochs of 16 s. From the first task-only epoch on the schedule is
+    fitted to 16 s (plus the last validation cycle's end-of-epoch work), not to a mean that
+    still holds the slower SAD epochs."""
+    t = _trainer(epochs=300, budget_s=400.0)
+    t.task.terms_on = True
+    assert _fit(t, 30.0, 30.0) == 1 + int(0.95 * 370 / 30)
+    assert _fit(t, 54.0, 24.0) == 2 + int(0.95 * 346 / 24)
+    t.task.terms_on = False
+    assert _fit(t, 70.0, 16.0) == 3 + int(0.95 * 330 / 16)  # not (24 + 16) / 2 = 20
+    assert _fit(t, 86.0, 16.0) == 4 + int(0.95 * 314 / 16)
+    # a task without the attribute keeps one mean over all its epochs (the rule above)
+    plain = _trainer(epochs=300, budget_s=400.0)
+    _fit(plain, 30.0, 30.0)
+    _fit(plain, 54.0, 24.0)
+    assert _fit(plain, 70.0, 16.0) == 3 + int(0.95 * 330 / 20)
