@@ -27,6 +27,17 @@ def _teacher(seed: int = 0) -> torch.nn.Module:
     return t.eval()
 
 
+def _moved_pair() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A nano teacher and its SVD student at rank 0.5, moved off the teacher (every structural
+    term > 0)."""
+    teacher = _teacher()
+    student = student_from_teacher(teacher, rank_ratio=0.5, state_ratio=0.5)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return teacher, student
+
+
 def _batch(b: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     targets = torch.tensor([[0, 0, 10.0, 8.0, 40.0, 30.0], [1, 1, 50.0, 20.0, 90.0, 60.0]])
@@ -94,11 +105,7 @@ def test_each_term_is_finite_has_gradients_and_falls(term: str) -> None:
 
 
 def test_weight_zero_removes_its_term() -> None:
-    teacher = _teacher()
-    student = student_from_teacher(teacher, rank_ratio=0.5, state_ratio=0.5)
-    with torch.no_grad():
-        for p in student.parameters():
-            p.add_(0.02 * torch.randn_like(p))
+    teacher, student = _moved_pair()
     rgb, th, targets = _batch()
     paper = DistillWeights()
     task = DistillTask(student, teacher, paper).train()
@@ -129,11 +136,7 @@ def test_terms_epochs_switch_the_structural_terms_off_after_n_epochs() -> None:
     a task-only step (the teacher does not run, the loss is the detection loss)."""
     from dlrmamba_core.errors import ConfigError
 
-    teacher = _teacher()
-    student = student_from_teacher(teacher, rank_ratio=0.5, state_ratio=0.5)
-    with torch.no_grad():
-        for p in student.parameters():
-            p.add_(0.02 * torch.randn_like(p))
+    teacher, student = _moved_pair()
     rgb, th, targets = _batch()
     task = DistillTask(student, teacher, DistillWeights(), terms_epochs=2).train()
     calls: list[int] = []
