@@ -10,7 +10,8 @@
 #
 #   call 1:   bash tools/gpu_campaign.sh start [gpu_phase.sh args: label, pipeline args ...]
 #   call 2..: bash tools/gpu_campaign.sh watch SECONDS     (at most ~580 in a 600 s call)
-#             (also brings back the best.pt of each run that finished since the last call)
+#             (also brings back the best.pt of each run that finished since the last call;
+#             when the pipeline ends during the call, everything `finish` brings back)
 #   last:     bash tools/gpu_campaign.sh finish            (waits for the pipeline's end)
 #
 # e.g. (phase T of research/runs.yaml, the [teacher] issue's first session):
@@ -28,17 +29,31 @@
 # `watch` returned; six runs were trained again in one gpu_phase.sh call).
 set -o pipefail
 CMD=${1:?usage: gpu_campaign.sh start|watch|finish ...}; shift
-C=/tmp/campaign
+# The campaign's own folder and the pipeline's output folder (gpu_phase.sh's); other paths only
+# for the script's tests.
+C=${CAMPAIGN_DIR:-/tmp/campaign}
+P=${CAMPAIGN_PIPE:-/tmp/pipe}
 OUT=${OUT:?OUT must name the folder that comes back}
 
 progress() {  # one line per run: its last epoch line; then the pipeline's last lines
-  for f in /tmp/pipe/*/log.txt /tmp/pipe/*/*/log.txt; do
+  for f in $P/*/log.txt $P/*/*/log.txt; do
     [ -f "$f" ] || continue
     echo "$f: $(grep -a "epoch" "$f" | tail -1 | cut -c1-200)"
   done
   [ -f $C/phase.log ] && tail -n "${1:-15}" $C/phase.log
   [ -f $C/rc ] && echo "pipeline finished: rc $(cat $C/rc)"
   echo "[$(date -u +%T)] $(( ($(date +%s) - $(cat $C/t0 2>/dev/null || date +%s)) / 60 )) min since start"
+}
+
+finished() {  # the pipeline ended: bring back what it packed (what `finish` returns)
+  # At most 8 files come back: results.json, the best.pt parts, and every log in one archive
+  # (not the pipeline's models_fp16.tar: the best.pt parts hold those models in fp32).
+  cp $C/out/results.json $C/out/best.tar.part-* $C/out/teacher_best.pt.part-* "$OUT"/ 2>/dev/null
+  (cd $C/out && cp $C/phase.log . && tar -czf "$OUT/campaign_logs.tar.gz" \
+    $(ls | grep -v -e "^results.json$" -e "part-" -e "^models_fp16.tar$"))
+  [ "$(ls "$OUT" | wc -l)" -le 8 ] || echo "WARNING: more than 8 files in \$OUT: some will not come back" >&2
+  ls -la "$OUT"
+  exit "$(cat $C/rc)"
 }
 
 case $CMD in
@@ -60,6 +75,9 @@ watch)
   end=$((SECONDS + ${1:-540}))
   while [ $SECONDS -lt $end ] && [ ! -f $C/rc ]; do sleep 10; done
   progress 15 | tee "$OUT/progress.txt"
+  # Ended while this call waited: this call brings back what `finish` would (the pipeline's
+  # packing left out the runs earlier calls returned), so no later call is needed.
+  [ -f $C/rc ] && finished
   # The models of the runs that finished since the last call come back now (a machine taken
   # back, or a missed idle window, then loses only the runs still training): the best.pt
   # files of each finished run (summary.json written) with its logs and metrics.csv (its test
@@ -70,22 +88,22 @@ watch)
   # for the results.json the lost `finish` would have brought (without the distill stages'
   # models, which stay behind).
   touch $C/returned.txt
-  (cd /tmp/pipe 2>/dev/null && for d in */; do
+  (cd $P 2>/dev/null && for d in */; do
      d=${d%/}; [ -f "$d/summary.json" ] || continue
      grep -q -x -F "$d" $C/returned.txt && continue
      echo "$d"
    done) > $C/new.txt
   size=0; : > $C/take.txt
   while read -r d; do  # a run's files go whole or wait for the next call
-    (cd /tmp/pipe && ls "$d"/best.pt "$d"/*/best.pt "$d"/summary.json "$d"/metrics.csv \
+    (cd $P && ls "$d"/best.pt "$d"/*/best.pt "$d"/summary.json "$d"/metrics.csv \
        "$d"/*/metrics.csv "$d"/log.txt "$d"/*/log.txt 2>/dev/null | grep -v "/distill/best.pt$") > $C/run.txt
-    n=$(cd /tmp/pipe && cat $C/run.txt | xargs stat -c %s | awk '{s += $1} END {print s + 0}')
+    n=$(cd $P && cat $C/run.txt | xargs stat -c %s | awk '{s += $1} END {print s + 0}')
     [ $((size + n)) -gt 60000000 ] && break
     size=$((size + n)); cat $C/run.txt >> $C/take.txt
   done < $C/new.txt
   if [ -s $C/take.txt ]; then
     tag=$(date -u +%H%M%S)
-    (cd /tmp/pipe && tar -cf - -T $C/take.txt) | split -b 15M - "$OUT/done_$tag.tar.part-"
+    (cd $P && tar -cf - -T $C/take.txt) | split -b 15M - "$OUT/done_$tag.tar.part-"
     cut -d/ -f1 $C/take.txt | sort -u >> $C/returned.txt
     echo "returned now: $(tr '\n' ' ' < $C/take.txt) (join: cat done_$tag.tar.part-* | tar -x)"
   fi
@@ -96,14 +114,7 @@ finish)
   while [ $SECONDS -lt $end ] && [ ! -f $C/rc ]; do sleep 5; done
   progress 30
   [ -f $C/rc ] || { echo "the pipeline is still running: call finish again" >&2; exit 3; }
-  # At most 8 files come back: results.json, the best.pt parts, and every log in one archive
-  # (not the pipeline's models_fp16.tar: the best.pt parts hold those models in fp32).
-  cp $C/out/results.json $C/out/best.tar.part-* $C/out/teacher_best.pt.part-* "$OUT"/ 2>/dev/null
-  (cd $C/out && cp $C/phase.log . && tar -czf "$OUT/campaign_logs.tar.gz" \
-    $(ls | grep -v -e "^results.json$" -e "part-" -e "^models_fp16.tar$"))
-  [ "$(ls "$OUT" | wc -l)" -le 8 ] || echo "WARNING: more than 8 files in \$OUT: some will not come back" >&2
-  ls -la "$OUT"
-  exit "$(cat $C/rc)"
+  finished
   ;;
 *)
   echo "unknown command $CMD: start, watch or finish" >&2; exit 2 ;;
