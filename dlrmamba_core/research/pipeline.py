@@ -28,7 +28,9 @@ Stages (each skipped when its output exists, so a rerun on the same folder resum
      ``student_p5``), each teacher trained like phase A, its student distilled like
      ``student_sad``, and the same student without the structural losses.
 3. Every model's best-on-val checkpoint is evaluated on the TEST split (COCO mAP); everything
-   goes to ``results.json``.
+   goes to ``results.json``. ``--evaluate-only`` does this step alone, for runs trained
+   elsewhere whose folders are in ``--out`` (e.g. those ``tools/gpu_campaign.sh watch``
+   brought back before the machine went back), with the arguments they trained with.
 4. ``--pack DIR`` copies results, logs, curves and fp16 checkpoints into a few files for transfer.
 
 Each run is a ``dlrmamba train`` / ``dlrmamba distill`` subprocess (the same CLI users run), with
