@@ -24,7 +24,8 @@
 # whole pipeline, evaluation included; `finish` copies that folder to the call's $OUT. Plan
 # the deadline so the pipeline ends before the machine is held 30 minutes (it goes back then,
 # with everything on it): machine start (1-3 min) + PIPE_LIMIT_S + packing < 29 min.
-# Make each next call at once: a reply that takes longer than the idle window (30 s) finds a
+# Before call 1: `bash tools/carry_size.sh .whl` (the device tool refuses a call whose tree and
+# carried paths pass 64 MiB). Make each next call at once: a reply that takes longer than the idle window (30 s) finds a
 # fresh machine, and the runs still training are lost (2026-12-06: `finish` came 62 s after
 # `watch` returned; six runs were trained again in one gpu_phase.sh call).
 set -o pipefail

@@ -78,3 +78,36 @@ def test_watch_returns_finished_runs_once_then_what_finish_returns(tmp_path: Pat
 
     gone = _call(tmp_path / "none", pipe, tmp_path / "o5", "watch", "1")
     assert gone.returncode == 2 and "no campaign on this machine" in gone.stderr
+
+
+def test_carry_size_counts_tracked_files_and_carried_paths(tmp_path: Path) -> None:
+    """tools/carry_size.sh: tracked files (not untracked, not deleted ones) plus the carried
+    paths against the limit; over it, exit 1 with a message; a carry path that is not there is
+    named."""
+    script = SCRIPT.with_name("carry_size.sh")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (repo / "a.bin").write_bytes(b"x" * 1000)
+    (repo / "gone.bin").write_bytes(b"x" * 500)
+    subprocess.run([*git, "add", "a.bin", "gone.bin"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    (repo / "gone.bin").unlink()
+    (repo / "untracked.bin").write_bytes(b"x" * 5000)
+    (repo / ".whl").mkdir()
+    (repo / ".whl" / "w.whl").write_bytes(b"x" * 2000)
+
+    def size(limit: int, *paths: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(script), *paths], cwd=repo, capture_output=True,
+                              text=True, env=dict(os.environ, CARRY_LIMIT_BYTES=str(limit)),
+                              timeout=60)
+
+    ok = size(3000, ".whl")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("tracked 0.0 MB + carried 0.0 MB = 0.0 MB of 0.0 MB")
+    over = size(2999, ".whl")
+    assert over.returncode == 1 and "over the device tool's carry limit" in over.stderr
+    assert size(1000).returncode == 0  # 1000 tracked bytes, nothing carried: at the limit
+    missing = size(10_000, "nope")
+    assert missing.returncode == 2 and "carry path nope does not exist" in missing.stderr
