@@ -25,9 +25,10 @@
 # the deadline so the pipeline ends before the machine is held 30 minutes (it goes back then,
 # with everything on it): machine start (1-3 min) + PIPE_LIMIT_S + packing < 29 min.
 # Before call 1: `bash tools/carry_size.sh .whl` (the device tool refuses a call whose tree and
-# carried paths pass 64 MiB). Make each next call at once: a reply that takes longer than the idle window (30 s) finds a
-# fresh machine, and the runs still training are lost (2026-12-06: `finish` came 62 s after
-# `watch` returned; six runs were trained again in one gpu_phase.sh call).
+# carried paths pass 64 MiB). Make each next call at once: a reply that takes longer than the
+# idle window (30 s) finds a fresh machine, and the runs still training are lost (2026-12-06:
+# `finish` came 62 s after `watch` returned; six runs were trained again in one gpu_phase.sh
+# call). A `watch` that sees the pipeline end brings back what `finish` would.
 set -o pipefail
 CMD=${1:?usage: gpu_campaign.sh start|watch|finish ...}; shift
 # The campaign's own folder and the pipeline's output folder (gpu_phase.sh's); other paths only
