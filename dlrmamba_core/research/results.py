@@ -1136,8 +1136,8 @@ def _d_round_lines(models: dict[str, Any], curves: dict[str, Any],
     distilled = f"distilled student {named(sad_run)}"
     svd_only = f"SVD-init student without SAD {named(task_run)}"
     rows = []
+    und = stats[rnd.random_task]["mean"] if rnd.random_task else None
     if rnd.random_task:
-        und = stats[rnd.random_task]["mean"]
         rows.append(_target_row(f"teacher (`{teacher_run}`) >= undistilled student "
                                 f"{named(rnd.random_task)} + 3.0", teacher, und, 3.0))
     rows += [_target_row(f"teacher (`{teacher_run}`) >= {svd_only} + 3.0", teacher,

@@ -461,9 +461,9 @@ def add_curves(results_path: str | os.PathLike[str], root: str | os.PathLike[str
     # stage's best.pt that stayed on the GPU machine): its curve is still the run's record.
     stages = {f"{key.split('/')[0]}/{stage}" for key in res["models"] if "/" in key
               for stage in ("distill", "finetune")} - set(found)
-    also = {key: path for key in stages if (path := curve_file(root, key)).is_file()}
-    curves = {key: read_curve(path) for key, path in {**found, **also}.items()
-              if path.is_file()}
+    present = {key: path for key, path in found.items() if path.is_file()}
+    present.update((key, path) for key in stages if (path := curve_file(root, key)).is_file())
+    curves = {key: read_curve(path) for key, path in present.items()}
     res["curves"] = {**(res.get("curves") or {}), **curves}
     write_json(results_path, res)
     return {"stored": sorted(curves), "missing": sorted(k for k in found if k not in curves)}
